@@ -1,0 +1,204 @@
+"""The run configuration: one flat table of settings, validated before any work starts.
+
+Names follow TRL's ``GRPOConfig`` where the idea is the same (num_generations, beta, epsilon, epsilon_high,
+loss_type, scale_rewards, num_iterations, max_completion_length, temperature, top_p, learning_rate,
+max_steps, logging_steps, save_steps, seed). A setting comes from the defaults below, then a JSON config
+file, then ``--set key=value`` overrides; every error names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting is unknown, of the wrong type, or out of range. The message names the setting."""
+
+
+def _opt(default: Any, help: str, choices: tuple | None = None, minimum: float | None = None,
+         maximum: float | None = None, exclusive_min: bool = False) -> Any:
+    return field(default=default, metadata={
+        "help": help, "choices": choices, "min": minimum, "max": maximum, "exclusive_min": exclusive_min})
+
+
+@dataclass
+class Config:
+    # What to train on and with
+    task: str = _opt("arith", "built-in task (arith) or a path to a JSONL file of {question, answer} rows")
+    model: str = _opt("builtin:tiny", "builtin:tiny (a tiny Qwen2 with a character tokenizer) or a local "
+                      "Hugging Face model directory")
+    reward: str = _opt("outcome", "outcome: one reward per completion; process: one per reasoning step",
+                       choices=("outcome", "process"))
+    reward_function: str = _opt("", "optional user reward 'module:function'(questions, completions, answers) "
+                                "-> list of floats; replaces the task's outcome reward")
+    device: str = _opt("auto", "auto, cpu or cuda", choices=("auto", "cpu", "cuda"))
+    seed: int = _opt(0, "random seed (data, sampling, initialisation)", minimum=0)
+
+    # Supervised warm-up (the paper's SFT stage; 0 skips it)
+    sft_steps: int = _opt(600, "SFT optimizer steps on worked solutions before GRPO", minimum=0)
+    sft_batch_size: int = _opt(64, "SFT sequences per step", minimum=1)
+    sft_learning_rate: float = _opt(3e-3, "SFT learning rate", minimum=0, exclusive_min=True)
+
+    # GRPO
+    max_steps: int = _opt(150, "GRPO optimizer steps", minimum=0)
+    num_generations: int = _opt(16, "G: completions sampled per question", minimum=2)
+    questions_per_step: int = _opt(16, "questions per step (TRL: per_device_train_batch_size / "
+                                   "num_generations)", minimum=1)
+    learning_rate: float = _opt(5e-4, "GRPO learning rate (AdamW)", minimum=0, exclusive_min=True)
+    lr_scheduler_type: str = _opt("constant", "constant or cosine (after warmup_steps)",
+                                  choices=("constant", "cosine", "linear"))
+    warmup_steps: int = _opt(0, "linear learning-rate warm-up steps", minimum=0)
+    weight_decay: float = _opt(0.0, "AdamW weight decay", minimum=0)
+    max_grad_norm: float = _opt(1.0, "gradient clipping norm (0 disables)", minimum=0)
+    beta: float = _opt(0.04, "KL coefficient β (k3 estimator, in the loss)", minimum=0)
+    epsilon: float = _opt(0.2, "PPO clip range ε", minimum=0, maximum=1, exclusive_min=True)
+    epsilon_high: float | None = _opt(None, "upper clip range (clip-higher, DAPO); defaults to epsilon",
+                                      minimum=0, exclusive_min=True)
+    loss_type: str = _opt("grpo", "grpo: per-sequence mean then mean over sequences (the paper); dr_grpo: "
+                          "sum over tokens / (N·max_completion_length); dapo: token-level mean",
+                          choices=("grpo", "dr_grpo", "dapo"))
+    scale_rewards: str = _opt("group", "divide advantages by the std of the group, the batch, or not at all",
+                              choices=("group", "batch", "none"))
+    num_iterations: int = _opt(1, "μ: policy updates per sampled batch", minimum=1)
+    ref_reset_steps: int = _opt(0, "iterative RL: every N steps the reference becomes the policy (0: never)",
+                                minimum=0)
+    max_prompt_length: int = _opt(128, "prompts longer than this (tokens) are skipped and counted", minimum=1)
+    max_completion_length: int = _opt(64, "maximum completion tokens", minimum=1)
+    temperature: float = _opt(1.0, "sampling temperature", minimum=0, exclusive_min=True)
+    top_p: float = _opt(1.0, "nucleus sampling", minimum=0, maximum=1, exclusive_min=True)
+
+    # Logging, evaluation, checkpoints
+    logging_steps: int = _opt(1, "write a metrics row every N steps", minimum=1)
+    log_samples_steps: int = _opt(10, "log a whole group to samples.jsonl every N steps (0: never)", minimum=0)
+    eval_steps: int = _opt(25, "greedy held-out evaluation every N steps (0: only at the end)", minimum=0)
+    eval_size: int = _opt(200, "held-out questions for evaluation", minimum=1)
+    save_steps: int = _opt(50, "checkpoint every N steps (0: only at the end)", minimum=0)
+    max_nonfinite_steps: int = _opt(5, "stop the run after this many non-finite losses in a row", minimum=1)
+
+    # ---------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def eps_high(self) -> float:
+        return self.epsilon if self.epsilon_high is None else self.epsilon_high
+
+
+def schema() -> list[dict[str, Any]]:
+    """Every setting with its type, default and bounds (what `python -m grpo config-schema` prints)."""
+    out = []
+    for f in fields(Config):
+        meta = dict(f.metadata)
+        out.append({"key": f.name, "type": _type_name(f), "default": f.default, **meta})
+    return out
+
+
+def _type_name(f: dataclasses.Field) -> str:
+    t = str(f.type)
+    for name in ("bool", "int", "float", "str"):
+        if t.startswith(name):
+            return name
+    raise AssertionError(f"unsupported config type {t}")
+
+
+def _coerce(key: str, type_name: str, value: Any, nullable: bool) -> Any:
+    if value is None:
+        if nullable:
+            return None
+        raise ConfigError(f"setting '{key}' must be a {type_name}, not null")
+    if type_name == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"setting '{key}' must be a string, got {value!r}")
+        return value
+    if type_name == "bool":
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"setting '{key}' must be true or false, got {value!r}")
+    if isinstance(value, bool):
+        raise ConfigError(f"setting '{key}' must be a number, got {value!r}")
+    if type_name == "int":
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"setting '{key}' must be a whole number, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    raise ConfigError(f"setting '{key}' must be a number, got {value!r}")
+
+
+def _parse_cli_value(key: str, type_name: str, text: str) -> Any:
+    """`--set key=value`: JSON where it parses (numbers, true, null), else the bare string."""
+    if type_name == "str":
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise ConfigError(f"setting '{key}' must be a {type_name}, got {text!r}") from None
+
+
+def _check_range(key: str, value: Any, meta: dict) -> None:
+    if value is None:
+        return
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"setting '{key}' must be one of {', '.join(choices)}; got {value!r}")
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and (value < lo or (meta.get("exclusive_min") and value == lo)):
+        op = ">" if meta.get("exclusive_min") else "≥"
+        raise ConfigError(f"setting '{key}' must be {op} {lo}; got {value!r}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"setting '{key}' must be ≤ {hi}; got {value!r}")
+
+
+def build_config(base: dict[str, Any] | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults ← `base` (a parsed config file or an earlier run's config.json) ← `--set key=value` strings."""
+    by_name = {f.name: f for f in fields(Config)}
+    values: dict[str, Any] = {}
+    for key, value in (base or {}).items():
+        if key not in by_name:
+            raise ConfigError(_unknown(key, by_name))
+        values[key] = value
+    for item in overrides or []:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        if key not in by_name:
+            raise ConfigError(_unknown(key, by_name))
+        values[key] = _parse_cli_value(key, _type_name(by_name[key]), text)
+    resolved = {}
+    for key, value in values.items():
+        f = by_name[key]
+        nullable = f.default is None
+        v = _coerce(key, _type_name(f), value, nullable)
+        _check_range(key, v, f.metadata)
+        resolved[key] = v
+    cfg = Config(**resolved)
+    _check_range("max_steps", cfg.max_steps, by_name["max_steps"].metadata)
+    if cfg.reward_function and ":" not in cfg.reward_function:
+        raise ConfigError(f"setting 'reward_function' must look like 'module:function'; got {cfg.reward_function!r}")
+    return cfg
+
+
+def _unknown(key: str, by_name: dict) -> str:
+    import difflib
+    close = difflib.get_close_matches(key, list(by_name), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"unknown setting '{key}'{hint}"
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object of settings")
+    return data
