@@ -1,0 +1,157 @@
+/**
+ * Finding a Python that can run the trainer. No `vscode` import: the caller passes in what the editor
+ * knows (the setting, the Python extension's interpreter); unit-tested with real interpreters.
+ *
+ * Order: `grpo.pythonPath` → the Python extension's active interpreter → `.venv` in the workspace →
+ * `python3` on PATH. A candidate is accepted only if `import torch, transformers, grpo` works with
+ * PYTHONPATH set to the extension's `trainer/` folder. An explicit `grpo.pythonPath` that fails is an
+ * error (no silent fallback past what the user asked for).
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+export type CandidateSource = 'setting' | 'python-extension' | 'workspace-venv' | 'path';
+export interface Candidate { python: string; source: CandidateSource }
+
+export interface DiscoveryInputs {
+  /** `grpo.pythonPath` as written in settings (may be relative, `~/…` or use `${workspaceFolder}`). */
+  setting?: string;
+  /** The Python extension's active interpreter, when that extension is installed. */
+  pythonExtension?: () => Promise<string | undefined>;
+  workspaceFolders: string[];
+  /** PATH to search for python3 (defaults to process.env.PATH). */
+  envPath?: string;
+}
+
+export const SOURCE_LABEL: Record<CandidateSource, string> = {
+  setting: 'grpo.pythonPath',
+  'python-extension': 'Python extension',
+  'workspace-venv': 'workspace .venv',
+  path: 'python3 on PATH',
+};
+
+const IS_WIN = process.platform === 'win32';
+
+export function resolveSettingPath(setting: string, workspaceFolders: string[]): string {
+  let p = setting.trim();
+  const ws = workspaceFolders[0];
+  if (ws) p = p.replace(/\$\{workspaceFolder\}/g, ws);
+  if (p === '~' || p.startsWith('~/')) p = path.join(os.homedir(), p.slice(1));
+  // A bare command name ("python3") is looked up on PATH; anything with a separator is a path.
+  if (!p.includes('/') && !p.includes('\\')) return p;
+  return path.isAbsolute(p) || !ws ? p : path.resolve(ws, p);
+}
+
+export function findOnPath(name: string, envPath = process.env.PATH ?? ''): string | undefined {
+  for (const dir of envPath.split(path.delimiter)) {
+    if (!dir) continue;
+    for (const ext of IS_WIN ? ['.exe', ''] : ['']) {
+      const full = path.join(dir, name + ext);
+      try {
+        fs.accessSync(full, fs.constants.X_OK);
+        if (fs.statSync(full).isFile()) return full;
+      } catch {
+        /* not here */
+      }
+    }
+  }
+  return undefined;
+}
+
+export async function listCandidates(inputs: DiscoveryInputs): Promise<Candidate[]> {
+  const out: Candidate[] = [];
+  if (inputs.setting?.trim()) {
+    const p = resolveSettingPath(inputs.setting, inputs.workspaceFolders);
+    out.push({ python: p.includes('/') || p.includes('\\') ? p : findOnPath(p, inputs.envPath) ?? p, source: 'setting' });
+    return out;
+  }
+  if (inputs.pythonExtension) {
+    try {
+      const p = await inputs.pythonExtension();
+      if (p) out.push({ python: p, source: 'python-extension' });
+    } catch {
+      /* the Python extension is optional */
+    }
+  }
+  for (const ws of inputs.workspaceFolders) {
+    const venv = IS_WIN ? path.join(ws, '.venv', 'Scripts', 'python.exe') : path.join(ws, '.venv', 'bin', 'python');
+    if (fs.existsSync(venv)) out.push({ python: venv, source: 'workspace-venv' });
+  }
+  out.push({ python: findOnPath('python3', inputs.envPath) ?? 'python3', source: 'path' });
+  // The same interpreter reached twice is checked once.
+  return out.filter((c, i) => out.findIndex((d) => d.python === c.python) === i);
+}
+
+export type CheckResult = { ok: true; versions: string } | { ok: false; reason: string };
+
+export function trainerEnv(trainerDir: string, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const prev = base.PYTHONPATH;
+  return { ...base, PYTHONPATH: prev ? `${trainerDir}${path.delimiter}${prev}` : trainerDir, PYTHONUNBUFFERED: '1' };
+}
+
+const CHECK_CODE = 'import sys, torch, transformers, grpo; print(sys.version.split()[0], torch.__version__, transformers.__version__)';
+
+/** Runs `<python> -c "import torch, transformers, grpo"` (argument array, no shell). */
+export function checkInterpreter(python: string, trainerDir: string, timeoutMs = 180_000): Promise<CheckResult> {
+  return new Promise((resolve) => {
+    let stdout = '';
+    let stderr = '';
+    let settled = false;
+    const done = (r: CheckResult) => {
+      if (!settled) {
+        settled = true;
+        resolve(r);
+      }
+    };
+    let child;
+    try {
+      child = spawn(python, ['-c', CHECK_CODE], { env: trainerEnv(trainerDir), shell: false, stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs });
+    } catch (e) {
+      return done({ ok: false, reason: `cannot run it (${(e as Error).message})` });
+    }
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', (e: NodeJS.ErrnoException) =>
+      done({ ok: false, reason: e.code === 'ENOENT' ? 'not found' : e.code === 'EACCES' ? 'not executable' : e.message }));
+    child.on('close', (code, signal) => {
+      if (code === 0) return done({ ok: true, versions: stdout.trim() });
+      const lines = stderr.trim().split('\n').filter(Boolean);
+      const last = lines[lines.length - 1] ?? '';
+      const missing = /No module named '([^']+)'/.exec(stderr);
+      done({ ok: false, reason: missing ? `cannot import ${missing[1]}` : signal ? `killed (${signal})` : last || `exited with code ${code}` });
+    });
+  });
+}
+
+export function setupCommand(trainerDir: string): string {
+  const req = path.join(trainerDir, 'requirements.txt');
+  const quoted = /^[\w@%+=:,./-]+$/.test(req) ? req : `'${req.replace(/'/g, `'\\''`)}'`;
+  return IS_WIN ? `python -m venv .venv && .venv\\Scripts\\pip install -r ${quoted}` : `python3 -m venv .venv && .venv/bin/pip install -r ${quoted}`;
+}
+
+export type Discovery =
+  | { ok: true; python: string; source: CandidateSource; versions: string }
+  | { ok: false; tried: { candidate: Candidate; reason: string }[]; message: string };
+
+/** Walks the candidates in order; the first that can import the trainer's requirements wins. */
+export async function findInterpreter(
+  inputs: DiscoveryInputs,
+  trainerDir: string,
+  check: (python: string, trainerDir: string) => Promise<CheckResult> = checkInterpreter,
+): Promise<Discovery> {
+  const tried: { candidate: Candidate; reason: string }[] = [];
+  for (const candidate of await listCandidates(inputs)) {
+    const r = await check(candidate.python, trainerDir);
+    if (r.ok) return { ok: true, python: candidate.python, source: candidate.source, versions: r.versions };
+    tried.push({ candidate, reason: r.reason });
+  }
+  const list = tried.map((t) => `${t.candidate.python} (${SOURCE_LABEL[t.candidate.source]}): ${t.reason}`).join('; ');
+  return {
+    ok: false,
+    tried,
+    message: `No Python that can run the trainer (it needs torch and transformers). Tried ${list}. ` +
+      `Set one up in the workspace with: ${setupCommand(trainerDir)} — or choose one with "GRPO: Select Python Interpreter".`,
+  };
+}

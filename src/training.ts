@@ -1,0 +1,281 @@
+/**
+ * The training controller: owns the one live run of this window (spawned or re-attached), the
+ * interpreter, the persisted form values, and the "GRPO Trainer" log. Views listen to its events.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import type { ControlType, LiveSummary, MetricsRow, SettingValues } from './protocol';
+import { checkInterpreter, findInterpreter, SOURCE_LABEL, type Discovery } from './python';
+import { isPidAlive, isResumable, listRuns, newRunName, readStatus, effectiveState } from './runDir';
+import { RunSession, type SessionChange } from './session';
+import { defaultValues, diffFromDefaults, EMBEDDED_SCHEMA, sanitizeValues, trainArgs } from './settings';
+
+const VALUES_KEY = 'grpo.settingsValues';
+const LIVE_RUN_KEY = 'grpo.liveRun';
+
+export class TrainingController implements vscode.Disposable {
+  private session: RunSession | null = null;
+  private readonly summaryEmitter = new vscode.EventEmitter<LiveSummary | null>();
+  private readonly metricsEmitter = new vscode.EventEmitter<{ runDir: string; rows: MetricsRow[]; replaced: boolean }>();
+  private readonly runsChangedEmitter = new vscode.EventEmitter<void>();
+  private readonly valuesEmitter = new vscode.EventEmitter<SettingValues>();
+  /** Summary snapshots, at most every 250 ms (a fast trainer must not flood the views). */
+  readonly onDidChangeSummary = this.summaryEmitter.event;
+  readonly onDidAppendMetrics = this.metricsEmitter.event;
+  readonly onDidChangeRuns = this.runsChangedEmitter.event;
+  readonly onDidChangeValues = this.valuesEmitter.event;
+  private summaryTimer: NodeJS.Timeout | null = null;
+  private readonly checked = new Map<string, number>(); // interpreter → mtime when it passed the check
+  private starting = false;
+
+  constructor(
+    private readonly ctx: vscode.ExtensionContext,
+    readonly log: vscode.LogOutputChannel,
+  ) {}
+
+  get trainerDir(): string {
+    return path.join(this.ctx.extensionPath, 'trainer');
+  }
+  get live(): RunSession | null {
+    return this.session && !this.session.ended ? this.session : null;
+  }
+  get current(): RunSession | null {
+    return this.session;
+  }
+
+  // --- Settings values (persisted per workspace) ----------------------------------------------------
+  getValues(): SettingValues {
+    const stored = this.ctx.workspaceState.get<SettingValues>(VALUES_KEY, {});
+    return sanitizeValues(stored).values;
+  }
+  async setValues(values: SettingValues): Promise<void> {
+    const { values: clean, errors } = sanitizeValues(values);
+    errors.forEach((e) => this.log.warn(`settings: ${e}`));
+    await this.ctx.workspaceState.update(VALUES_KEY, diffFromDefaults(clean));
+    this.valuesEmitter.fire(clean);
+  }
+  async resetValues(): Promise<void> {
+    await this.setValues(defaultValues());
+  }
+
+  // --- Folders and interpreter ---------------------------------------------------------------------
+  runsFolder(): string | undefined {
+    const ws = vscode.workspace.workspaceFolders?.[0];
+    const setting = vscode.workspace.getConfiguration('grpo', ws?.uri).get<string>('runsFolder', 'runs') || 'runs';
+    if (path.isAbsolute(setting)) return setting;
+    return ws ? path.join(ws.uri.fsPath, setting) : undefined;
+  }
+
+  async discoverInterpreter(): Promise<Discovery> {
+    const ws = vscode.workspace.workspaceFolders?.map((f) => f.uri.fsPath) ?? [];
+    const setting = vscode.workspace.getConfiguration('grpo').get<string>('pythonPath', '');
+    const cached = async (python: string, trainerDir: string) => {
+      const mtime = fs.statSync(python, { throwIfNoEntry: false })?.mtimeMs ?? -1;
+      if (this.checked.get(python) === mtime) return { ok: true as const, versions: 'checked earlier' };
+      const r = await checkInterpreter(python, trainerDir);
+      if (r.ok) this.checked.set(python, mtime);
+      return r;
+    };
+    return findInterpreter({ setting, pythonExtension: () => pythonExtensionInterpreter(), workspaceFolders: ws }, this.trainerDir, cached);
+  }
+
+  // --- Starting ------------------------------------------------------------------------------------
+  private guard(): boolean {
+    if (!vscode.workspace.isTrusted) {
+      void vscode.window.showWarningMessage('GRPO: training is disabled in an untrusted workspace: it runs Python code with an interpreter chosen by the workspace settings. Trust the workspace to train.', 'Manage Workspace Trust')
+        .then((a) => a && vscode.commands.executeCommand('workbench.trust.manage'));
+      return false;
+    }
+    if (this.live || this.starting) {
+      void vscode.window.showWarningMessage(`GRPO: run ${this.live?.name ?? ''} is still training. Stop it before starting another.`, 'Stop Training')
+        .then((a) => a && this.control('stop'));
+      return false;
+    }
+    return true;
+  }
+
+  /** Starts a new run with `values` (default: the training view's current values). */
+  async start(values: SettingValues = this.getValues()): Promise<RunSession | undefined> {
+    if (!this.guard()) return undefined;
+    const runs = this.runsFolder();
+    if (!runs) {
+      void vscode.window.showErrorMessage('GRPO: open a folder first; runs are written to its runs folder (setting grpo.runsFolder).');
+      return undefined;
+    }
+    let args: string[];
+    const name = newRunName(String(values.task ?? 'run'));
+    const dir = path.join(runs, name);
+    try {
+      args = trainArgs({ runDir: dir, values, schema: EMBEDDED_SCHEMA });
+    } catch (e) {
+      void vscode.window.showErrorMessage(`GRPO: ${(e as Error).message}`);
+      return undefined;
+    }
+    return this.launch(dir, args, 'Starting training');
+  }
+
+  async resume(dir: string): Promise<RunSession | undefined> {
+    if (!this.guard()) return undefined;
+    return this.launch(dir, trainArgs({ runDir: dir, resume: true }), `Resuming ${path.basename(dir)}`);
+  }
+
+  private async launch(dir: string, args: string[], title: string): Promise<RunSession | undefined> {
+    this.starting = true;
+    try {
+      const found = await vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: 'GRPO: checking the Python interpreter…' }, () => this.discoverInterpreter());
+      if (!found.ok) {
+        this.log.error(found.message);
+        const setup = 'Copy Setup Command';
+        const pick = await vscode.window.showErrorMessage(`GRPO: ${found.message}`, 'Select Python Interpreter', setup, 'Show Log');
+        if (pick === 'Select Python Interpreter') void vscode.commands.executeCommand('grpo.selectInterpreter');
+        else if (pick === setup) void vscode.env.clipboard.writeText(found.message.match(/with: (.*?) — /)?.[1] ?? '');
+        else if (pick === 'Show Log') this.log.show();
+        return undefined;
+      }
+      fs.mkdirSync(path.dirname(dir), { recursive: true });
+      const cwd = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? path.dirname(dir);
+      this.log.info(`${title}: ${found.python} (${SOURCE_LABEL[found.source]}) ${args.join(' ')}`);
+      this.session?.dispose();
+      this.session = RunSession.spawn(dir, found.python, args, { cwd, trainerDir: this.trainerDir }, { onChange: (c) => this.onChange(c) });
+      await this.ctx.workspaceState.update(LIVE_RUN_KEY, dir);
+      this.emitSummary(true);
+      this.runsChangedEmitter.fire();
+      return this.session;
+    } finally {
+      this.starting = false;
+    }
+  }
+
+  /** After a window reload or restart: finds a trainer that is still alive and tails its run directory. */
+  reattach(): RunSession | undefined {
+    if (this.session) return undefined;
+    const candidates: string[] = [];
+    const remembered = this.ctx.workspaceState.get<string>(LIVE_RUN_KEY);
+    if (remembered) candidates.push(remembered);
+    const runs = this.runsFolder();
+    if (runs) for (const r of listRuns(runs)) if (!candidates.includes(r.dir)) candidates.push(r.dir);
+    for (const dir of candidates) {
+      const s = readStatus(dir);
+      if (!s?.ok) continue;
+      const st = s.value;
+      if ((st.state === 'running' || st.state === 'paused') && isPidAlive(st.pid)) {
+        this.log.info(`re-attached to run ${path.basename(dir)} (pid ${st.pid}) through its run directory`);
+        this.session = RunSession.attach(dir, { onChange: (c) => this.onChange(c) });
+        this.emitSummary(true);
+        return this.session;
+      }
+      if (dir === remembered && effectiveState(st) === 'crashed') this.offerCrashed(dir, st.error ?? 'the trainer process is gone without finishing');
+    }
+    return undefined;
+  }
+
+  control(action: ControlType): void {
+    const s = this.live;
+    if (!s) {
+      void vscode.window.showInformationMessage('GRPO: no training run is live in this window.');
+      return;
+    }
+    const how = s.control(action);
+    if (how === 'unavailable') {
+      void vscode.window.showWarningMessage(
+        s.mode === 'attached' ? `GRPO: ${action} needs the window that started the run (this one re-attached through the run directory); Stop works.` : `GRPO: the trainer is not accepting requests.`,
+      );
+    } else this.log.info(`${action} requested (${how === 'signal' ? 'SIGINT to the re-attached trainer' : 'stdin'})`);
+  }
+
+  // --- Events --------------------------------------------------------------------------------------
+  private onChange(c: SessionChange): void {
+    const s = this.session;
+    if (!s) return;
+    switch (c.kind) {
+      case 'stderr':
+        this.log.appendLine(c.line);
+        return;
+      case 'problem':
+        this.log.warn(`${c.source} line ${c.problem.line}: ${c.problem.error}: ${c.problem.text}`);
+        return;
+      case 'metrics':
+        this.metricsEmitter.fire({ runDir: s.dir, rows: c.rows, replaced: c.replaced });
+        break;
+      case 'event':
+        if (c.event.kind === 'warning') this.log.warn(`trainer warning: ${String(c.event.message ?? '')}`);
+        if (c.event.kind === 'checkpoint') this.runsChangedEmitter.fire();
+        break;
+      case 'status':
+        this.runsChangedEmitter.fire();
+        break;
+      case 'exit':
+        void this.ctx.workspaceState.update(LIVE_RUN_KEY, undefined);
+        this.runsChangedEmitter.fire();
+        this.emitSummary(true);
+        this.announceExit(s, c.error);
+        return;
+    }
+    this.emitSummary(false);
+  }
+
+  private announceExit(s: RunSession, error: string | null): void {
+    const st = s.status;
+    if (error || st?.state === 'failed') {
+      this.log.error(`run ${s.name} failed: ${error ?? st?.error}`);
+      this.offerCrashed(s.dir, error ?? st?.error ?? 'unknown error');
+    } else if (st?.state === 'stopped') {
+      void vscode.window.showInformationMessage(`GRPO: run ${s.name} stopped at step ${st.step}${st.last_checkpoint ? ` (checkpoint ${st.last_checkpoint})` : ''}.`);
+    } else if (st?.state === 'finished') {
+      void vscode.window.showInformationMessage(`GRPO: run ${s.name} finished (${st.step} steps).`, 'Open Dashboard').then((a) => a && vscode.commands.executeCommand('grpo.openDashboard', s.dir));
+    }
+  }
+
+  private offerCrashed(dir: string, error: string): void {
+    const st = readStatus(dir);
+    const status = st?.ok ? st.value : null;
+    const actions = isResumable(effectiveState(status), status) ? ['Resume', 'Show Log'] : ['Show Log'];
+    void vscode.window.showErrorMessage(`GRPO: run ${path.basename(dir)} failed: ${error}`, ...actions).then((a) => {
+      if (a === 'Resume') void this.resume(dir);
+      else if (a === 'Show Log') this.log.show();
+    });
+  }
+
+  private emitSummary(now: boolean): void {
+    const fire = () => {
+      this.summaryTimer = null;
+      this.summaryEmitter.fire(this.session ? this.session.summary() : null);
+    };
+    if (now) {
+      if (this.summaryTimer) clearTimeout(this.summaryTimer);
+      fire();
+    } else if (!this.summaryTimer) this.summaryTimer = setTimeout(fire, 250);
+  }
+
+  summary(): LiveSummary | null {
+    return this.session ? this.session.summary() : null;
+  }
+
+  dispose(): void {
+    if (this.summaryTimer) clearTimeout(this.summaryTimer);
+    // Leave a live trainer running: the next window re-attaches to it through the run directory.
+    this.session?.dispose();
+    this.summaryEmitter.dispose();
+    this.metricsEmitter.dispose();
+    this.runsChangedEmitter.dispose();
+    this.valuesEmitter.dispose();
+  }
+}
+
+/** The Python extension's active interpreter, if that extension is installed (its API is optional). */
+async function pythonExtensionInterpreter(): Promise<string | undefined> {
+  const ext = vscode.extensions.getExtension('ms-python.python');
+  if (!ext) return undefined;
+  const api = (ext.isActive ? ext.exports : await ext.activate()) as {
+    environments?: { getActiveEnvironmentPath(r?: vscode.Uri): { path: string }; resolveEnvironment(p: { path: string }): Promise<{ executable?: { uri?: vscode.Uri } } | undefined> };
+    settings?: { getExecutionDetails?(r?: vscode.Uri): { execCommand?: string[] } };
+  };
+  const resource = vscode.workspace.workspaceFolders?.[0]?.uri;
+  if (api?.environments) {
+    const active = api.environments.getActiveEnvironmentPath(resource);
+    const env = await api.environments.resolveEnvironment(active);
+    return env?.executable?.uri?.fsPath ?? active.path;
+  }
+  return api?.settings?.getExecutionDetails?.(resource)?.execCommand?.[0];
+}

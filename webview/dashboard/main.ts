@@ -1,0 +1,280 @@
+/**
+ * The dashboard webview: chart.js charts of one or more runs' metrics, updated as steps arrive.
+ * Data handling (series, smoothing, decimation) lives in ./data.ts; this file is DOM and chart.js.
+ */
+import {
+  CategoryScale,
+  Chart,
+  Filler,
+  Legend,
+  LinearScale,
+  LineController,
+  LineElement,
+  PointElement,
+  Tooltip,
+  type ChartDataset,
+} from 'chart.js';
+import { isDashboardState, isHostToDashboard, type DashboardState, type DashboardToHost, type HostToDashboard, type RunInfo } from '../../src/protocol';
+import { formatNumber } from '../../src/format';
+import { button, el, registerComponents } from '../components';
+import { describe, getState, listen, post, setState } from '../host';
+import { band, CHARTS, decimateMinMax, RunSeries, SmoothCache, type ChartDef, type Point } from './data';
+
+Chart.register(LineController, LineElement, PointElement, LinearScale, CategoryScale, Filler, Tooltip, Legend);
+registerComponents();
+
+const MIN_REDRAW_MS = 100; // at most ~10 redraws per second, however fast steps arrive
+const send = (m: DashboardToHost) => post(m);
+
+interface RunView { info: RunInfo; series: RunSeries; colorIndex: number }
+const runs = new Map<string, RunView>();
+const saved = getState();
+const initial: DashboardState = isDashboardState(saved) ? saved : { runIds: [], smoothing: 0.6 };
+let smoothing = initial.smoothing;
+const smoothCache = new SmoothCache(smoothing);
+const charts = new Map<string, Chart<'line', Point[]>>();
+
+// ---------------------------------------------------------------------------------------------------
+// Theme colours: VS Code's CSS variables, re-read when the theme changes.
+
+const PALETTE_VARS = ['--vscode-charts-blue', '--vscode-charts-orange', '--vscode-charts-green', '--vscode-charts-purple', '--vscode-charts-red', '--vscode-charts-yellow'];
+const FALLBACK = ['#3794ff', '#d18616', '#89d185', '#b180d7', '#f14c4c', '#cca700'];
+let theme = readTheme();
+function cssVar(name: string, fallback: string): string {
+  return getComputedStyle(document.body).getPropertyValue(name).trim() || fallback;
+}
+function readTheme() {
+  return {
+    palette: PALETTE_VARS.map((v, i) => cssVar(v, FALLBACK[i])),
+    fg: cssVar('--vscode-foreground', '#ccc'),
+    grid: cssVar('--vscode-editorWidget-border', 'rgba(128,128,128,0.25)'),
+    font: cssVar('--vscode-font-family', 'sans-serif'),
+  };
+}
+function alpha(color: string, a: number): string {
+  const m = /^#([0-9a-f]{6})$/i.exec(color);
+  if (m) {
+    const n = parseInt(m[1], 16);
+    return `rgba(${n >> 16}, ${(n >> 8) & 255}, ${n & 255}, ${a})`;
+  }
+  return color.startsWith('rgb(') ? color.replace('rgb(', 'rgba(').replace(')', `, ${a})`) : color;
+}
+new MutationObserver(() => {
+  theme = readTheme();
+  for (const c of charts.values()) applyTheme(c);
+  scheduleRedraw();
+}).observe(document.body, { attributes: true, attributeFilter: ['class'] });
+
+// ---------------------------------------------------------------------------------------------------
+// Layout
+
+const app = document.getElementById('app') as HTMLElement;
+const legend = el('div', { class: 'runs', id: 'runs' });
+const smoothLabel = el('span', { class: 'smooth-value' }, smoothing.toFixed(2));
+const slider = el('input', { type: 'range', min: '0', max: '0.99', step: '0.01', value: String(smoothing), id: 'smoothing', 'aria-label': 'Smoothing' });
+slider.addEventListener('input', () => {
+  smoothing = Number(slider.value);
+  smoothLabel.textContent = smoothing.toFixed(2);
+  smoothCache.setWeight(smoothing);
+  persist();
+  scheduleRedraw();
+});
+const addRun = button('Add run…', () => send({ type: 'addRun' }), { secondary: true, id: 'add-run', title: 'Overlay another run to compare' });
+const empty = el('div', { class: 'empty', id: 'empty' }, 'No run to show yet. Start training from the GRPO view, or open a past run with "GRPO: Open Run…".');
+const grid = el('div', { class: 'grid', id: 'charts' });
+app.append(
+  el('header', {}, legend, el('div', { class: 'controls' }, el('label', { for: 'smoothing' }, 'Smoothing'), slider, smoothLabel, addRun.element)),
+  empty,
+  grid,
+);
+
+for (const def of CHARTS) {
+  const canvas = el('canvas', { 'aria-label': def.title, role: 'img' });
+  const card = el('section', { class: 'card', 'data-chart': def.id }, el('h3', {}, def.title), el('div', { class: 'canvas-box' }, canvas));
+  grid.append(card);
+  charts.set(def.id, makeChart(canvas, def));
+}
+
+function makeChart(canvas: HTMLCanvasElement, def: ChartDef): Chart<'line', Point[]> {
+  const chart = new Chart<'line', Point[]>(canvas, {
+    type: 'line',
+    data: { datasets: [] },
+    options: {
+      animation: false,
+      parsing: false,
+      normalized: true,
+      responsive: true,
+      maintainAspectRatio: false,
+      spanGaps: true,
+      interaction: { mode: 'nearest', axis: 'x', intersect: false },
+      elements: { point: { radius: 0, hitRadius: 4 }, line: { borderWidth: 1.5, tension: 0 } },
+      scales: {
+        x: { type: 'linear', title: { display: true, text: 'step' }, ticks: { maxTicksLimit: 6 } },
+        y: { type: 'linear', ticks: { maxTicksLimit: 5, callback: (v) => (def.percent ? `${Math.round(Number(v) * 100)}%` : formatNumber(Number(v))) } },
+      },
+      plugins: {
+        legend: { display: def.series.length > 1, labels: { boxWidth: 10, filter: (item) => !String(item.text).startsWith('\u200b') } },
+        tooltip: {
+          filter: (item) => !String(item.dataset.label).startsWith('\u200b'),
+          callbacks: { label: (item) => `${item.dataset.label}: ${formatNumber(item.parsed.y, 4)}` },
+        },
+      },
+    },
+  });
+  applyTheme(chart);
+  return chart;
+}
+
+function applyTheme(chart: Chart<'line', Point[]>): void {
+  const o = chart.options;
+  Chart.defaults.font.family = theme.font;
+  Chart.defaults.color = theme.fg;
+  for (const axis of ['x', 'y'] as const) {
+    const s = o.scales?.[axis];
+    if (s) {
+      s.grid = { ...s.grid, color: alpha(theme.grid, 0.35) };
+      s.ticks = { ...s.ticks, color: theme.fg };
+      if ('title' in s && s.title) s.title.color = theme.fg;
+    }
+  }
+  if (o.plugins?.legend?.labels) o.plugins.legend.labels.color = theme.fg;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Drawing (batched: many updates between two frames cost one redraw)
+
+let redrawTimer: ReturnType<typeof setTimeout> | null = null;
+let lastDraw = 0;
+let redraws = 0;
+
+function scheduleRedraw(): void {
+  if (redrawTimer !== null) return;
+  const wait = Math.max(0, MIN_REDRAW_MS - (performance.now() - lastDraw));
+  redrawTimer = setTimeout(() => requestAnimationFrame(draw), wait);
+}
+
+const HIDDEN = '\u200b'; // label prefix for helper datasets (band edges, raw lines): kept out of legends
+
+function datasetsFor(def: ChartDef, buckets: number): ChartDataset<'line', Point[]>[] {
+  const out: ChartDataset<'line', Point[]>[] = [];
+  const multiRun = runs.size > 1;
+  for (const [id, run] of runs) {
+    const color = theme.palette[run.colorIndex % theme.palette.length];
+    def.series.forEach((s, j) => {
+      const ys = run.series.get(s.key);
+      if (!ys) return;
+      const xs = run.series.step;
+      const label = multiRun ? `${run.info.name} · ${s.label}` : s.label;
+      const dash = j === 0 ? [] : [5, 3];
+      if (s.band) {
+        const std = run.series.get(s.band);
+        if (std) {
+          const b = band(xs, ys, std, buckets);
+          out.push({ label: HIDDEN + 'upper', data: b.upper, borderWidth: 0, pointRadius: 0, fill: false, backgroundColor: alpha(color, 0.15) });
+          out.push({ label: HIDDEN + 'lower', data: b.lower, borderWidth: 0, pointRadius: 0, fill: '-1', backgroundColor: alpha(color, 0.15) });
+        }
+      }
+      if (smoothing > 0) {
+        out.push({ label: HIDDEN + label, data: decimateMinMax(xs, ys, buckets), borderColor: alpha(color, 0.25), borderWidth: 1, borderDash: dash });
+      }
+      const line = smoothing > 0 ? smoothCache.get(id, s.key, run.series) : ys;
+      out.push({ label, data: decimateMinMax(xs, line, buckets), borderColor: color, backgroundColor: color, borderDash: dash });
+    });
+  }
+  return out;
+}
+
+function draw(): void {
+  redrawTimer = null;
+  const t0 = performance.now();
+  let points = 0;
+  for (const def of CHARTS) {
+    const chart = charts.get(def.id);
+    if (!chart) continue;
+    const buckets = Math.max(50, Math.round(chart.width || 400));
+    chart.data.datasets = datasetsFor(def, buckets);
+    for (const d of chart.data.datasets) points += d.data.length;
+    chart.update('none');
+  }
+  for (const r of runs.values()) r.series.markClean();
+  lastDraw = performance.now();
+  redraws++;
+  const ms = lastDraw - t0;
+  // Observable by the end-to-end test and the benchmark.
+  const first = runs.values().next().value as RunView | undefined;
+  document.body.dataset.steps = String(first?.series.length ?? 0);
+  document.body.dataset.points = String(points);
+  document.body.dataset.redraws = String(redraws);
+  window.dispatchEvent(new CustomEvent('grpo-drawn', { detail: { ms, points } }));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Runs
+
+function renderLegend(): void {
+  legend.replaceChildren(
+    ...[...runs.values()].map((r) => {
+      const color = theme.palette[r.colorIndex % theme.palette.length];
+      const st = r.info.status;
+      const state = st ? `${r.info.live ? st.state : st.state === 'running' || st.state === 'paused' ? 'not live' : st.state} · step ${st.step}` : '';
+      const remove = el('button', { class: 'remove', title: `Remove ${r.info.name} from the dashboard`, 'aria-label': `Remove ${r.info.name}` }, '×');
+      remove.addEventListener('click', () => send({ type: 'removeRun', runId: r.info.id }));
+      const swatch = el('span', { class: 'swatch' });
+      swatch.style.background = color;
+      return el('span', { class: 'run-chip', 'data-run': r.info.name }, swatch, el('span', { class: 'run-name' }, r.info.name), el('span', { class: 'run-state' }, state), remove);
+    }),
+  );
+  empty.hidden = runs.size > 0;
+  grid.hidden = runs.size === 0;
+}
+
+function persist(): void {
+  setState({ runIds: [...runs.keys()], smoothing } satisfies DashboardState);
+}
+
+function nextColor(): number {
+  const used = new Set([...runs.values()].map((r) => r.colorIndex));
+  let i = 0;
+  while (used.has(i)) i++;
+  return i;
+}
+
+function ensureRun(info: RunInfo): RunView {
+  let r = runs.get(info.id);
+  if (!r) {
+    r = { info, series: new RunSeries(), colorIndex: nextColor() };
+    runs.set(info.id, r);
+  } else r.info = info;
+  return r;
+}
+
+function handle(m: HostToDashboard): void {
+  switch (m.type) {
+    case 'reset':
+      runs.clear();
+      for (const info of m.runs) ensureRun(info);
+      break;
+    case 'runData': {
+      const r = ensureRun(m.run);
+      r.series.append(m.columns, m.replace);
+      if (m.replace) smoothCache.drop(m.run.id);
+      break;
+    }
+    case 'runStatus': {
+      const r = runs.get(m.runId);
+      if (r) r.info = { ...r.info, status: m.status, live: m.live };
+      break;
+    }
+    case 'removeRun':
+      runs.delete(m.runId);
+      smoothCache.drop(m.runId);
+      break;
+  }
+  renderLegend();
+  persist();
+  scheduleRedraw();
+}
+
+listen(isHostToDashboard, handle, (v) => send({ type: 'log', level: 'error', message: `dashboard: dropped an invalid message ${describe(v)}` }));
+renderLegend();
+send({ type: 'ready', state: isDashboardState(saved) ? saved : null });
