@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { bestReward, effectiveState, isPidAlive, isResumable, listCheckpoints, listRuns, listSampleSteps, metricsTail, newRunName, readMetrics, readStatus } from '../../src/runDir';
+
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-rundir-'));
+const status = (o: object = {}) => ({ protocol: 1, state: 'running', phase: 'grpo', pid: process.pid, step: 3, max_steps: 10, sft_step: 20, sft_steps: 20, started_at: 1, updated_at: 2, ended_at: null, last_checkpoint: 'checkpoints/step_000000', error: null, ...o });
+const row = (step: number, reward = step / 10) => JSON.stringify({ step, time: 1000 + step, 'reward/mean': reward, 'reward/std': 0.1, kl: 0.01 }) + '\n';
+/** A pid that surely belonged to a process that has exited. */
+const deadPid = () => spawnSync(process.execPath, ['-e', '0']).pid!;
+
+test('metrics tail reads whole lines incrementally; a torn tail is completed on the next read', () => {
+  const dir = tmp();
+  const file = path.join(dir, 'metrics.jsonl');
+  fs.writeFileSync(file, row(1) + row(2) + row(3).slice(0, 15));
+  const tail = metricsTail(dir);
+  const a = tail.read();
+  assert.deepEqual(a.records.map((r) => r.step), [1, 2]);
+  assert.equal(a.tornTail, true);
+  assert.deepEqual(a.problems, []);
+  fs.appendFileSync(file, row(3).slice(15) + 'not json\n' + row(4));
+  const b = tail.read();
+  assert.deepEqual(b.records.map((r) => r.step), [3, 4]);
+  assert.equal(b.problems.length, 1);
+  assert.equal(b.problems[0].line, 4, 'line numbers continue across reads');
+  assert.deepEqual(tail.read().records, []);
+  fs.writeFileSync(file, row(1)); // rewritten shorter: start over
+  const c = tail.read();
+  assert.equal(c.restarted, true);
+  assert.deepEqual(c.records.map((r) => r.step), [1]);
+});
+
+test('readMetrics reports bad rows (non-numeric fields) without failing', () => {
+  const dir = tmp();
+  fs.writeFileSync(path.join(dir, 'metrics.jsonl'), row(1) + '{"step": 2, "kl": "high"}\n' + row(3) + '{"step": 4');
+  const { rows, problems } = readMetrics(dir);
+  assert.deepEqual(rows.map((r) => r.step), [1, 3]);
+  assert.equal(problems.length, 1);
+  assert.match(problems[0].error, /kl/);
+});
+
+test('status.json: missing, invalid and valid; a live status whose pid is dead is a crash', () => {
+  const dir = tmp();
+  assert.equal(readStatus(dir), null);
+  fs.writeFileSync(path.join(dir, 'status.json'), '{"state": "running"');
+  assert.equal(readStatus(dir)?.ok, false);
+  fs.writeFileSync(path.join(dir, 'status.json'), JSON.stringify(status({ state: 'exploded' })));
+  const bad = readStatus(dir);
+  assert.ok(bad && !bad.ok && /state/.test(bad.error));
+  fs.writeFileSync(path.join(dir, 'status.json'), JSON.stringify(status()));
+  const ok = readStatus(dir);
+  assert.ok(ok?.ok);
+  assert.equal(effectiveState(ok.value), 'running');
+  const dead = { ...ok.value, pid: deadPid() };
+  assert.equal(isPidAlive(dead.pid), false);
+  assert.equal(effectiveState(dead), 'crashed');
+  assert.equal(isResumable('crashed', dead), true);
+  assert.equal(isResumable('crashed', { ...dead, last_checkpoint: null }), false);
+  assert.equal(effectiveState({ ...dead, state: 'stopped' }), 'stopped');
+});
+
+test('checkpoints: complete step_* folders only, in step order', () => {
+  const dir = tmp();
+  for (const n of ['step_000050', 'step_000000', 'step_000100.tmp', 'notes']) fs.mkdirSync(path.join(dir, 'checkpoints', n), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'checkpoints', 'step_000007'), 'a file, not a checkpoint');
+  assert.deepEqual(listCheckpoints(dir).map((c) => [c.name, c.step]), [['step_000000', 0], ['step_000050', 50]]);
+  assert.deepEqual(listCheckpoints(tmp()), []);
+});
+
+test('sample steps are read line by line from samples.jsonl', async () => {
+  const dir = tmp();
+  const group = (step: number) => JSON.stringify({ step, question: 'say "step": 99', completions: ['a'], step_rewards: [[1]], tokens: [{ text: ['a'] }] }) + '\n';
+  fs.writeFileSync(path.join(dir, 'samples.jsonl'), group(10) + group(20));
+  assert.deepEqual(await listSampleSteps(dir), [10, 20]);
+  assert.deepEqual(await listSampleSteps(tmp()), []);
+});
+
+test('listRuns finds run directories with state and best reward, newest first', () => {
+  const runs = tmp();
+  const a = path.join(runs, 'a');
+  const b = path.join(runs, 'b');
+  fs.mkdirSync(a);
+  fs.mkdirSync(b);
+  fs.mkdirSync(path.join(runs, 'not-a-run'));
+  fs.writeFileSync(path.join(a, 'status.json'), JSON.stringify(status({ state: 'stopped', updated_at: 100 })));
+  fs.writeFileSync(path.join(a, 'metrics.jsonl'), row(1, 0.2) + row(2, 0.9) + row(3, 0.5));
+  fs.writeFileSync(path.join(b, 'status.json'), JSON.stringify(status({ pid: deadPid(), updated_at: 200 })));
+  const list = listRuns(runs);
+  assert.deepEqual(list.map((r) => [r.name, r.state, r.bestReward]), [['b', 'crashed', null], ['a', 'stopped', 0.9]]);
+  fs.appendFileSync(path.join(a, 'metrics.jsonl'), row(4, 1.5));
+  assert.equal(bestReward(a), 1.5, 'the cached best follows appended rows');
+  assert.deepEqual(listRuns(path.join(runs, 'missing')), []);
+});
+
+test('run names sort by time and carry a safe slug of the task', () => {
+  const d = new Date(2025, 10, 24, 9, 5, 7);
+  assert.equal(newRunName('arith', d), '20251124-090507-arith');
+  assert.equal(newRunName('/data/My Set (v2).jsonl', d), '20251124-090507-My-Set-v2-');
+});
