@@ -242,7 +242,7 @@ export function summarize(
 export function statusText(s: LiveSummary): string {
   const st = s.state === 'running' || s.state === 'starting' ? '' : ` (${s.state})`;
   if (s.phase === 'sft' && s.sftStep !== null) return `GRPO: SFT step ${s.sftStep}/${s.sftSteps ?? '?'}${st}`;
-  if (s.phase === 'setup' && s.state !== 'failed') return `GRPO: starting${st}`;
+  if (s.phase === 'setup') return s.state === 'failed' ? 'GRPO: failed' : `GRPO: starting${st}`;
   const reward = s.reward === null ? '' : ` · reward ${s.reward.toFixed(3)}`;
   return `GRPO: step ${s.step}${s.maxSteps ? `/${s.maxSteps}` : ''}${reward}${st}`;
 }

@@ -1,0 +1,154 @@
+/**
+ * The end-to-end rig: real VS Code (code-server from npm, see scripts/setup-e2e.sh) with this repository
+ * loaded as an extension, driven by Debian's Chromium through playwright-core.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { chromium, type Browser, type Frame, type Page } from 'playwright-core';
+
+export const repo = path.resolve(__dirname, '../..');
+
+export interface RigEnv { node: string; codeServer: string; chromium: string }
+export function rigEnv(): RigEnv {
+  const file = path.join(repo, '.cache', 'e2e', 'env.json');
+  if (!fs.existsSync(file)) throw new Error(`${file} is missing: run scripts/setup-e2e.sh first`);
+  return JSON.parse(fs.readFileSync(file, 'utf8')) as RigEnv;
+}
+
+export function log(msg: string): void {
+  console.log(`[e2e ${new Date().toISOString().slice(11, 19)}] ${msg}`);
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+export async function until<T>(what: string, fn: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs: number, everyMs = 500): Promise<T> {
+  const t0 = Date.now();
+  let lastErr: unknown;
+  while (Date.now() - t0 < timeoutMs) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      lastErr = e;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out after ${Math.round(timeoutMs / 1000)}s waiting for ${what}${lastErr ? ` (last error: ${(lastErr as Error).message})` : ''}`);
+}
+
+export interface Rig { page: Page; browser: Browser; server: ChildProcess; workspace: string; root: string; shots: string; close(): Promise<void> }
+
+/** Starts code-server on a fresh profile with `settings` as user settings, and opens `workspace` in Chromium. */
+export async function startRig(opts: { settings: Record<string, unknown>; name: string }): Promise<Rig> {
+  const env = rigEnv();
+  const root = path.join(repo, '.e2e', `${opts.name}-${Date.now()}`);
+  const shots = path.join(repo, '.e2e', 'screenshots');
+  const workspace = path.join(root, 'workspace');
+  const userData = path.join(root, 'user-data');
+  const extensions = path.join(root, 'extensions');
+  for (const d of [workspace, path.join(userData, 'User'), extensions, shots]) fs.mkdirSync(d, { recursive: true });
+  const pkg = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8'));
+  fs.symlinkSync(repo, path.join(extensions, `${pkg.publisher}.${pkg.name}-${pkg.version}`));
+  fs.writeFileSync(path.join(userData, 'User', 'settings.json'), JSON.stringify({
+    'workbench.startupEditor': 'none',
+    'security.workspace.trust.enabled': false,
+    'workbench.tips.enabled': false,
+    'extensions.ignoreRecommendations': true,
+    'telemetry.telemetryLevel': 'off',
+    'git.openRepositoryInParentFolders': 'never',
+    'workbench.secondarySideBar.defaultVisibility': 'hidden',
+    'chat.disableAIFeatures': true,
+    ...opts.settings,
+  }, null, 1));
+  const config = path.join(root, 'code-server.yaml');
+  fs.writeFileSync(config, '');
+  const port = await freePort();
+  const serverLog = fs.openSync(path.join(root, 'code-server.log'), 'w');
+  const server = spawn(env.node, [
+    env.codeServer, '--auth', 'none', '--bind-addr', `127.0.0.1:${port}`, '--disable-telemetry', '--disable-update-check',
+    '--disable-workspace-trust', '--disable-getting-started-override', '--extensions-dir', extensions, '--user-data-dir', userData,
+    '--config', config, workspace,
+  ], { stdio: ['ignore', serverLog, serverLog], detached: true, env: { ...process.env, PATH: `${path.dirname(env.node)}:${process.env.PATH}` } });
+  const url = `http://127.0.0.1:${port}/?folder=${encodeURIComponent(workspace)}`;
+  await until('code-server to answer', async () => (await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => null))?.ok, 60_000);
+  log(`code-server up on port ${port}`);
+  const browser = await chromium.launch({
+    executablePath: env.chromium,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  const page = await browser.newPage({ viewport: { width: 1500, height: 950 } });
+  await page.goto(url);
+  await page.waitForSelector('.monaco-workbench', { timeout: 90_000 });
+  log('workbench rendered');
+  return {
+    page, browser, server, workspace, root, shots,
+    async close() {
+      await browser.close().catch(() => undefined);
+      try {
+        process.kill(-server.pid!, 'SIGTERM');
+      } catch {
+        /* already gone */
+      }
+    },
+  };
+}
+
+/** Runs a command from the palette. Commands contributed by extensions appear seconds after the workbench,
+ *  and the palette snapshots the list when it opens, so this retries open → type → pick. */
+export async function runCommand(page: Page, title: string, timeoutMs = 60_000): Promise<void> {
+  await until(`command "${title}" in the palette`, async () => {
+    await page.keyboard.press('Escape');
+    await page.keyboard.press('F1');
+    const input = page.locator('.quick-input-widget input');
+    await input.waitFor({ state: 'visible', timeout: 5000 });
+    await input.fill(`>${title}`);
+    const row = page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first();
+    try {
+      await row.waitFor({ state: 'visible', timeout: 2500 });
+    } catch {
+      await page.keyboard.press('Escape');
+      return false;
+    }
+    const label = (await row.getAttribute('aria-label')) ?? (await row.innerText());
+    if (!label.includes(title)) {
+      await page.keyboard.press('Escape');
+      return false;
+    }
+    await page.keyboard.press('Enter');
+    return true;
+  }, timeoutMs, 1000);
+}
+
+/** The content frame of a webview (two iframes deep) that contains `selector`. */
+export async function webviewFrame(page: Page, selector: string, timeoutMs = 30_000): Promise<Frame> {
+  return until(`a webview with ${selector}`, async () => {
+    for (const f of page.frames()) {
+      if (f === page.mainFrame()) continue;
+      if (await f.$(selector).catch(() => null)) return f;
+    }
+    return undefined;
+  }, timeoutMs);
+}
+
+export async function shot(rig: Rig, name: string): Promise<string> {
+  const file = path.join(rig.shots, `${name}.png`);
+  await rig.page.screenshot({ path: file });
+  log(`screenshot ${path.relative(repo, file)}`);
+  return file;
+}
+
+export async function statusBarText(page: Page): Promise<string> {
+  const items = page.locator('.statusbar-item', { hasText: 'GRPO:' });
+  return (await items.count()) ? (await items.first().innerText()).trim() : '';
+}
