@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 /**
  * End to end, in real VS Code with the real trainer and only `grpo.pythonPath` set:
  * "GRPO: Start Training" from the palette starts the embedded default → a run directory with status.json
@@ -75,7 +76,8 @@ test('train from the command palette, watch it live, stop it, find it in the Run
   }, 5 * MIN, 1000);
   log(`dashboard grew from ${steps0} to ${steps1} steps`);
   await dash.evaluate('window.__name = (f) => f'); // tsx's keepNames helper, for the function below
-  const pixels = await dash.locator('canvas').first().evaluate((c: { width: number; height: number; getContext(k: "2d"): { getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } } | null }) => {
+  const pixels = await dash.locator('canvas').first().evaluate((el) => {
+    const c = el as HTMLCanvasElement;
     const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
     let painted = 0;
     for (let i = 3; i < d.length; i += 4) if (d[i] > 0) painted++;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { rowsToColumns } from '../../src/protocol';
-import { band, decimateMinMax, Ema, RunSeries, smooth, SmoothCache } from '../../webview/dashboard/data';
+import { bandEdges, decimateMinMax, Decimator, DrawCache, Ema, RunSeries, smooth, SmoothCache } from '../../webview/dashboard/data';
 
 const cols = (from: number, to: number, f = (s: number) => s * 0.1) => {
   const rows = [];
@@ -72,14 +72,38 @@ test('min/max decimation bounds the point count and keeps every bucket extreme',
   assert.deepEqual(decimateMinMax([1, 2, 3], [1, null, 3], 400), [{ x: 1, y: 1 }, { x: 3, y: 3 }]);
 });
 
-test('the ±std band envelopes mean ± std', () => {
-  const xs = Array.from({ length: 10_000 }, (_, i) => i);
-  const mean = xs.map((x) => x % 10);
-  const std = xs.map(() => 1);
-  const b = band(xs, mean, std, 100);
-  assert.equal(b.upper.length, 100);
-  assert.ok(b.upper.every((p) => p.y === 10));
-  assert.ok(b.lower.every((p) => p.y === -1));
-  const small = band([1, 2], [0.5, null], [0.1, 0.1], 100);
-  assert.deepEqual(small.upper, [{ x: 1, y: 0.6 }]);
+test('incremental decimation of a growing run equals decimating it from scratch', () => {
+  const xs: number[] = [];
+  const ys: (number | null)[] = [];
+  const d = new Decimator();
+  let seed = 7;
+  const rnd = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+  for (let step = 1; step <= 30_000; step++) {
+    xs.push(step);
+    ys.push(step % 997 === 0 ? null : Math.sin(step / 300) + rnd());
+    if (step % 1234 === 0 || step === 30_000) {
+      const inc = d.update(xs, ys, 300, xs.length - 1);
+      assert.deepEqual(inc, decimateMinMax(xs, ys, 300), `at step ${step}`);
+    }
+  }
+  // A rewrite of old rows (resumed run) is noticed through dirtyFrom.
+  ys[100] = 99;
+  assert.ok(d.update(xs, ys, 300, 100).some((p) => p.y === 99));
+});
+
+test('the ±std band edges follow appended rows', () => {
+  const e = bandEdges([1, 2, null], [0.5, 0.5, 0.5]);
+  assert.deepEqual(e, { upper: [1.5, 2.5, null], lower: [0.5, 1.5, null] });
+  bandEdges([1, 2, 3, 4], [0.5, 0.5, 0.5, 1], e, 2);
+  assert.deepEqual(e.upper, [1.5, 2.5, 3.5, 5]);
+  const r = new RunSeries();
+  r.append(cols(1, 5000));
+  const c = new DrawCache(0.5);
+  const b = c.band('a', r, 'reward/mean', 'reward/std', 100)!;
+  assert.ok(b.upper.length > 0 && b.upper.length <= 400);
+  assert.ok(b.upper.every((p, i) => Math.abs(p.y - (p.x * 0.1 + 0.1)) < 1e-9 && p.x === b.lower[i].x));
+  r.markClean();
+  r.append(cols(5001, 5001, () => 1000));
+  assert.equal(c.band('a', r, 'reward/mean', 'reward/std', 100)!.upper.at(-1)!.y, 1000.1);
+  assert.equal(c.line('a', r, 'reward/mean', 100, false).at(-1)!.y, 1000);
 });

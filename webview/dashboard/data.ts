@@ -123,84 +123,96 @@ export function smooth(ys: readonly (number | null)[], weight: number): (number 
 }
 
 /**
- * Min/max decimation: the points are cut into `buckets` equal ranges of x; each bucket keeps its first,
- * minimum, maximum and last point in x order, so spikes survive and a line drawn through the result looks
- * like the line through all points at that width. Nulls are skipped. Output ≤ 4 × buckets points.
+ * Min/max decimation: x is cut into equal buckets; each bucket keeps its first, minimum, maximum and last
+ * point in x order, so spikes survive and a line through the result looks like the line through all
+ * points at that width. Nulls are skipped. Series of at most 4 × `buckets` points pass through whole.
+ *
+ * Incremental: the bucket width is a power of two (≥ span / buckets), fixed until the run outgrows it, so
+ * when steps are appended only the last, still-open bucket is recomputed. A 100,000-step live run costs
+ * O(new points) per redraw instead of O(all points).
  */
-export function decimateMinMax(xs: readonly number[], ys: readonly (number | null)[], buckets: number, from = 0): Point[] {
-  const n = Math.min(xs.length, ys.length);
-  const out: Point[] = [];
-  if (n - from <= 0) return out;
-  if (n - from <= buckets * 4) {
-    for (let i = from; i < n; i++) {
+export class Decimator {
+  private width = 0;
+  private x0 = NaN;
+  private buckets = 0;
+  private done: Point[] = [];
+  /** Index of the first row of the open (last) bucket: where the next update resumes. */
+  private resume = 0;
+
+  update(xs: readonly number[], ys: readonly (number | null)[], buckets: number, dirtyFrom = 0): Point[] {
+    const n = Math.min(xs.length, ys.length);
+    if (n === 0) return [];
+    if (n <= buckets * 4) return passThrough(xs, ys, 0, n);
+    const x0 = xs[0];
+    let width = 1;
+    while (width * buckets < xs[n - 1] - x0) width *= 2;
+    if (width !== this.width || x0 !== this.x0 || buckets !== this.buckets || dirtyFrom < this.resume) {
+      this.width = width;
+      this.x0 = x0;
+      this.buckets = buckets;
+      this.done = [];
+      this.resume = 0;
+    }
+    const open: Point[] = [];
+    let bucket = -1;
+    let iFirst = -1, iMin = -1, iMax = -1, iLast = -1;
+    const flush = (into: Point[]) => {
+      if (iFirst < 0) return;
+      const idx = [iFirst, iMin, iMax, iLast].sort((a, b) => a - b);
+      let prev = -1;
+      for (const i of idx) {
+        if (i !== prev) into.push({ x: xs[i], y: ys[i] as number });
+        prev = i;
+      }
+    };
+    let openStart = this.resume;
+    for (let i = this.resume; i < n; i++) {
       const y = ys[i];
-      if (y !== null && Number.isFinite(y)) out.push({ x: xs[i], y });
+      if (y === null || !Number.isFinite(y)) continue;
+      const b = Math.floor((xs[i] - x0) / width);
+      if (b !== bucket) {
+        flush(this.done); // the previous bucket is complete: a later bucket has started
+        bucket = b;
+        openStart = i;
+        iFirst = iMin = iMax = iLast = i;
+        continue;
+      }
+      if (y < (ys[iMin] as number)) iMin = i;
+      if (y > (ys[iMax] as number)) iMax = i;
+      iLast = i;
     }
-    return out;
+    flush(open);
+    this.resume = openStart;
+    return this.done.concat(open);
   }
-  const x0 = xs[from];
-  const span = xs[n - 1] - x0 || 1;
-  let bucket = -1;
-  let iFirst = -1, iMin = -1, iMax = -1, iLast = -1;
-  const flush = () => {
-    if (iFirst < 0) return;
-    const idx = [iFirst, iMin, iMax, iLast].sort((a, b) => a - b);
-    let prev = -1;
-    for (const i of idx) {
-      if (i !== prev) out.push({ x: xs[i], y: ys[i] as number });
-      prev = i;
-    }
-  };
+}
+
+function passThrough(xs: readonly number[], ys: readonly (number | null)[], from: number, n: number): Point[] {
+  const out: Point[] = [];
   for (let i = from; i < n; i++) {
     const y = ys[i];
-    if (y === null || !Number.isFinite(y)) continue;
-    const b = Math.min(buckets - 1, Math.floor(((xs[i] - x0) / span) * buckets));
-    if (b !== bucket) {
-      flush();
-      bucket = b;
-      iFirst = iMin = iMax = iLast = i;
-      continue;
-    }
-    if (y < (ys[iMin] as number)) iMin = i;
-    if (y > (ys[iMax] as number)) iMax = i;
-    iLast = i;
+    if (y !== null && Number.isFinite(y)) out.push({ x: xs[i], y });
   }
-  flush();
   return out;
 }
 
-/** The ±std band around a mean: upper and lower edges, each decimated to its envelope. */
-export function band(xs: readonly number[], mean: readonly (number | null)[], std: readonly (number | null)[], buckets: number): { upper: Point[]; lower: Point[] } {
-  const n = Math.min(xs.length, mean.length, std.length);
-  const up: (number | null)[] = new Array(n);
-  const lo: (number | null)[] = new Array(n);
-  for (let i = 0; i < n; i++) {
+export function decimateMinMax(xs: readonly number[], ys: readonly (number | null)[], buckets: number): Point[] {
+  return new Decimator().update(xs, ys, buckets);
+}
+
+/** mean ± std as two columns, extended from `from` (the first changed row). */
+export function bandEdges(mean: readonly (number | null)[], std: readonly (number | null)[], edges: { upper: (number | null)[]; lower: (number | null)[] } = { upper: [], lower: [] }, from = 0) {
+  const n = Math.min(mean.length, std.length);
+  const start = Math.min(from, edges.upper.length);
+  edges.upper.length = start;
+  edges.lower.length = start;
+  for (let i = start; i < n; i++) {
     const m = mean[i];
     const s = std[i];
-    up[i] = m === null || s === null ? null : m + s;
-    lo[i] = m === null || s === null ? null : m - s;
+    edges.upper.push(m === null || s === null ? null : m + s);
+    edges.lower.push(m === null || s === null ? null : m - s);
   }
-  return { upper: envelope(xs, up, buckets, Math.max), lower: envelope(xs, lo, buckets, Math.min) };
-}
-
-/** One point per bucket: the bucket's max (or min) at its first x. For filled bands, where spikes are noise. */
-export function envelope(xs: readonly number[], ys: readonly (number | null)[], buckets: number, pick: (a: number, b: number) => number): Point[] {
-  const n = Math.min(xs.length, ys.length);
-  if (n <= buckets * 2) return decimateMinMax(xs, ys, Infinity);
-  const out: Point[] = [];
-  const x0 = xs[0];
-  const span = xs[n - 1] - x0 || 1;
-  let bucket = -1;
-  for (let i = 0; i < n; i++) {
-    const y = ys[i];
-    if (y === null || !Number.isFinite(y)) continue;
-    const b = Math.min(buckets - 1, Math.floor(((xs[i] - x0) / span) * buckets));
-    if (b !== bucket) {
-      out.push({ x: xs[i], y });
-      bucket = b;
-    } else out[out.length - 1].y = pick(out[out.length - 1].y, y);
-  }
-  return out;
+  return edges;
 }
 
 /** Per run and series: the smoothed curve, kept up to date incrementally as rows arrive. */
@@ -232,5 +244,57 @@ export class SmoothCache {
 
   drop(runId: string): void {
     for (const k of [...this.emas.keys()]) if (k.startsWith(`${runId}\u0000`)) this.emas.delete(k);
+  }
+}
+
+/**
+ * Everything a redraw needs per run and series, kept incrementally: decimated raw and smoothed lines and
+ * the ±std band edges. After a redraw the caller marks the runs clean (RunSeries.markClean).
+ */
+export class DrawCache {
+  private readonly decimators = new Map<string, Decimator>();
+  private readonly bands = new Map<string, { upper: (number | null)[]; lower: (number | null)[]; version: number }>();
+  readonly smooth: SmoothCache;
+
+  constructor(weight: number) {
+    this.smooth = new SmoothCache(weight);
+  }
+
+  setWeight(w: number): void {
+    this.smooth.setWeight(w);
+    for (const k of [...this.decimators.keys()]) if (k.endsWith('\u0000smooth')) this.decimators.delete(k);
+  }
+
+  private decimator(id: string): Decimator {
+    let d = this.decimators.get(id);
+    if (!d) this.decimators.set(id, (d = new Decimator()));
+    return d;
+  }
+
+  line(runId: string, run: RunSeries, key: string, buckets: number, smoothed: boolean): Point[] {
+    const ys = smoothed ? this.smooth.get(runId, key, run) : run.get(key) ?? [];
+    return this.decimator(`${runId}\u0000${key}\u0000${smoothed ? 'smooth' : 'raw'}`).update(run.step, ys, buckets, run.dirtyFrom);
+  }
+
+  band(runId: string, run: RunSeries, meanKey: string, stdKey: string, buckets: number): { upper: Point[]; lower: Point[] } | null {
+    const mean = run.get(meanKey);
+    const std = run.get(stdKey);
+    if (!mean || !std) return null;
+    const id = `${runId}\u0000${meanKey}\u0000band`;
+    let e = this.bands.get(id);
+    if (!e) this.bands.set(id, (e = { upper: [], lower: [], version: -1 }));
+    if (e.version !== run.version) {
+      bandEdges(mean, std, e, run.dirtyFrom);
+      e.version = run.version;
+    }
+    return {
+      upper: this.decimator(`${id}\u0000upper`).update(run.step, e.upper, buckets, run.dirtyFrom),
+      lower: this.decimator(`${id}\u0000lower`).update(run.step, e.lower, buckets, run.dirtyFrom),
+    };
+  }
+
+  drop(runId: string): void {
+    this.smooth.drop(runId);
+    for (const m of [this.decimators, this.bands]) for (const k of [...m.keys()]) if (k.startsWith(`${runId}\u0000`)) m.delete(k);
   }
 }

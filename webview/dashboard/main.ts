@@ -18,7 +18,7 @@ import { isDashboardState, isHostToDashboard, type DashboardState, type Dashboar
 import { formatNumber } from '../../src/format';
 import { button, el, registerComponents } from '../components';
 import { describe, getState, listen, post, setState } from '../host';
-import { band, CHARTS, decimateMinMax, RunSeries, SmoothCache, type ChartDef, type Point } from './data';
+import { CHARTS, DrawCache, RunSeries, type ChartDef, type Point } from './data';
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, CategoryScale, Filler, Tooltip, Legend);
 registerComponents();
@@ -31,7 +31,7 @@ const runs = new Map<string, RunView>();
 const saved = getState();
 const initial: DashboardState = isDashboardState(saved) ? saved : { runIds: [], smoothing: 0.6 };
 let smoothing = initial.smoothing;
-const smoothCache = new SmoothCache(smoothing);
+const cache = new DrawCache(smoothing);
 const charts = new Map<string, Chart<'line', Point[]>>();
 
 // ---------------------------------------------------------------------------------------------------
@@ -75,7 +75,7 @@ const slider = el('input', { type: 'range', min: '0', max: '0.99', step: '0.01',
 slider.addEventListener('input', () => {
   smoothing = Number(slider.value);
   smoothLabel.textContent = smoothing.toFixed(2);
-  smoothCache.setWeight(smoothing);
+  cache.setWeight(smoothing);
   persist();
   scheduleRedraw();
 });
@@ -110,7 +110,7 @@ function makeChart(canvas: HTMLCanvasElement, def: ChartDef): Chart<'line', Poin
       elements: { point: { radius: 0, hitRadius: 4 }, line: { borderWidth: 1.5, tension: 0 } },
       scales: {
         x: { type: 'linear', title: { display: true, text: 'step' }, ticks: { maxTicksLimit: 6 } },
-        y: { type: 'linear', ticks: { maxTicksLimit: 5, callback: (v) => (def.percent ? `${Math.round(Number(v) * 100)}%` : formatNumber(Number(v))) } },
+        y: { type: 'linear', ticks: { maxTicksLimit: 5, callback: (v) => (def.percent ? `${formatNumber(Number(v) * 100, 1)}%` : formatNumber(Number(v))) } },
       },
       plugins: {
         legend: { display: def.series.length > 1, labels: { boxWidth: 10, filter: (item) => !String(item.text).startsWith('\u200b') } },
@@ -159,26 +159,23 @@ function datasetsFor(def: ChartDef, buckets: number): ChartDataset<'line', Point
   const out: ChartDataset<'line', Point[]>[] = [];
   const multiRun = runs.size > 1;
   for (const [id, run] of runs) {
-    const color = theme.palette[run.colorIndex % theme.palette.length];
     def.series.forEach((s, j) => {
-      const ys = run.series.get(s.key);
-      if (!ys) return;
-      const xs = run.series.step;
+      // One run: each series its own colour. Several runs: the run's colour, series told apart by dashes.
+      const color = theme.palette[(multiRun ? run.colorIndex : j) % theme.palette.length];
+      if (!run.series.get(s.key)) return;
       const label = multiRun ? `${run.info.name} · ${s.label}` : s.label;
-      const dash = j === 0 ? [] : [5, 3];
+      const dash = multiRun && j > 0 ? [5, 3] : [];
       if (s.band) {
-        const std = run.series.get(s.band);
-        if (std) {
-          const b = band(xs, ys, std, buckets);
+        const b = cache.band(id, run.series, s.key, s.band, buckets);
+        if (b) {
           out.push({ label: HIDDEN + 'upper', data: b.upper, borderWidth: 0, pointRadius: 0, fill: false, backgroundColor: alpha(color, 0.15) });
           out.push({ label: HIDDEN + 'lower', data: b.lower, borderWidth: 0, pointRadius: 0, fill: '-1', backgroundColor: alpha(color, 0.15) });
         }
       }
       if (smoothing > 0) {
-        out.push({ label: HIDDEN + label, data: decimateMinMax(xs, ys, buckets), borderColor: alpha(color, 0.25), borderWidth: 1, borderDash: dash });
+        out.push({ label: HIDDEN + label, data: cache.line(id, run.series, s.key, buckets, false), borderColor: alpha(color, 0.18), borderWidth: 1, borderDash: dash });
       }
-      const line = smoothing > 0 ? smoothCache.get(id, s.key, run.series) : ys;
-      out.push({ label, data: decimateMinMax(xs, line, buckets), borderColor: color, backgroundColor: color, borderDash: dash });
+      out.push({ label, data: cache.line(id, run.series, s.key, buckets, smoothing > 0), borderColor: color, backgroundColor: color, borderDash: dash, borderWidth: smoothing > 0 ? 2 : 1.5 });
     });
   }
   return out;
@@ -257,7 +254,7 @@ function handle(m: HostToDashboard): void {
     case 'runData': {
       const r = ensureRun(m.run);
       r.series.append(m.columns, m.replace);
-      if (m.replace) smoothCache.drop(m.run.id);
+      if (m.replace) cache.drop(m.run.id);
       break;
     }
     case 'runStatus': {
@@ -267,7 +264,7 @@ function handle(m: HostToDashboard): void {
     }
     case 'removeRun':
       runs.delete(m.runId);
-      smoothCache.drop(m.runId);
+      cache.drop(m.runId);
       break;
   }
   renderLegend();
