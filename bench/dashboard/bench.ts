@@ -158,6 +158,7 @@ async function main(): Promise<void> {
       memory_gib: Math.round(os.totalmem() / 2 ** 30),
       node: process.version,
       chromium: chromiumVersion,
+      note: process.env.BENCH_NOTE ?? null,
     },
     input: { steps: STEPS, metric_keys: Object.keys(columns.values).length, metrics_jsonl_bytes: bytes, charts: 10, viewport: '1400x900' },
     host_read_metrics_ms: { median: r2(median(hostRead)), runs: hostRead.map(r2) },
