@@ -1,0 +1,56 @@
+/**
+ * The real trainer through RunSession: spawned with an argument array, live stream parsed, control over
+ * stdin (pause → resume → stop), run directory re-read. Skipped until trainer/grpo/__main__.py exists.
+ */
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { isPidAlive, listCheckpoints, readMetrics, readStatus } from '../../src/runDir';
+import { RunSession, type SessionChange } from '../../src/session';
+import { trainArgs } from '../../src/settings';
+
+const repo = path.resolve(__dirname, '../..');
+const trainerDir = path.join(repo, 'trainer');
+const python = process.env.GRPO_TEST_PYTHON ?? path.join(repo, '.venv', 'bin', 'python');
+const ready = fs.existsSync(path.join(trainerDir, 'grpo', '__main__.py')) && fs.existsSync(python);
+
+function until(what: string, fn: () => boolean, ms: number): Promise<void> {
+  const t0 = Date.now();
+  return new Promise((resolve, reject) => {
+    const tick = () => (fn() ? resolve() : Date.now() - t0 > ms ? reject(new Error(`timed out waiting for ${what}`)) : setTimeout(tick, 100));
+    tick();
+  });
+}
+
+test('a short real run: live metrics, pause/resume/stop over stdin, checkpoint on stop', { skip: !ready && 'trainer CLI or .venv not there yet', timeout: 600_000 }, async () => {
+  const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-session-')), 'run');
+  const changes: SessionChange[] = [];
+  const values = { max_steps: 40, sft_steps: 10, num_generations: 4, questions_per_step: 2, eval_steps: 0, save_steps: 0, log_samples_steps: 2 };
+  const s = RunSession.spawn(dir, python, trainArgs({ runDir: dir, values }), { cwd: repo, trainerDir }, { onChange: (c) => changes.push(c) });
+  try {
+    await until('two GRPO steps', () => s.rows.length >= 2 || s.ended, 300_000);
+    assert.ok(!s.ended, `the trainer exited early: ${s.exitError} ${s.stderrLines().slice(-5).join(' | ')}`);
+    assert.equal(changes.filter((c) => c.kind === 'problem').length, 0, JSON.stringify(changes.filter((c) => c.kind === 'problem')));
+    assert.equal(s.control('pause'), 'sent');
+    await until('paused', () => s.status?.state === 'paused', 120_000);
+    const pausedAt = s.rows.length;
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(s.rows.length, pausedAt, 'no steps while paused');
+    assert.equal(s.control('resume'), 'sent');
+    await until('stepping again', () => s.rows.length > pausedAt, 120_000);
+    assert.equal(s.control('stop'), 'sent');
+    await until('exit', () => s.ended, 120_000);
+  } finally {
+    if (s.pid && isPidAlive(s.pid) && !s.ended) process.kill(s.pid, 'SIGKILL');
+  }
+  assert.equal(s.exitError, null);
+  const st = readStatus(dir);
+  assert.ok(st?.ok && st.value.state === 'stopped', JSON.stringify(st));
+  assert.ok(st.value.last_checkpoint && listCheckpoints(dir).length >= 2, 'step 0 and the stop checkpoint');
+  const { rows, problems } = readMetrics(dir);
+  assert.deepEqual(problems, []);
+  assert.deepEqual(rows.map((r) => r.step), s.rows.map((r) => r.step), 'the stream and metrics.jsonl agree');
+  assert.ok(s.summary().reward !== null);
+});
