@@ -1,0 +1,137 @@
+"""GRPO's mathematics as pure functions (DeepSeekMath, arXiv 2402.03300, §4).
+
+Nothing here knows about models, data or files: tensors in, tensors out. Notation follows the paper:
+G outputs o_1..o_G per question, rewards r_i, advantages Â_{i,t}, ratio ρ_{i,t} = π_θ/π_old,
+k3 KL estimator D_KL = π_ref/π_θ − log(π_ref/π_θ) − 1.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo")
+SCALE_REWARDS = ("group", "batch", "none")
+
+
+def outcome_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """Outcome supervision: Â_i = (r_i − mean(r)) / (std(r) + eps) within each group.
+
+    rewards: [num_groups, G]. std is the sample (Bessel-corrected) std, as in TRL and verl. A group whose
+    rewards are all equal carries no signal and gets exactly zero advantages.
+    """
+    return scaled_advantages(rewards, "group", eps)
+
+
+def scaled_advantages(rewards: torch.Tensor, scale_rewards: str = "group", eps: float = 1e-4) -> torch.Tensor:
+    """Group-centred advantages r_i − mean_group(r), divided by the std of the group (`group`, the paper),
+    of the whole batch (`batch`), or not at all (`none`, Dr. GRPO). rewards: [num_groups, G]."""
+    if scale_rewards not in SCALE_REWARDS:
+        raise ValueError(f"scale_rewards must be one of {SCALE_REWARDS}, got {scale_rewards!r}")
+    rewards = rewards.float()
+    centred = rewards - rewards.mean(dim=1, keepdim=True)
+    if scale_rewards == "group":
+        std = rewards.std(dim=1, keepdim=True, unbiased=True)
+    elif scale_rewards == "batch":
+        std = rewards.std(unbiased=True).expand_as(rewards[:, :1]) if rewards.numel() > 1 else torch.zeros(1, 1)
+    else:
+        std = None
+    adv = centred if std is None else centred / (std + eps)
+    no_signal = (rewards == rewards[:, :1]).all(dim=1, keepdim=True)
+    return torch.where(no_signal, torch.zeros_like(adv), adv)
+
+
+def process_advantages(step_rewards: Sequence[Sequence[float]], step_ends: Sequence[Sequence[int]],
+                       num_tokens: Sequence[int], eps: float = 1e-4, scale: bool = True) -> list[torch.Tensor]:
+    """Process supervision for ONE group of G outputs.
+
+    step_rewards[i][j] is the reward of step j of output i, which ends at token step_ends[i][j] (0-based).
+    All the group's step rewards are normalised jointly, r̃ = (r − mean) / (std + eps) (Bessel-corrected
+    std; `scale=False` only centres), and token t of output i gets Â_{i,t} = Σ_{j: index(j) ≥ t} r̃_i^{index(j)}.
+    Returns G tensors of lengths num_tokens[i]. If all step rewards are equal, every advantage is 0.
+    """
+    flat = torch.tensor([float(r) for rs in step_rewards for r in rs])
+    if flat.numel() > 1 and not bool((flat == flat[0]).all()):
+        mean = flat.mean()
+        norm = (flat - mean) / (flat.std(unbiased=True) + eps) if scale else flat - mean
+    else:
+        norm = torch.zeros_like(flat)
+    out, k = [], 0
+    for rs, ends, n in zip(step_rewards, step_ends, num_tokens):
+        per_token_end = torch.zeros(int(n))
+        for j, end in enumerate(ends):
+            if not 0 <= int(end) < n:
+                raise ValueError(f"step end {end} outside the output's {n} tokens")
+            per_token_end[int(end)] += norm[k + j]
+        k += len(rs)
+        # suffix sum: token t collects every step that ends at or after t
+        out.append(per_token_end.flip(0).cumsum(0).flip(0))
+    return out
+
+
+def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Per-token k3 estimator of KL(π_θ‖π_ref) (Eq. 4): π_ref/π_θ − log(π_ref/π_θ) − 1 ≥ 0."""
+    delta = ref_logp - logp
+    return torch.exp(delta) - delta - 1
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    mask = mask.to(x.dtype)
+    if dim is None:
+        return (x * mask).sum() / mask.sum().clamp(min=1)
+    return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1)
+
+
+def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor | None,
+              advantages: torch.Tensor, mask: torch.Tensor, epsilon: float = 0.2, beta: float = 0.04,
+              loss_type: str = "grpo", epsilon_high: float | None = None,
+              max_completion_length: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The GRPO loss (the negative of Eq. 3's objective) and its statistics.
+
+    Tensors are [N, T] (N completions, T completion tokens; `mask` marks real tokens); advantages are
+    [N] (outcome) or [N, T] (process). Per token:
+        ℓ_t = −min(ρ_t Â_t, clip(ρ_t, 1−ε, 1+ε_high) Â_t) + β·k3(π_θ, π_ref)
+    Normalisation (`loss_type`):
+        grpo    — (1/N) Σ_i (1/|o_i|) Σ_t ℓ_{i,t}   (the paper: per-sequence mean, then mean)
+        dr_grpo — Σ_{i,t} ℓ_{i,t} / (N · max_completion_length)   (a constant normaliser; T if not given)
+        dapo    — Σ_{i,t} ℓ_{i,t} / Σ_i |o_i|        (token-level mean)
+    ε_high defaults to ε (symmetric clipping). `ref_logp=None` or beta=0 leaves the KL term out.
+    """
+    if loss_type not in LOSS_TYPES:
+        raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
+    eps_high = epsilon if epsilon_high is None else epsilon_high
+    mask = mask.to(logp.dtype)
+    adv = advantages if advantages.dim() == 2 else advantages[:, None]
+    adv = adv.to(logp.dtype)
+
+    ratio = torch.exp(logp - old_logp)
+    clipped = torch.clamp(ratio, 1 - epsilon, 1 + eps_high)
+    per_token = -torch.min(ratio * adv, clipped * adv)
+
+    kl = None
+    if ref_logp is not None:
+        kl = kl_k3(logp, ref_logp)
+        if beta != 0:
+            per_token = per_token + beta * kl
+
+    if loss_type == "grpo":
+        loss = (masked_mean(per_token, mask, dim=1)).mean()
+    elif loss_type == "dr_grpo":
+        denom = logp.shape[0] * (max_completion_length or logp.shape[1])
+        loss = (per_token * mask).sum() / denom
+    else:
+        loss = (per_token * mask).sum() / mask.sum().clamp(min=1)
+
+    with torch.no_grad():
+        # a token is clipped when the clipped branch is the one min() picks and it carries no gradient
+        low = (ratio < 1 - epsilon) & (adv < 0)
+        high = (ratio > 1 + eps_high) & (adv > 0)
+        stats = {
+            "clip_ratio/low": masked_mean(low.to(logp.dtype), mask),
+            "clip_ratio/high": masked_mean(high.to(logp.dtype), mask),
+            "clip_ratio/region": masked_mean((low | high).to(logp.dtype), mask),
+            "ratio/mean": masked_mean(ratio, mask),
+            "kl": masked_mean(kl, mask) if kl is not None else torch.zeros(()),
+        }
+    return loss, stats

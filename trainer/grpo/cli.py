@@ -1,0 +1,218 @@
+"""Command line: `python -m grpo train | eval | sample | config-schema`.
+
+stdout belongs to machine-readable output (the protocol stream for `train`, one JSON document for the
+others); everything human goes to stderr. Setting errors exit with status 2 before any work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import config as config_mod
+from .config import ConfigError
+
+log = logging.getLogger("grpo")
+
+
+def _setup_logging(log_file: Path | None = None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers,
+                        force=True)
+    for noisy in ("transformers", "torch"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning, module="transformers")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _fail(message: str, code: int = 2) -> int:
+    sys.stderr.write(f"grpo: error: {message}\n")
+    return code
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    try:
+        base: dict = {}
+        if args.resume:
+            if not (run_dir / "config.json").is_file():
+                return _fail(f"--resume: {run_dir} has no config.json (not a run directory)")
+            base = config_mod.load_config_file(run_dir / "config.json")
+        elif (run_dir / "config.json").exists():
+            return _fail(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
+        if args.config:
+            base.update(config_mod.load_config_file(args.config))
+        cfg = config_mod.build_config(base, args.set)
+    except ConfigError as e:
+        return _fail(str(e))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _setup_logging(run_dir / "trainer.log")
+    _quiet_libraries()
+    import torch
+
+    from . import protocol
+    from .loop import run_training
+    from .progress import Progress
+
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+    stream = protocol.Stream(sys.__stdout__)
+    sys.stdout = sys.stderr  # stray prints from libraries must never reach the protocol stream
+    try:
+        return run_training(cfg, run_dir, stream, args.resume, Progress(enabled=not args.quiet))
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        log.error("%s", e)
+        return 1
+
+
+def _load_checkpoint(path: str):
+    import torch
+
+    from . import models
+
+    p = Path(path)
+    if not (p / "config.json").is_file():
+        raise FileNotFoundError(f"--checkpoint {path}: not a checkpoint or model directory (no config.json)")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return models.load(str(p), 0, device)
+
+
+def _reference_dir(ckpt: Path) -> Path:
+    """The reference that was in force for this checkpoint: its own ref/ after an iterative-RL reset,
+    else the run's starting policy, else the checkpoint itself."""
+    if (ckpt / "ref" / "config.json").is_file():
+        return ckpt / "ref"
+    start = ckpt.parent / "step_000000"
+    return start if (start / "config.json").is_file() else ckpt
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    _setup_logging()
+    _quiet_libraries()
+    from . import data, sft
+
+    try:
+        rows, bad = data.load_jsonl_rows(args.data)
+        model, tok = _load_checkpoint(args.checkpoint)
+    except (FileNotFoundError, OSError, ValueError) as e:
+        return _fail(str(e), 1)
+    acc, texts = sft.greedy_accuracy(model, tok, rows, args.max_new_tokens)
+    out = {"accuracy": acc, "n": len(rows), "correct": round(acc * len(rows)), "bad_rows": bad,
+           "checkpoint": str(args.checkpoint)}
+    sys.stdout.write(json.dumps(out) + "\n")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    _setup_logging()
+    _quiet_libraries()
+    import torch
+
+    from . import models, rollout, sft
+    from .loop import compute_advantages, group_record
+    from .rewards import Rewarder
+    from .tasks import arith
+
+    if args.num_generations < 2:
+        return _fail("--num-generations must be ≥ 2 (a group needs at least two completions)")
+    try:
+        policy, tok = _load_checkpoint(args.checkpoint)
+        ref, _ = models.load(str(_reference_dir(Path(args.checkpoint))), 0, policy.device)
+        models.check_vocabulary(tok, args.question)
+    except (FileNotFoundError, OSError, ValueError) as e:
+        return _fail(str(e), 1)
+    answer = args.answer
+    if answer is None:
+        try:
+            answer = str(arith.evaluate(arith.parse(args.question)))
+        except ValueError:
+            answer = ""
+    prompt = sft.encode(tok, sft.prompt_text(args.question))
+    limit = getattr(policy.config, "max_position_embeddings", 1 << 30)
+    if len(prompt) + args.max_new_tokens > limit:
+        return _fail(f"the question is {len(prompt)} tokens; with {args.max_new_tokens} new tokens it exceeds "
+                     f"the model's context of {limit}", 1)
+    G = args.num_generations
+    gen = torch.Generator(device=policy.device).manual_seed(args.seed)
+    policy.eval()
+    batch = rollout.sample(policy, [prompt] * G, max_new_tokens=args.max_new_tokens, eos_id=tok.eos_token_id,
+                           pad_id=tok.pad_token_id, temperature=args.temperature, top_p=args.top_p, generator=gen)
+    texts = tok.batch_decode(batch.completion_ids, skip_special_tokens=True)
+    supervision = "process" if args.process and answer else "outcome"
+    scored = Rewarder("arith" if supervision == "process" else "dataset", supervision)(
+        [args.question] * G, texts, [answer] * G)
+    advantages, seq_adv, ends = compute_advantages(tok, batch, scored, G, supervision, args.scale_rewards)
+    with torch.no_grad():
+        logp, entropy = rollout.token_logprobs(policy, batch, args.temperature, with_entropy=True)
+        ref_logp, _ = rollout.token_logprobs(ref, batch, args.temperature)
+    rec = group_record(tok, -1, {"question": args.question, "answer": answer}, range(G), batch, texts, scored,
+                       seq_adv, advantages, logp, None, ref_logp, entropy, ends)
+    rec["checkpoint"] = str(args.checkpoint)
+    rec.pop("step")
+    from .protocol import to_json
+
+    sys.stdout.write(to_json(rec) + "\n")
+    return 0
+
+
+def cmd_schema(_: argparse.Namespace) -> int:
+    sys.stdout.write(json.dumps(config_mod.schema(), indent=1) + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m grpo", description="GRPO trainer (DeepSeekMath §4)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train (with no options: the embedded default, SFT then GRPO on arith)")
+    t.add_argument("--config", help="JSON file of settings")
+    t.add_argument("--run-dir", help="run directory (default: runs/<timestamp>)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its latest checkpoint")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
+    t.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="greedy accuracy of a checkpoint on a JSONL file of {question, answer}")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--data", required=True)
+    e.add_argument("--max-new-tokens", type=int, default=64)
+    e.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("sample", help="sample a group from a checkpoint and print it as JSON")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--question", required=True)
+    s.add_argument("--answer", help="the expected answer (computed for arith questions)")
+    s.add_argument("--num-generations", type=int, default=8)
+    s.add_argument("--max-new-tokens", type=int, default=64)
+    s.add_argument("--temperature", type=float, default=1.0)
+    s.add_argument("--top-p", type=float, default=1.0)
+    s.add_argument("--scale-rewards", choices=("group", "batch", "none"), default="group")
+    s.add_argument("--process", action="store_true", help="process supervision (per-step rewards)")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_sample)
+
+    c = sub.add_parser("config-schema", help="print every setting with its type, default and bounds as JSON")
+    c.set_defaults(func=cmd_schema)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)

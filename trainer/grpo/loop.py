@@ -1,0 +1,486 @@
+"""The training run: set-up, the SFT warm-up, then GRPO steps (DeepSeekMath Algorithm 1).
+
+One GRPO step, top to bottom:
+  1. take `questions_per_step` questions and sample G completions each from π_old (the current policy)
+  2. score them (outcome or process rewards) and compute advantages
+  3. cache log-probs under π_old (only needed when μ > 1) and under the frozen reference π_ref
+  4. μ = `num_iterations` policy updates on the GRPO loss, gradient clipping
+  5. log metrics / samples, evaluate, checkpoint, and every `ref_reset_steps` set π_ref ← π_θ
+Between steps the loop obeys control requests from stdin (pause, resume, stop, save_checkpoint).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+import signal
+import time
+from pathlib import Path
+
+import torch
+
+from . import algorithm, checkpoint, data, models, protocol, rollout, sft
+from .config import Config
+from .progress import Progress
+from .rewards import Rewarder
+from .rundir import RunDir
+from .tasks import arith
+
+log = logging.getLogger("grpo")
+
+
+class StopRequested(Exception):
+    pass
+
+
+def pick_device(setting: str) -> torch.device:
+    if setting == "cuda" or (setting == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RuntimeError("setting 'device' is cuda but no CUDA device is available")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def char_to_token_ends(tokenizer, completion_ids: list[int], char_ends: list[int]) -> list[int]:
+    """Map character indices in the decoded completion to the index of the token that holds them."""
+    cum, out, total = [], [], 0
+    for tid in completion_ids:
+        total += len(tokenizer.decode([tid], skip_special_tokens=True))
+        cum.append(total)  # characters covered after this token
+    for end in char_ends:
+        idx = next((i for i, c in enumerate(cum) if c > end), len(cum) - 1)
+        out.append(idx)
+    return out
+
+
+class Trainer:
+    def __init__(self, cfg: Config, run: RunDir, requests: protocol.Requests | None, resume: bool = False,
+                 progress: Progress | None = None):
+        self.cfg, self.run, self.requests = cfg, run, requests
+        self.progress = progress or Progress(enabled=False)
+        self.resume = resume
+        self.device = pick_device(cfg.device)
+        self.step = 0
+        self.sft_step = 0
+        self.phase = "setup"
+        self.paused_time = 0.0
+        self.nonfinite_in_row = 0
+        self.stop_requested = False
+        self.save_requested = False
+        self.ref_reset_at = None  # step of the last π_ref ← π_θ (None: the reference is step_000000)
+
+    # ------------------------------------------------------------------------------------------ set-up
+    def setup(self) -> None:
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        self.data_rng = random.Random(cfg.seed)
+        self.sample_gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        self.dataset = data.load(cfg.task, cfg.eval_size, cfg.seed)
+        if self.dataset.bad_rows:
+            self.run.event("warning", 0, code="bad_rows", count=self.dataset.bad_rows,
+                           message=f"skipped {self.dataset.bad_rows} bad rows in {cfg.task}")
+        self.rewarder = Rewarder(cfg.task, cfg.reward, cfg.reward_function)
+
+        latest = self.run.latest_checkpoint() if self.resume else None
+        if self.resume and latest is None:
+            log.info("no checkpoint to resume from in %s; starting from scratch", self.run.path)
+        source = str(latest) if latest is not None else cfg.model
+        self.policy, self.tokenizer = models.load(source, cfg.seed, self.device)
+        self.policy.train()
+        self.state = checkpoint.read_state(latest) if latest is not None else {}
+        self.phase = self.state.get("phase", "sft")
+        self.step = self.state.get("step", 0)
+        self.sft_step = self.state.get("sft_step", 0)
+        self.ref_reset_at = self.state.get("ref_reset_at")
+        self._latest = latest
+
+    def _make_optimizer(self, lr: float, total: int, warmup: int, schedule: str):
+        opt = torch.optim.AdamW(self.policy.parameters(), lr=lr, weight_decay=self.cfg.weight_decay,
+                                betas=(0.9, 0.99))
+
+        def factor(s: int) -> float:
+            if warmup and s < warmup:
+                return (s + 1) / warmup
+            if schedule == "constant" or total <= warmup:
+                return 1.0
+            frac = min(1.0, (s - warmup) / max(1, total - warmup))
+            return 0.5 * (1 + math.cos(math.pi * frac)) if schedule == "cosine" else 1.0 - frac
+
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+    # ------------------------------------------------------------------------------------------ control
+    def _control(self) -> None:
+        """Obey queued requests; while paused, block here (time paused is not counted as training)."""
+        if self.requests is None:
+            return
+        for msg in self.requests.poll():
+            self._apply(msg)
+        while self.run.status.get("state") == protocol.PAUSED and not self.stop_requested:
+            t0 = time.time()
+            msg = self.requests.wait(timeout=0.5)
+            self.paused_time += time.time() - t0
+            if msg is not None:
+                self._apply(msg)
+
+    def _apply(self, msg: dict) -> None:
+        kind = msg["type"]
+        if kind == protocol.PAUSE and self.run.status.get("state") == protocol.RUNNING:
+            self.run.update(state=protocol.PAUSED)
+        elif kind == protocol.RESUME and self.run.status.get("state") == protocol.PAUSED:
+            self.run.update(state=protocol.RUNNING)
+        elif kind == protocol.STOP:
+            self.stop_requested = True
+        elif kind == protocol.SAVE_CHECKPOINT:
+            self.save_requested = True
+        self.run.event("control", self.step, action=kind)
+        self.run.stream.send(protocol.RESPONSE, id=msg.get("id"), ok=True, result={"action": kind})
+
+    def request_stop(self, *_: object) -> None:
+        self.stop_requested = True
+
+    # ------------------------------------------------------------------------------------------ run
+    def train(self) -> str:
+        """Run to the end; returns the final state (finished or stopped)."""
+        cfg = self.cfg
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                signal.signal(sig, self.request_stop)
+            except ValueError:  # not the main thread (tests)
+                pass
+        self.setup()
+        self.run.update(phase=self.phase, step=self.step, sft_step=self.sft_step)
+        if self.phase == "sft":
+            if not self._sft():
+                return self._finish(protocol.STOPPED)
+        self._grpo_setup()
+        if self.step == 0 and not (self.run.path / "checkpoints" / "step_000000").exists():
+            self._save()
+        while self.step < cfg.max_steps:
+            self._control()
+            if self.stop_requested:
+                return self._finish(protocol.STOPPED)
+            self._grpo_step()
+            if self.run.status.get("state") == protocol.FAILED:
+                return protocol.FAILED
+            if self.save_requested or (cfg.save_steps and self.step % cfg.save_steps == 0):
+                self.save_requested = False
+                self._save()
+        return self._finish(protocol.FINISHED)
+
+    def _finish(self, state: str) -> str:
+        if self.phase == "grpo":
+            final_eval = self.last_eval_step != self.step
+            if state == protocol.FINISHED and final_eval:
+                self._evaluate()
+            self._save()
+        else:
+            self._save()
+        self.run.event("phase", self.step, phase="done", state=state)
+        self.run.update(state=state, phase="done" if state == protocol.FINISHED else self.phase)
+        self.progress.done(state, self.step)
+        return state
+
+    def _save(self) -> str:
+        rng = checkpoint.rng_state(self.data_rng, self.sample_gen)
+        state = {"sft_step": self.sft_step, "ref_reset_at": self.ref_reset_at}
+        ref = self.ref if (self.phase == "grpo" and self.ref_reset_at is not None) else None
+        return checkpoint.save(self.run, step=self.step, phase=self.phase, policy=self.policy,
+                               tokenizer=self.tokenizer, optimizer=self.opt, scheduler=self.sched, rng=rng,
+                               trainer_state=state, ref=ref)
+
+    # ------------------------------------------------------------------------------------------ SFT
+    def _sft(self) -> bool:
+        """The paper's SFT stage on generated worked solutions. False if stopped before it ended."""
+        cfg = self.cfg
+        self.opt, self.sched = self._make_optimizer(cfg.sft_learning_rate, cfg.sft_steps,
+                                                    min(50, cfg.sft_steps // 10), "cosine")
+        if self._latest is not None:
+            checkpoint.load_optimizer(self._latest, self.opt, self.sched)
+            rng = checkpoint.load_rng(self._latest)
+            if rng:
+                checkpoint.restore_rng(rng, self.data_rng, self.sample_gen)
+        if cfg.sft_steps and not self.dataset.generated:
+            log.info("SFT needs worked solutions; task %s has none, so the SFT stage is skipped", cfg.task)
+        if self.sft_step == 0:
+            self.run.event("phase", 0, phase="sft", steps=cfg.sft_steps)
+        self.run.update(phase="sft", sft_step=self.sft_step)
+        t0 = time.time()
+        while self.sft_step < cfg.sft_steps and self.dataset.generated:
+            self._control()
+            if self.stop_requested:
+                return False
+            rows = self.dataset.batch(self.data_rng, cfg.sft_batch_size)
+            batch = sft.teacher_batch(self.tokenizer, [sft.prompt_text(r["question"]) for r in rows],
+                                      [arith.worked_solution(r["question"]) for r in rows], self.device)
+            loss = sft.sft_loss(self.policy, batch)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), 1.0)
+            self.opt.step()
+            self.sched.step()
+            self.sft_step += 1
+            if self.sft_step % 10 == 0 or self.sft_step == cfg.sft_steps:
+                elapsed = time.time() - t0
+                self.run.stream.send(protocol.PROGRESS, phase="sft", step=self.sft_step, total=cfg.sft_steps,
+                                     loss=loss.item(), elapsed=elapsed)
+                self.run.update(sft_step=self.sft_step)
+                self.progress.show("sft", self.sft_step, cfg.sft_steps, elapsed, loss=loss.item())
+        acc, _ = sft.greedy_accuracy(self.policy, self.tokenizer, self.dataset.held_out, cfg.max_completion_length)
+        self.run.event("phase", 0, phase="grpo", sft_accuracy=acc)
+        log.info("SFT done: held-out greedy accuracy %.3f", acc)
+        self.phase = "grpo"
+        self.opt = None
+        return True
+
+    # ------------------------------------------------------------------------------------------ GRPO
+    def _grpo_setup(self) -> None:
+        cfg = self.cfg
+        self.phase = "grpo"
+        self.ref = copy.deepcopy(self.policy).eval().requires_grad_(False)
+        ckpts = self.run.path / "checkpoints"
+        if self.ref_reset_at is not None and self._latest is not None and (self._latest / "ref").is_dir():
+            ref, _ = models.load(str(self._latest / "ref"), cfg.seed, self.device)
+            self.ref.load_state_dict(ref.state_dict())
+        elif self.step > 0 and (ckpts / "step_000000").is_dir():
+            ref, _ = models.load(str(ckpts / "step_000000"), cfg.seed, self.device)
+            self.ref.load_state_dict(ref.state_dict())
+        self.opt, self.sched = self._make_optimizer(cfg.learning_rate, cfg.max_steps, cfg.warmup_steps,
+                                                    cfg.lr_scheduler_type)
+        if self._latest is not None and self.state.get("phase") == "grpo":
+            checkpoint.load_optimizer(self._latest, self.opt, self.sched)
+            rng = checkpoint.load_rng(self._latest)
+            if rng:
+                checkpoint.restore_rng(rng, self.data_rng, self.sample_gen)
+        self.grpo_t0 = time.time()
+        self.elapsed_before = self.run.read_status().get("grpo_elapsed", 0.0) if self.resume else 0.0
+        self.last_eval_step = None
+        self.run.update(phase="grpo", step=self.step)
+
+    def _evaluate(self) -> float:
+        acc, _ = sft.greedy_accuracy(self.policy, self.tokenizer, self.dataset.held_out, self.cfg.max_completion_length)
+        self.last_eval_step = self.step
+        self.run.event("eval", self.step, accuracy=acc, n=len(self.dataset.held_out))
+        return acc
+
+    def _grpo_step(self) -> None:
+        cfg, tok = self.cfg, self.tokenizer
+        G, dev = cfg.num_generations, self.device
+        t_start = time.time()
+
+        # 1. questions → G completions each from π_old
+        rows, prompts = [], []
+        skipped = 0
+        while len(rows) < cfg.questions_per_step:
+            for r in self.dataset.batch(self.data_rng, cfg.questions_per_step - len(rows)):
+                ids = sft.encode(tok, sft.prompt_text(r["question"]))
+                if len(ids) > cfg.max_prompt_length:
+                    skipped += 1
+                    if skipped > 100 * cfg.questions_per_step:
+                        raise ValueError("setting 'max_prompt_length': every prompt is longer than it")
+                    continue
+                rows.append(r)
+                prompts.append(ids)
+        if skipped:
+            self.run.event("warning", self.step, code="long_prompts", count=skipped,
+                           message=f"skipped {skipped} prompts longer than max_prompt_length")
+        self.policy.eval()
+        batch = rollout.sample(self.policy, [p for p in prompts for _ in range(G)],
+                               max_new_tokens=cfg.max_completion_length, eos_id=tok.eos_token_id,
+                               pad_id=tok.pad_token_id, temperature=cfg.temperature, top_p=cfg.top_p,
+                               generator=self.sample_gen)
+        self.policy.train()
+        texts = tok.batch_decode(batch.completion_ids, skip_special_tokens=True)
+        questions = [r["question"] for r in rows for _ in range(G)]
+        answers = [r["answer"] for r in rows for _ in range(G)]
+
+        # 2. rewards and advantages
+        scored = self.rewarder(questions, texts, answers)
+        if scored.errors:
+            self.run.event("warning", self.step, code="reward_error", count=len(scored.errors),
+                           message=f"reward function failed on {len(scored.errors)} samples: {scored.errors[0]}")
+        rewards = torch.tensor(scored.rewards, dtype=torch.float32).view(-1, G)
+        mask = batch.completion_mask.float()
+        advantages, seq_adv, step_ends_tok = compute_advantages(tok, batch, scored, G, cfg.reward, cfg.scale_rewards)
+        advantages = advantages.to(dev)
+        t_generate = time.time() - t_start
+
+        # 3. π_old and π_ref log-probs (no grad)
+        with torch.no_grad():
+            ref_logp, _ = rollout.token_logprobs(self.ref, batch, cfg.temperature)
+            old_logp = None
+            if cfg.num_iterations > 1:
+                self.policy.eval()
+                old_logp, _ = rollout.token_logprobs(self.policy, batch, cfg.temperature)
+                self.policy.train()
+
+        # 4. μ policy updates
+        t_train0 = time.time()
+        losses, grad_norms, stats_acc, entropy = [], [], [], None
+        lr = self.opt.param_groups[0]["lr"]
+        skipped_update = False
+        for it in range(cfg.num_iterations):
+            logp, ent = rollout.token_logprobs(self.policy, batch, cfg.temperature, with_entropy=(it == 0))
+            if it == 0:
+                entropy = ent.detach()
+                first_logp = logp.detach()
+            old = logp.detach() if old_logp is None else old_logp
+            loss, stats = algorithm.grpo_loss(logp, old, ref_logp, advantages, mask, epsilon=cfg.epsilon,
+                                              beta=cfg.beta, loss_type=cfg.loss_type,
+                                              epsilon_high=cfg.epsilon_high,
+                                              max_completion_length=cfg.max_completion_length)
+            if not torch.isfinite(loss):
+                skipped_update = True
+                break
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gn = torch.nn.utils.clip_grad_norm_(self.policy.parameters(),
+                                                cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
+            if not torch.isfinite(gn):
+                skipped_update = True
+                break
+            self.opt.step()
+            losses.append(loss.item())
+            grad_norms.append(gn.item())
+            stats_acc.append(stats)
+        if skipped_update:
+            self.opt.zero_grad(set_to_none=True)
+            self.nonfinite_in_row += 1
+            self.run.event("warning", self.step, code="nonfinite_loss", count=self.nonfinite_in_row,
+                           message=f"non-finite loss or gradient at step {self.step + 1}; update skipped")
+            if self.nonfinite_in_row >= cfg.max_nonfinite_steps:
+                msg = f"{self.nonfinite_in_row} non-finite losses in a row; stopping (lower learning_rate?)"
+                self.run.event("error", self.step, message=msg)
+                self._save()
+                self.run.update(state=protocol.FAILED, error=msg)
+                return
+        else:
+            self.nonfinite_in_row = 0
+        self.sched.step()
+        self.step += 1
+        t_train = time.time() - t_train0
+
+        # 5. record
+        tokens = float(mask.sum())
+        stats = {k: sum(s[k].item() for s in stats_acc) / max(1, len(stats_acc)) for k in stats_acc[0]} \
+            if stats_acc else {}
+        kl_tok = algorithm.kl_k3(first_logp, ref_logp) if not skipped_update else torch.zeros_like(mask)
+        adv_tok = (advantages if advantages.dim() == 2 else advantages[:, None].expand_as(mask))
+        sel = mask.bool()
+        adv_vals = adv_tok[sel].float()
+        lens = batch.lengths.float()
+        elapsed = time.time() - self.grpo_t0 - self.paused_time + self.elapsed_before
+        row = {
+            "step": self.step, "time": time.time(), "elapsed": elapsed,
+            "reward/mean": rewards.mean().item(), "reward/std": rewards.std().item() if rewards.numel() > 1 else 0.0,
+            "accuracy": sum(scored.correct) / len(scored.correct),
+            "frac_reward_zero_std": (rewards == rewards[:, :1]).all(1).float().mean().item(),
+            "kl": algorithm.masked_mean(kl_tok, mask).item(),
+            "clip_ratio/low": stats.get("clip_ratio/low", 0.0), "clip_ratio/high": stats.get("clip_ratio/high", 0.0),
+            "clip_ratio/region": stats.get("clip_ratio/region", 0.0),
+            "entropy": algorithm.masked_mean(entropy, mask).item() if entropy is not None else 0.0,
+            "loss": sum(losses) / len(losses) if losses else float("nan"),
+            "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else float("nan"),
+            "learning_rate": lr,
+            "completion_length/mean": lens.mean().item(), "completion_length/max": lens.max().item(),
+            "truncated_ratio": batch.truncated.float().mean().item(),
+            "advantage/mean": adv_vals.mean().item(), "advantage/std": adv_vals.std().item() if adv_vals.numel() > 1 else 0.0,
+            "advantage/min": adv_vals.min().item(), "advantage/max": adv_vals.max().item(),
+            "time/generate": t_generate, "time/train": t_train,
+            "tokens_per_second": tokens / max(1e-9, time.time() - t_start),
+        }
+        if cfg.reward == "process":
+            flat = [r for rs in scored.step_rewards for r in rs]
+            row["process_reward/mean"] = sum(flat) / max(1, len(flat))
+        if (cfg.eval_steps and self.step % cfg.eval_steps == 0) or self.step == cfg.max_steps:
+            row["eval/accuracy"] = self._evaluate()
+        if self.step % cfg.logging_steps == 0 or self.step == cfg.max_steps:
+            self.run.metrics(row)
+        if cfg.log_samples_steps and (self.step % cfg.log_samples_steps == 0 or self.step == 1):
+            self.run.samples(group_record(tok, self.step, rows[0], range(G), batch, texts, scored, seq_adv,
+                                          advantages, first_logp, old_logp, ref_logp, entropy, step_ends_tok))
+        self.run.update(step=self.step, grpo_elapsed=elapsed)
+        self.progress.show("grpo", self.step, cfg.max_steps, elapsed, reward=row["reward/mean"],
+                           accuracy=row["accuracy"], kl=row["kl"])
+
+        # iterative RL: the reference becomes the current policy
+        if cfg.ref_reset_steps and self.step % cfg.ref_reset_steps == 0 and self.step < cfg.max_steps:
+            self.ref.load_state_dict(self.policy.state_dict())
+            self.ref_reset_at = self.step
+            self.run.event("ref_reset", self.step)
+
+
+def compute_advantages(tokenizer, batch, scored, G: int, supervision: str, scale_rewards: str):
+    """Advantages exactly as training uses them: outcome → one value per completion [N] (group-centred,
+    scaled per `scale_rewards`); process → per token [N, T] from the step rewards (token-mapped step ends).
+    Returns (advantages, per-completion advantage, step ends in tokens or None)."""
+    if supervision != "process":
+        rewards = torch.tensor(scored.rewards, dtype=torch.float32).view(-1, G)
+        seq_adv = algorithm.scaled_advantages(rewards, scale_rewards).view(-1)
+        return seq_adv, seq_adv, None
+    lengths = batch.lengths.tolist()
+    ids_list = batch.completion_ids.tolist()
+    step_ends_tok = [char_to_token_ends(tokenizer, ids[:n], ends)
+                     for ids, n, ends in zip(ids_list, lengths, scored.step_ends)]
+    per_completion = []
+    for g in range(len(lengths) // G):
+        sl = slice(g * G, (g + 1) * G)
+        per_completion += algorithm.process_advantages(scored.step_rewards[sl], step_ends_tok[sl], lengths[sl],
+                                                       scale=scale_rewards != "none")
+    advantages = torch.zeros(batch.completion_mask.shape, dtype=torch.float32)
+    for i, a in enumerate(per_completion):
+        advantages[i, : len(a)] = a
+    seq_adv = torch.stack([a[0] if len(a) else torch.tensor(0.0) for a in per_completion])
+    return advantages, seq_adv, step_ends_tok
+
+
+def group_record(tokenizer, step: int, row: dict, idx: range, batch, texts, scored, seq_adv, advantages, logp,
+                 old_logp, ref_logp, entropy, step_ends_tok) -> dict:
+    """One whole group (completions `idx` of the batch) with per-token arrays: a samples.jsonl record,
+    also what `grpo sample` prints and the inspector shows."""
+    old = logp if old_logp is None else old_logp
+    kl = algorithm.kl_k3(logp, ref_logp)
+    adv_tok = advantages if advantages.dim() == 2 else advantages[:, None].expand_as(logp)
+    per_token = []
+    for i in idx:
+        n = int(batch.lengths[i])
+        ids = batch.completion_ids[i, :n].tolist()
+        r6 = lambda t: [round(float(x), 6) for x in t[i, :n].tolist()]  # noqa: E731
+        per_token.append({"text": tokenizer.convert_ids_to_tokens(ids), "logp": r6(logp), "old_logp": r6(old),
+                          "ref_logp": r6(ref_logp), "kl": r6(kl), "advantage": r6(adv_tok), "entropy": r6(entropy)})
+    rec = {
+        "step": step, "question": row["question"], "answer": row["answer"],
+        "prompt": sft.prompt_text(row["question"]),
+        "completions": [texts[i] for i in idx], "rewards": [scored.rewards[i] for i in idx],
+        "correct": [scored.correct[i] for i in idx],
+        "advantages": [round(float(seq_adv[i]), 6) for i in idx],
+        "truncated": [bool(batch.truncated[i]) for i in idx], "tokens": per_token,
+    }
+    if scored.step_rewards:
+        rec["step_rewards"] = [scored.step_rewards[i] for i in idx]
+        rec["step_ends"] = [step_ends_tok[i] for i in idx]
+    return rec
+
+
+def run_training(cfg: Config, run_dir: Path, stream: protocol.Stream, resume: bool, progress: Progress) -> int:
+    """Train in `run_dir`; returns the process exit code. Any exception marks the run failed (with its
+    checkpoints intact) and is re-raised for the CLI to report."""
+    run = RunDir(run_dir, stream)
+    resumed_from = None
+    if resume:
+        latest = run.latest_checkpoint()
+        resumed_from = checkpoint.read_state(latest)["step"] if latest else None
+    run.start(cfg.to_dict(), cfg.max_steps, cfg.sft_steps, resumed_from)
+    requests = protocol.Requests(stream)
+    trainer = Trainer(cfg, run, requests, resume=resume, progress=progress)
+    try:
+        state = trainer.train()
+    except Exception as e:
+        msg = f"{type(e).__name__}: {e}"
+        run.event("error", trainer.step, message=msg)
+        run.update(state=protocol.FAILED, error=msg)
+        raise
+    finally:
+        run.close()
+    return 0 if state in (protocol.FINISHED, protocol.STOPPED) else 1

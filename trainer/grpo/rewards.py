@@ -1,0 +1,105 @@
+"""Rewards behind one interface: the task's own checker, or a user function `module:function`.
+
+A user function is called as fn(questions, completions, answers) -> list of floats. If it raises or
+returns something unusable, every sample of that call is retried one at a time so that one bad sample
+cannot poison the rest; each failing sample gets reward 0 and is counted, never a crash.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .tasks import arith
+
+_LAST_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def answer_matches(completion: str, answer: str) -> bool:
+    """The `####` marker's value, else the last number in the completion, compared with the answer."""
+    got = arith.extract_answer(completion)
+    if got is None:
+        nums = _LAST_NUMBER.findall(completion)
+        got = nums[-1] if nums else None
+    if got is None:
+        return False
+    try:
+        return math.isclose(float(got), float(answer.replace(",", "")), rel_tol=0, abs_tol=1e-9)
+    except ValueError:
+        return got.strip() == answer.strip()
+
+
+@dataclass
+class Scored:
+    rewards: list[float]
+    correct: list[bool]
+    step_rewards: list[list[float]] = field(default_factory=list)
+    step_ends: list[list[int]] = field(default_factory=list)   # character indices
+    errors: list[str] = field(default_factory=list)             # one message per failing sample
+
+
+def load_user_function(spec: str) -> Callable:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:  # noqa: BLE001 - report any import failure with the setting's name
+        raise ValueError(f"setting 'reward_function': cannot import {module_name!r}: {e}") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ValueError(f"setting 'reward_function': {module_name!r} has no callable {attr!r}")
+    return fn
+
+
+class Rewarder:
+    def __init__(self, task: str, supervision: str, user_function: str = ""):
+        if supervision == "process" and task != "arith":
+            raise ValueError("setting 'reward': process supervision needs a task with a step checker (arith)")
+        self.task, self.supervision = task, supervision
+        self.user_fn = load_user_function(user_function) if user_function else None
+
+    def __call__(self, questions: list[str], completions: list[str], answers: list[str]) -> Scored:
+        correct = [answer_matches(c, a) for c, a in zip(completions, answers)]
+        errors: list[str] = []
+        if self.user_fn is not None:
+            rewards = self._user(questions, completions, answers, errors)
+        else:
+            rewards = [1.0 if ok else 0.0 for ok in correct]
+        scored = Scored(rewards, correct, errors=errors)
+        if self.supervision == "process":
+            for q, c in zip(questions, completions):
+                rs, ends = arith.process_rewards(q, c)
+                scored.step_rewards.append(rs)
+                scored.step_ends.append(ends)
+        return scored
+
+    def _user(self, questions, completions, answers, errors: list[str]) -> list[float]:
+        try:
+            out = _as_rewards(self.user_fn(questions, completions, answers), len(completions))
+            if out is not None:
+                return out
+        except Exception:  # noqa: BLE001 - fall through to per-sample calls to isolate the culprit
+            pass
+        rewards = []
+        for q, c, a in zip(questions, completions, answers):
+            try:
+                one = _as_rewards(self.user_fn([q], [c], [a]), 1)
+                if one is None:
+                    raise TypeError("did not return a list of one finite number")
+                rewards.append(one[0])
+            except Exception as e:  # noqa: BLE001
+                errors.append(f"{type(e).__name__}: {e}")
+                rewards.append(0.0)
+        return rewards
+
+
+def _as_rewards(value, n: int) -> list[float] | None:
+    try:
+        out = [float(v) for v in value]
+    except (TypeError, ValueError):
+        return None
+    if len(out) != n or not all(math.isfinite(v) for v in out):
+        return None
+    return out

@@ -1,0 +1,125 @@
+"""Sampling groups from the policy and scoring tokens under a model.
+
+`sample` is an incremental decoding loop over a transformers causal LM with a KV cache (`DynamicCache`):
+the prompt is encoded once, then one token per step is fed for every unfinished sequence. `use_cache=False`
+re-runs the whole prefix each step; it exists as the baseline the benchmark measures against.
+`token_logprobs` scores given completions in one teacher-forced forward pass (the training path).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache
+
+
+@dataclass
+class Batch:
+    """Prompts left-padded to [N, P] followed by completions right-padded to [N, C]."""
+
+    prompt_ids: torch.Tensor        # [N, P]
+    prompt_mask: torch.Tensor       # [N, P]
+    completion_ids: torch.Tensor    # [N, C]
+    completion_mask: torch.Tensor   # [N, C] 1 for real completion tokens (EOS included)
+    truncated: torch.Tensor         # [N] bool: hit max length without EOS
+
+    @property
+    def input_ids(self) -> torch.Tensor:
+        return torch.cat([self.prompt_ids, self.completion_ids], dim=1)
+
+    @property
+    def attention_mask(self) -> torch.Tensor:
+        return torch.cat([self.prompt_mask, self.completion_mask], dim=1)
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.completion_mask.sum(1)
+
+
+def left_pad(seqs: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if s:
+            ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
+            mask[i, width - len(s):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def positions(mask: torch.Tensor) -> torch.Tensor:
+    return (mask.cumsum(1) - 1).clamp(min=0)
+
+
+def _pick(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> torch.Tensor:
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(-1, descending=True)
+        keep = sorted_p.cumsum(-1) - sorted_p < top_p  # always keeps the most likely token
+        sorted_p = sorted_p * keep
+        choice = torch.multinomial(sorted_p, 1, generator=generator)
+        return order.gather(-1, choice).squeeze(-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@torch.no_grad()
+def sample(model, prompts: list[list[int]], *, max_new_tokens: int, eos_id: int, pad_id: int,
+           temperature: float = 1.0, top_p: float = 1.0, generator: torch.Generator | None = None,
+           use_cache: bool = True) -> Batch:
+    """Sample one completion per prompt (repeat a prompt G times for a group). temperature 0 is greedy."""
+    device = next(model.parameters()).device
+    prompt_ids, prompt_mask = left_pad(prompts, pad_id, device)
+    n = prompt_ids.shape[0]
+    out = torch.full((n, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    done = torch.zeros(n, dtype=torch.bool, device=device)
+    ids, mask = prompt_ids, prompt_mask
+    cache = DynamicCache() if use_cache else None
+    step_input, step_pos = ids, positions(mask)
+    written = 0
+    for t in range(max_new_tokens):
+        logits = model(input_ids=step_input, attention_mask=mask, position_ids=step_pos,
+                       past_key_values=cache, use_cache=use_cache).logits[:, -1, :]
+        token = _pick(logits, temperature, top_p, generator)
+        token = torch.where(done, torch.full_like(token, pad_id), token)
+        out[:, t] = token
+        written = t + 1
+        done = done | (token == eos_id)
+        if bool(done.all()):
+            break
+        mask = torch.cat([mask, (~done | (token == eos_id)).long()[:, None]], dim=1)
+        if use_cache:
+            step_input = token[:, None]
+            step_pos = positions(mask)[:, -1:]
+        else:
+            step_input = torch.cat([ids, out[:, :written]], dim=1)
+            step_pos = positions(mask)
+    completion = out[:, :written]
+    is_eos = completion == eos_id
+    # real tokens: everything up to and including the first EOS
+    after_eos = (is_eos.long().cumsum(1) - is_eos.long()) > 0
+    completion_mask = (~after_eos).long()
+    truncated = ~is_eos.any(1)
+    return Batch(prompt_ids, prompt_mask, completion, completion_mask, truncated)
+
+
+def token_logprobs(model, batch: Batch, temperature: float = 1.0, with_entropy: bool = False
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probabilities [N, C] of the completion tokens under `model` (logits / temperature, as at
+    sampling time), and optionally the per-token entropy of that distribution."""
+    input_ids, attention_mask = batch.input_ids, batch.attention_mask
+    p = batch.prompt_ids.shape[1]
+    logits = model(input_ids=input_ids, attention_mask=attention_mask,
+                   position_ids=positions(attention_mask), use_cache=False).logits
+    logits = logits[:, p - 1:-1, :].float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    logp_all = F.log_softmax(logits, dim=-1)
+    logp = logp_all.gather(-1, batch.completion_ids.unsqueeze(-1)).squeeze(-1)
+    entropy = None
+    if with_entropy:
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, entropy

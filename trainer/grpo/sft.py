@@ -1,0 +1,57 @@
+"""The supervised warm-up (the paper's SFT stage) and greedy evaluation."""
+
+from __future__ import annotations
+
+import torch
+
+from . import rollout
+from .rewards import answer_matches
+from .tasks import arith
+
+
+def prompt_text(question: str) -> str:
+    return arith.prompt_for(question)
+
+
+def encode(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def teacher_batch(tokenizer, prompts: list[str], targets: list[str], device) -> rollout.Batch:
+    """Prompts left-padded, targets (+ EOS) right-padded: the layout `rollout.token_logprobs` scores."""
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    p_ids, p_mask = rollout.left_pad([encode(tokenizer, p) for p in prompts], pad, device)
+    targets_ids = [encode(tokenizer, t) + [eos] for t in targets]
+    width = max(len(t) for t in targets_ids)
+    c_ids = torch.full((len(targets_ids), width), pad, dtype=torch.long)
+    c_mask = torch.zeros((len(targets_ids), width), dtype=torch.long)
+    for i, t in enumerate(targets_ids):
+        c_ids[i, : len(t)] = torch.tensor(t)
+        c_mask[i, : len(t)] = 1
+    return rollout.Batch(p_ids, p_mask, c_ids.to(device), c_mask.to(device),
+                         torch.zeros(len(targets_ids), dtype=torch.bool, device=device))
+
+
+def sft_loss(model, batch: rollout.Batch) -> torch.Tensor:
+    """Mean negative log-likelihood of the target tokens."""
+    logp, _ = rollout.token_logprobs(model, batch)
+    mask = batch.completion_mask.float()
+    return -(logp * mask).sum() / mask.sum()
+
+
+@torch.no_grad()
+def greedy_accuracy(model, tokenizer, rows: list[dict], max_new_tokens: int, batch_size: int = 256
+                    ) -> tuple[float, list[str]]:
+    """Fraction of rows whose greedy completion has the right final answer, and the completions."""
+    was_training = model.training
+    model.eval()
+    texts: list[str] = []
+    for i in range(0, len(rows), batch_size):
+        chunk = rows[i: i + batch_size]
+        batch = rollout.sample(model, [encode(tokenizer, prompt_text(r["question"])) for r in chunk],
+                               max_new_tokens=max_new_tokens, eos_id=tokenizer.eos_token_id,
+                               pad_id=tokenizer.pad_token_id, temperature=0.0)
+        texts += tokenizer.batch_decode(batch.completion_ids, skip_special_tokens=True)
+    model.train(was_training)
+    correct = sum(answer_matches(t, r["answer"]) for t, r in zip(texts, rows))
+    return correct / max(1, len(rows)), texts
