@@ -99,7 +99,9 @@ export function checkInterpreter(python: string, trainerDir: string, timeoutMs =
     let stdout = '';
     let stderr = '';
     let settled = false;
+    let timer: NodeJS.Timeout | undefined;
     const done = (r: CheckResult) => {
+      clearTimeout(timer);
       if (!settled) {
         settled = true;
         resolve(r);
@@ -107,10 +109,15 @@ export function checkInterpreter(python: string, trainerDir: string, timeoutMs =
     };
     let child;
     try {
-      child = spawn(python, ['-c', CHECK_CODE], { env: trainerEnv(trainerDir), shell: false, stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs });
+      // (Not spawn's own `timeout`: its timer outlives a child that failed to start.)
+      child = spawn(python, ['-c', CHECK_CODE], { env: trainerEnv(trainerDir), shell: false, stdio: ['ignore', 'pipe', 'pipe'] });
     } catch (e) {
       return done({ ok: false, reason: `cannot run it (${(e as Error).message})` });
     }
+    timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      done({ ok: false, reason: `the import check took longer than ${Math.round(timeoutMs / 1000)} s` });
+    }, timeoutMs);
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', (e: NodeJS.ErrnoException) =>
