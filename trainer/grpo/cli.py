@@ -43,6 +43,35 @@ def _quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
 
 
+class _TolerantStream:
+    """stderr that survives its reader going away (the extension window reloaded): training goes on and
+    the run directory keeps the record; lost progress lines do not matter."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def write(self, text: str) -> int:
+        try:
+            return self._inner.write(text)
+        except (OSError, ValueError):
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._inner.flush()
+        except (OSError, ValueError):
+            pass
+
+    def isatty(self) -> bool:
+        try:
+            return self._inner.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
 def _fail(message: str, code: int = 2) -> int:
     sys.stderr.write(f"grpo: error: {message}\n")
     return code
@@ -64,6 +93,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except ConfigError as e:
         return _fail(str(e))
     run_dir.mkdir(parents=True, exist_ok=True)
+    sys.stderr = _TolerantStream(sys.__stderr__)
     _setup_logging(run_dir / "trainer.log")
     _quiet_libraries()
     import torch

@@ -1,6 +1,6 @@
 """Models and tokenizers: the built-in tiny model, local Hugging Face directories, checkpoints.
 
-The built-in model is a tiny configuration of a standard transformers architecture (Qwen2) with a
+The built-in model is a tiny configuration of a standard transformers architecture (Llama) with a
 character-level tokenizer built with the `tokenizers` library and wrapped as a `PreTrainedTokenizerFast`,
 so it saves and loads with `AutoModelForCausalLM` / `AutoTokenizer` like any real checkpoint, and peers
 (TRL) can train the very same model. Nothing is downloaded.
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, LlamaConfig
 
 BUILTIN = "builtin:tiny"
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<unk>"]
@@ -21,7 +21,7 @@ CHARACTERS = list("0123456789+-*/()=#\n ") + list("abcdefghijklmnopqrstuvwxyzABC
 
 TINY_CONFIG = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
                    num_key_value_heads=4, max_position_embeddings=256, rope_theta=10000.0,
-                   tie_word_embeddings=True, attention_dropout=0.0)
+                   tie_word_embeddings=True, attention_dropout=0.0, attention_bias=False, mlp_bias=False)
 
 
 def char_tokenizer() -> PreTrainedTokenizerFast:
@@ -34,7 +34,7 @@ def char_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def tiny_model(tokenizer: PreTrainedTokenizerFast, seed: int) -> torch.nn.Module:
-    config = Qwen2Config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+    config = LlamaConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                          eos_token_id=tokenizer.eos_token_id, bos_token_id=None, **TINY_CONFIG)
     with torch.random.fork_rng():
         torch.manual_seed(seed)

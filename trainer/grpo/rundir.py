@@ -85,6 +85,7 @@ class RunDir:
         (self.path / CHECKPOINTS).mkdir(exist_ok=True)
         write_json_atomic(self.path / "config.json", config)
         previous = self.read_status() if resumed_from is not None else {}
+        dropped = self._rewind(resumed_from) if resumed_from is not None else 0
         now = time.time()
         self.status = {
             "protocol": protocol.PROTOCOL_VERSION, "state": protocol.RUNNING, "phase": "setup",
@@ -97,6 +98,24 @@ class RunDir:
         self.stream.send(protocol.STARTED, run_dir=str(self.path.resolve()), pid=os.getpid(), config=config,
                          resumed_from=resumed_from)
         self._write_status()
+        if resumed_from is not None:
+            self.event("resume", resumed_from, dropped_rows=dropped)
+
+    def _rewind(self, step: int) -> int:
+        """On resume, drop metrics/samples rows of steps after the checkpoint: that trajectory is replaced
+        by the one about to be trained. Rewritten atomically; a torn last line is dropped too."""
+        dropped = 0
+        for name in ("metrics.jsonl", "samples.jsonl"):
+            path = self.path / name
+            if not path.exists():
+                continue
+            rows, bad = read_jsonl(path)
+            keep = [r for r in rows if isinstance(r.get("step"), int) and r["step"] <= step]
+            dropped += len(rows) - len(keep) + bad
+            tmp = path.with_name(name + ".tmp")
+            tmp.write_text("".join(to_json(r) + "\n" for r in keep), encoding="utf-8")
+            os.replace(tmp, path)
+        return dropped
 
     def update(self, **fields: Any) -> None:
         self.status.update(fields)
