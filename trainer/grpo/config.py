@@ -39,16 +39,16 @@ class Config:
     seed: int = _opt(0, "random seed (data, sampling, initialisation)", minimum=0)
 
     # Supervised warm-up (the paper's SFT stage; 0 skips it)
-    sft_steps: int = _opt(600, "SFT optimizer steps on worked solutions before GRPO", minimum=0)
+    sft_steps: int = _opt(1000, "SFT optimizer steps on worked solutions before GRPO", minimum=0)
     sft_batch_size: int = _opt(64, "SFT sequences per step", minimum=1)
-    sft_learning_rate: float = _opt(3e-3, "SFT learning rate", minimum=0, exclusive_min=True)
+    sft_learning_rate: float = _opt(5e-3, "SFT learning rate", minimum=0, exclusive_min=True)
 
     # GRPO
-    max_steps: int = _opt(150, "GRPO optimizer steps", minimum=0)
-    num_generations: int = _opt(16, "G: completions sampled per question", minimum=2)
-    questions_per_step: int = _opt(16, "questions per step (TRL: per_device_train_batch_size / "
+    max_steps: int = _opt(200, "GRPO optimizer steps", minimum=0)
+    num_generations: int = _opt(8, "G: completions sampled per question", minimum=2)
+    questions_per_step: int = _opt(32, "questions per step (TRL: per_device_train_batch_size / "
                                    "num_generations)", minimum=1)
-    learning_rate: float = _opt(5e-4, "GRPO learning rate (AdamW)", minimum=0, exclusive_min=True)
+    learning_rate: float = _opt(1e-4, "GRPO learning rate (AdamW)", minimum=0, exclusive_min=True)
     lr_scheduler_type: str = _opt("constant", "constant or cosine (after warmup_steps)",
                                   choices=("constant", "cosine", "linear"))
     warmup_steps: int = _opt(0, "linear learning-rate warm-up steps", minimum=0)
