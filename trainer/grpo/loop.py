@@ -170,13 +170,9 @@ class Trainer:
         return self._finish(protocol.FINISHED)
 
     def _finish(self, state: str) -> str:
-        if self.phase == "grpo":
-            final_eval = self.last_eval_step != self.step
-            if state == protocol.FINISHED and final_eval:
-                self._evaluate()
-            self._save()
-        else:
-            self._save()
+        if self.phase == "grpo" and state == protocol.FINISHED and self.last_eval_step != self.step:
+            self._evaluate()
+        self._save()
         self.run.event("phase", self.step, phase="done", state=state)
         self.run.update(state=state, phase="done" if state == protocol.FINISHED else self.phase)
         self.progress.done(state, self.step)
