@@ -96,6 +96,15 @@ class Trainer:
         self.ref_reset_at = self.state.get("ref_reset_at")
         self._latest = latest
 
+    def _restore_training_state(self, phase: str) -> None:
+        """Continue `phase` where the resumed checkpoint left it: optimizer, scheduler and RNG streams."""
+        if self._latest is None or self.state.get("phase") != phase:
+            return
+        checkpoint.load_optimizer(self._latest, self.opt, self.sched)
+        rng = checkpoint.load_rng(self._latest)
+        if rng:
+            checkpoint.restore_rng(rng, self.data_rng, self.sample_gen)
+
     def _make_optimizer(self, lr: float, total: int, warmup: int, schedule: str):
         opt = torch.optim.AdamW(self.policy.parameters(), lr=lr, weight_decay=self.cfg.weight_decay,
                                 betas=(0.9, 0.99))
@@ -192,11 +201,7 @@ class Trainer:
         cfg = self.cfg
         self.opt, self.sched = self._make_optimizer(cfg.sft_learning_rate, cfg.sft_steps,
                                                     min(50, cfg.sft_steps // 10), "cosine")
-        if self._latest is not None:
-            checkpoint.load_optimizer(self._latest, self.opt, self.sched)
-            rng = checkpoint.load_rng(self._latest)
-            if rng:
-                checkpoint.restore_rng(rng, self.data_rng, self.sample_gen)
+        self._restore_training_state("sft")
         if cfg.sft_steps and not self.dataset.generated:
             log.info("SFT needs worked solutions; task %s has none, so the SFT stage is skipped", cfg.task)
         if self.sft_step == 0:
@@ -244,11 +249,7 @@ class Trainer:
             self.ref.load_state_dict(ref.state_dict())
         self.opt, self.sched = self._make_optimizer(cfg.learning_rate, cfg.max_steps, cfg.warmup_steps,
                                                     cfg.lr_scheduler_type)
-        if self._latest is not None and self.state.get("phase") == "grpo":
-            checkpoint.load_optimizer(self._latest, self.opt, self.sched)
-            rng = checkpoint.load_rng(self._latest)
-            if rng:
-                checkpoint.restore_rng(rng, self.data_rng, self.sample_gen)
+        self._restore_training_state("grpo")
         self.grpo_t0 = time.time()
         self.elapsed_before = self.run.read_status().get("grpo_elapsed", 0.0) if self.resume else 0.0
         self.last_eval_step = None
