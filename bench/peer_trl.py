@@ -444,6 +444,11 @@ def trl_child(spec_path: str, out_path: str) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ summary
+def run_order(seeds: list[int]) -> list[tuple[int, tuple[str, str]]]:
+    """Both trainers for every seed, alternating which goes first, so slow spells of the machine hit both."""
+    return [(seed, (OURS, TRL) if i % 2 == 0 else (TRL, OURS)) for i, seed in enumerate(seeds)]
+
+
 def time_to(curve: list[dict], target: float) -> float | None:
     """Training-clock seconds at the first evaluation with accuracy ≥ target (None: never reached)."""
     for point in curve:
@@ -592,8 +597,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t_begin = time.time()
     runs: dict[str, list[dict]] = {OURS: [], TRL: []}
-    for i, seed in enumerate(args.seeds):
-        order = (OURS, TRL) if i % 2 == 0 else (TRL, OURS)
+    for seed, order in run_order(args.seeds):
         for position, who in enumerate(order):
             print(f"seed {seed}: {who} …", file=sys.stderr)
             run = (run_ours if who == OURS else run_trl)(cfg, start, seed, work)
