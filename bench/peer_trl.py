@@ -244,6 +244,14 @@ def _run_child(argv: list[str], log_path: Path, stdout=None) -> tuple[int, float
     return proc.returncode, wall, rss_mb
 
 
+def _shown(path: Path) -> str:
+    """A path as the JSON shows it: relative to the repository when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def _tail(path: Path, n: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
@@ -329,7 +337,7 @@ def run_ours(cfg: config_mod.Config, start: Path, seed: int, work: Path) -> dict
         raise RuntimeError(f"our trainer failed (seed {seed}, exit {code}):\n{_tail(work / f'ours-seed{seed}.log')}")
     n = cfg.questions_per_step * cfg.num_generations
     timeline = ours_timeline(read_jsonl(run_dir / "metrics.jsonl"), read_jsonl(run_dir / "events.jsonl"), n)
-    return {**timeline, "process_wall_s": wall, "peak_rss_mb": rss, "run_dir": str(run_dir)}
+    return {**timeline, "process_wall_s": wall, "peak_rss_mb": rss, "run_dir": _shown(run_dir)}
 
 
 def run_trl(cfg: config_mod.Config, start: Path, seed: int, work: Path) -> dict[str, Any]:
@@ -345,7 +353,7 @@ def run_trl(cfg: config_mod.Config, start: Path, seed: int, work: Path) -> dict[
     if code != 0 or not (out_dir / "result.json").is_file():
         raise RuntimeError(f"TRL failed (seed {seed}, exit {code}):\n{_tail(work / f'trl-seed{seed}.log')}")
     result = json.loads((out_dir / "result.json").read_text())
-    return {**result, "process_wall_s": wall, "peak_rss_mb": rss, "run_dir": str(out_dir)}
+    return {**result, "process_wall_s": wall, "peak_rss_mb": rss, "run_dir": _shown(out_dir)}
 
 
 # ------------------------------------------------------------------------------------------------ TRL child
@@ -526,6 +534,25 @@ def aggregate(runs: dict[str, list[dict]], target: float) -> dict[str, Any]:
     return {"medians": med, "ratios": ratios, "bar": bar}
 
 
+def _columns(rows: list[dict]) -> dict[str, list]:
+    """[{a: 1, b: 2}, {a: 3, b: 4}] → {a: [1, 3], b: [2, 4]}: per-step records, compactly."""
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    return {k: [r.get(k) for r in rows] for k in keys}
+
+
+def _compact(value: Any, key: str = "") -> Any:
+    """The JSON as written: floats to 6 significant digits, per-step lists as columns."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}") if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _compact(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        if key in ("steps", "trl_log") and value and isinstance(value[0], dict):
+            return _compact(_columns(value))
+        return [_compact(v) for v in value]
+    return value
+
+
 def plot(runs: dict[str, list[dict]], target: float, path: Path, title: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -616,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "wall_s": time.time() - t_begin,
         "machine": machine(),
-        "start_checkpoint": str(start),
+        "start_checkpoint": _shown(start),
         "start_accuracy": starts,
         "held_out": {"n": cfg.eval_size, "eval_steps": cfg.eval_steps,
                      "function": "grpo.sft.greedy_accuracy on grpo.data.load('arith').held_out"},
@@ -632,7 +659,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = ROOT / args.out if not Path(args.out).is_absolute() else Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, allow_nan=False, default=str) + "\n")
+    out.write_text(json.dumps(_compact(result), indent=1, allow_nan=False, default=str) + "\n")
     m = result["machine"]
     plot(runs, args.target, ROOT / args.plot if not Path(args.plot).is_absolute() else Path(args.plot),
          f"arith, {len(args.seeds)} seed(s), {cfg.max_steps} steps, G={cfg.num_generations}, "

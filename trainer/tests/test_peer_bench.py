@@ -155,8 +155,10 @@ def test_smoke_both_trainers_run_and_the_results_are_written(tmp_path):
     assert res["approximations"] and res["settings"]
     for who in ("ours", "trl"):
         (run,) = res["runs"][who]
-        assert [s["step"] for s in run["steps"]] == [1, 2]
-        assert all(s["total_s"] > 0 and s["generate_s"] > 0 and s["completion_tokens"] > 0 for s in run["steps"])
+        steps = run["steps"]  # per-step records as columns
+        assert steps["step"] == [1, 2]
+        for key in ("total_s", "generate_s", "train_s", "completion_tokens"):
+            assert all(v > 0 for v in steps[key]), (who, key)
         assert [p["step"] for p in run["curve"]] == [0, 1, 2]
         assert run["peak_rss_mb"] > 50
         for key in ("median_step_s", "median_generate_s", "median_train_s", "completion_tokens_per_s",
