@@ -268,12 +268,14 @@ def make_start(work: Path, overrides: list[str]) -> Path:
     want = {k: getattr(cfg, k) for k in sorted(sft_keys)}
     run_dir = work / "sft-start"
     start = run_dir / "checkpoints" / "step_000000"
-    if (start / "config.json").is_file() and (run_dir / "config.json").is_file():
+    try:
         have = json.loads((run_dir / "config.json").read_text())
-        if {k: have.get(k) for k in want} == want and json.loads((run_dir / "status.json").read_text()).get(
-                "state") == "finished":
-            print(f"reusing the SFT start {start}", file=sys.stderr)
-            return start
+        finished = json.loads((run_dir / "status.json").read_text()).get("state") == "finished"
+    except (OSError, json.JSONDecodeError):
+        have, finished = {}, False
+    if finished and (start / "config.json").is_file() and {k: have.get(k) for k in want} == want:
+        print(f"reusing the SFT start {start}", file=sys.stderr)
+        return start
     shutil.rmtree(run_dir, ignore_errors=True)
     print(f"making the SFT start ({cfg.sft_steps} SFT steps) in {run_dir} …", file=sys.stderr)
     argv = [sys.executable, "-m", "grpo", "train", "--run-dir", str(run_dir), "--quiet"]
@@ -609,11 +611,22 @@ def main(argv: list[str] | None = None) -> int:
         print("error: TRL is not installed; install the benchmark's pins: "
               ".venv/bin/python -m pip install -r bench/requirements.txt", file=sys.stderr)
         return 2
+    if not 0 < args.target <= 1:
+        print(f"error: --target must be an accuracy in (0, 1]; got {args.target}", file=sys.stderr)
+        return 2
     if len(set(args.seeds)) != len(args.seeds):
         print("error: --seeds has a repeated seed", file=sys.stderr)
         return 2
     work = (ROOT / args.work) if not Path(args.work).is_absolute() else Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    try:
+        return _bench(args, argv, cfg, work)
+    except RuntimeError as e:  # a trainer failed: its log's tail says why
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+def _bench(args: argparse.Namespace, argv: list[str], cfg: config_mod.Config, work: Path) -> int:
     if args.start:
         start = Path(args.start).resolve()
         if not (start / "config.json").is_file():
