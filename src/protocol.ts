@@ -234,7 +234,7 @@ export interface GroupRecord {
   tokens: TokenArrays[];
   step_rewards?: number[][];
   step_ends?: number[][];
-  source?: { checkpoint: string | null; step: number };
+  source?: { checkpoint: string | null; step: number | null; [key: string]: unknown };
   [key: string]: unknown;
 }
 
@@ -273,7 +273,7 @@ export function checkGroupRecord(v: unknown): Checked<GroupRecord> {
     const rewards = (v.step_rewards as number[][] | undefined)?.[i];
     if (ends && rewards && ends.length !== rewards.length) return { ok: false, error: `step_ends[${i}] and step_rewards[${i}] differ in length` };
   }
-  if (v.source !== undefined && !(isObject(v.source) && isStrOrNull(v.source.checkpoint) && isNum(v.source.step))) {
+  if (v.source !== undefined && !(isObject(v.source) && isStrOrNull(v.source.checkpoint) && isNumOrNull(v.source.step))) {
     return { ok: false, error: "group field 'source' is invalid" };
   }
   return { ok: true, value: v as unknown as GroupRecord };

@@ -36,7 +36,7 @@ export function factRows(f: TokenFacts): [string, string][] {
   return rows;
 }
 
-const mdEscape = (s: string) => s.replace(/[\\`*_{}[\]()#+\-.!|<>]/g, (c) => `\\${c}`);
+const mdEscape = (s: string) => s.replace(/[\\`*_|<>[\]]/g, (c) => `\\${c}`);
 
 /** The editor hover: a heading with the token, then a two-column table. */
 export function hoverMarkdown(f: TokenFacts, source: string): string {

@@ -3,9 +3,11 @@
  * enough to tokenize exactly as the trainer does, in the extension host, with no Python. Pure; no
  * `vscode`, no onnxruntime.
  *
- * Only `kind: "char"` exists: one token per character (Unicode code point), looked up in `vocab`.
- * Special tokens (`<eos>`, …) are never produced from text. A character with no entry is an error that
- * names it (the trainer would have mapped it to `<unk>`, which says nothing about the text).
+ * Only `kind: "char"` exists: one token per character (Unicode code point), looked up in `vocab`,
+ * except that the special tokens' strings (`<eos>`, `<pad>`, `<unk>`, a BOS) are matched whole where
+ * they occur, as the trainer's Hugging Face tokenizer matches its added tokens. A character with no
+ * entry is an error that names it (the trainer would have mapped it to `<unk>`, which says nothing
+ * about the text).
  */
 
 export interface TokenizerDescription {
@@ -62,13 +64,42 @@ export interface Encoded {
 
 const describeChar = (ch: string) => (ch === '\t' ? '\\t' : ch === '\r' ? '\\r' : /\s/.test(ch) || ch.codePointAt(0)! < 32 ? `U+${ch.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}` : ch);
 
+/** The multi-character strings of the special tokens, longest first. */
+function specialStrings(desc: TokenizerDescription): string[] {
+  const byId = new Map(Object.entries(desc.vocab).map(([t, id]) => [id, t]));
+  const out = new Set<string>();
+  for (const id of [desc.unk_token_id, desc.bos_token_id, desc.eos_token_id, desc.pad_token_id]) {
+    const t = id === null ? undefined : byId.get(id);
+    if (t && [...t].length > 1) out.add(t);
+  }
+  return [...out].sort((a, b) => b.length - a.length);
+}
+
 /** Tokenizes text (no BOS); throws a TokenizeError naming every character outside the vocabulary. */
 export function encode(desc: TokenizerDescription, text: string, what = 'the text'): Encoded {
   const ids: number[] = [];
   const offsets: [number, number][] = [];
+  let skip = 0; // code units of a matched special token still to pass over
   const unknown = new Map<string, number>(); // char → first offset
+  const specials = specialStrings(desc);
   let pos = 0;
-  for (const ch of text) {
+  outer: for (const ch of text) {
+    if (skip > 0) {
+      skip -= ch.length;
+      pos += ch.length;
+      continue;
+    }
+    if (ch === '<' || specials.some((s) => s[0] === ch)) {
+      for (const sp of specials) {
+        if (text.startsWith(sp, pos)) {
+          ids.push(desc.vocab[sp]);
+          offsets.push([pos, pos + sp.length]);
+          skip = sp.length - ch.length;
+          pos += ch.length;
+          continue outer;
+        }
+      }
+    }
     const id = Object.prototype.hasOwnProperty.call(desc.vocab, ch) ? desc.vocab[ch] : undefined;
     if (id === undefined) {
       if (!unknown.has(ch)) unknown.set(ch, pos);
