@@ -143,7 +143,7 @@ export function checkEvent(v: unknown): Checked<RunEvent> {
 
 export type TrainerMessage =
   // `train` sends `config` and `resumed_from`; `serve` sends `checkpoint` and `step` (its readiness line).
-  | { v: 1; type: 'started'; run_dir: string; pid: number; config?: Record<string, Json>; resumed_from: number | null; checkpoint?: string; step?: number }
+  | { v: 1; type: 'started'; run_dir: string | null; pid: number; config?: Record<string, Json>; resumed_from: number | null; checkpoint?: string; step?: number | null }
   | { v: 1; type: 'status'; status: RunStatus }
   | { v: 1; type: 'progress'; phase: string; step: number; total: number; [k: string]: Json | undefined }
   | { v: 1; type: 'metrics'; row: MetricsRow }
@@ -157,7 +157,7 @@ export function checkTrainerMessage(v: unknown): Checked<TrainerMessage> {
   const fail = (what: string): Checked<TrainerMessage> => ({ ok: false, error: `'${String(v.type)}' message: ${what}` });
   switch (v.type) {
     case 'started': {
-      const bad = badField(v, { run_dir: isStr, pid: isNum, config: optional(isObject), resumed_from: optional(isNumOrNull), checkpoint: optional(isStr), step: optional(isNum) });
+      const bad = badField(v, { run_dir: isStrOrNull, pid: isNum, config: optional(isObject), resumed_from: optional(isNumOrNull), checkpoint: optional(isStr), step: optional(isNumOrNull) });
       return bad ? fail(`field '${bad}' is missing or invalid`) : { ok: true, value: { ...v, resumed_from: (v.resumed_from as number | null | undefined) ?? null } as unknown as TrainerMessage };
     }
     case 'status': {
@@ -290,7 +290,7 @@ export interface ScoreResult {
   sequence_kl: number;
   sum_logp: number;
   sum_ref_logp: number;
-  step: number;
+  step: number | null; // null: a model directory that is not a training checkpoint
 }
 
 const isOffset = (v: unknown): v is [number, number] => Array.isArray(v) && v.length === 2 && isNum(v[0]) && isNum(v[1]);
@@ -299,7 +299,7 @@ export function checkScoreResult(v: unknown): Checked<ScoreResult> {
   if (!isObject(v)) return { ok: false, error: 'score result is not an object' };
   const bad = badField(v, {
     tokens: arrayOf(isStr), offsets: arrayOf(isOffset), logp: isNumArray, ref_logp: isNumArray, kl: isNumArray, entropy: isNumArray,
-    sequence_kl: isNum, sum_logp: isNum, sum_ref_logp: isNum, step: isNum,
+    sequence_kl: isNum, sum_logp: isNum, sum_ref_logp: isNum, step: isNumOrNull,
   });
   if (bad) return { ok: false, error: `score result field '${bad}' is missing or invalid` };
   const n = (v.tokens as string[]).length;

@@ -11,7 +11,7 @@ import type { InspectRequests, InspectRequestType } from './protocol';
 import { trainerEnv } from './python';
 import { PendingRequests, TrainerGoneError } from './requests';
 
-export interface ServeInfo { checkpoint: string; step: number; pid: number; runDir: string }
+export interface ServeInfo { checkpoint: string; step: number | null; pid: number; runDir: string | null }
 
 export interface ServeOptions {
   trainerDir: string;
@@ -50,7 +50,7 @@ export class ServeProcess {
     const parser = new TrainerStreamParser(
       (m) => {
         if (m.type === 'started' && !this.info) {
-          this.info = { checkpoint: m.checkpoint ?? checkpoint, step: m.step ?? 0, pid: m.pid, runDir: m.run_dir };
+          this.info = { checkpoint: m.checkpoint ?? checkpoint, step: m.step ?? null, pid: m.pid, runDir: m.run_dir };
           clearTimeout(startTimer);
           readyResolve(this.info);
           return;

@@ -8,7 +8,7 @@ import { listCheckpoints } from '../runDir';
 
 export interface OnnxManifest {
   format: 1;
-  step: number;
+  step: number | null;
   checkpoint: string | null;
   policy: string;
   reference: string;

@@ -60,7 +60,7 @@ export class OnnxScorer {
     return new OnnxScorer(e, tok, p, r);
   }
 
-  get step(): number {
+  get step(): number | null {
     return this.exp.manifest.step;
   }
 

@@ -20,6 +20,8 @@ export interface TokenizerDescription {
   add_bos: boolean;
   prompt_template: string;
   max_length: number;
+  /** The special tokens' strings (matched whole in text); derived from the *_token_id fields if absent. */
+  special_tokens?: string[];
 }
 
 export class TokenizeError extends Error {}
@@ -48,6 +50,7 @@ export function checkTokenizerDescription(v: unknown, file = 'tokenizer.json'): 
     add_bos: o.add_bos,
     prompt_template: o.prompt_template,
     max_length: o.max_length,
+    special_tokens: Array.isArray(o.special_tokens) ? o.special_tokens.filter((t): t is string => typeof t === 'string' && Object.prototype.hasOwnProperty.call(o.vocab, t)) : undefined,
   };
 }
 
@@ -66,6 +69,7 @@ const describeChar = (ch: string) => (ch === '\t' ? '\\t' : ch === '\r' ? '\\r' 
 
 /** The multi-character strings of the special tokens, longest first. */
 function specialStrings(desc: TokenizerDescription): string[] {
+  if (desc.special_tokens) return desc.special_tokens.filter((t) => [...t].length > 1).sort((a, b) => b.length - a.length);
   const byId = new Map(Object.entries(desc.vocab).map(([t, id]) => [id, t]));
   const out = new Set<string>();
   for (const id of [desc.unk_token_id, desc.bos_token_id, desc.eos_token_id, desc.pad_token_id]) {
