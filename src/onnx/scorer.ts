@@ -15,7 +15,13 @@ import { checkTokenizerDescription, scoringInput, TokenizeError, type TokenizerD
 // Loaded lazily: the native binding costs ~100 ms and is only needed when a document is scored.
 let ort: typeof Ort | undefined;
 function runtime(): typeof Ort {
-  ort ??= require('onnxruntime-node') as typeof Ort;
+  if (!ort) {
+    try {
+      ort = require('onnxruntime-node') as typeof Ort;
+    } catch (e) {
+      throw new Error(`onnxruntime-node cannot be loaded (${(e as Error).message.split('\n')[0]}), so documents cannot be scored in the editor; "GRPO: Sample Group" and "Compare to Reference" still work through the trainer`);
+    }
+  }
   return ort;
 }
 

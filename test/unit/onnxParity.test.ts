@@ -4,8 +4,9 @@
  * text, to 1e-4. Also: serve answers sample_group with a valid group, refuses bad input with a message
  * naming it, and a serve process that dies mid-request fails that request clearly.
  *
- * The fixture is real: the built-in model saved as step_000000 (the reference) and after a few SFT steps
- * as step_000003 (a policy that differs from it), exported with `python -m grpo export-onnx`.
+ * The fixture is real (test/fixtures/tiny_run.py): the built-in model saved as step_000000 (the
+ * reference) and after a few SFT steps as step_000003 (a policy that differs from it), exported with
+ * `python -m grpo export-onnx`.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -25,28 +26,7 @@ const python = process.env.GRPO_TEST_PYTHON ?? path.join(repo, '.venv', 'bin', '
 const ready = fs.existsSync(python) && fs.existsSync(path.join(trainerDir, 'grpo', 'onnx_export.py'));
 const skip = !ready && '.venv (scripts/setup.sh) or the trainer\'s ONNX export is missing';
 
-const MAKE_RUN = `
-import json, random, sys, torch
-from pathlib import Path
-from grpo import models, sft
-from grpo.config import Config
-from grpo.tasks import arith
-run = Path(sys.argv[1]); cps = run / "checkpoints"
-def save(model, tok, step):
-    d = cps / f"step_{step:06d}"
-    model.save_pretrained(d); tok.save_pretrained(d)
-    (d / "trainer_state.json").write_text(json.dumps({"step": step, "phase": "grpo", "sft_step": 0, "ref_reset_at": None}))
-model, tok = models.load(models.BUILTIN, 0, torch.device("cpu"))
-save(model, tok, 0)
-opt = torch.optim.AdamW(model.parameters(), lr=5e-3); rng = random.Random(0)
-for _ in range(3):
-    qs = [arith.random_expression(rng) for _ in range(16)]
-    b = sft.teacher_batch(tok, [sft.prompt_text(q) for q in qs], [arith.worked_solution(q) for q in qs], torch.device("cpu"))
-    loss = sft.sft_loss(model, b); opt.zero_grad(); loss.backward(); opt.step()
-save(model, tok, 3)
-(run / "config.json").write_text(json.dumps(Config(num_generations=4, max_completion_length=24, temperature=1.0).to_dict()))
-(run / "status.json").write_text(json.dumps({"state": "stopped", "step": 3}))
-`;
+const MAKE_RUN = path.join(repo, 'test', 'fixtures', 'tiny_run.py');
 
 let run = '';
 let checkpoint = '';
@@ -57,7 +37,7 @@ before(async () => {
   if (skip) return;
   run = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-parity-')), 'run');
   const env = trainerEnv(trainerDir);
-  execFileSync(python, ['-c', MAKE_RUN, run], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  execFileSync(python, [MAKE_RUN, run], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   checkpoint = path.join(run, 'checkpoints', 'step_000003');
   execFileSync(python, ['-m', 'grpo', 'export-onnx', '--checkpoint', checkpoint, '--out', path.join(checkpoint, 'onnx')], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   serve = new ServeProcess(python, checkpoint, { trainerDir });
