@@ -113,6 +113,12 @@ export function legend(q: Quantity, scale: Scale, label: string): HTMLElement {
   name.className = 'legend-name';
   name.textContent = label;
   box.append(name);
+  if (scale.span <= 1e-9) {
+    const flat = document.createElement('span');
+    flat.textContent = `every token ${q === 'ratio' ? '= 1' : '= 0'} (no colour)`;
+    box.append(flat);
+    return box;
+  }
   const lo = scale.kind === 'diverging' ? -LEVELS : 0;
   const endValue = (sign: number) => {
     if (q === 'ratio') return (scale.center * Math.exp(sign * scale.span)).toPrecision(3);
