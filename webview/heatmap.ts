@@ -1,11 +1,13 @@
 /**
- * The token heatmap: rows of tokens, each a <span> whose background is the colour of its value's bucket
- * (set through the CSSOM, which the strict CSP allows), with one tooltip element for exact values on
- * hover (one delegated listener, nothing per token). Built in one pass into a DocumentFragment, so 64
- * completions × 512 tokens draw in one layout.
+ * The token heatmap: rows of tokens, each token a <span> whose class names its colour bucket. The
+ * bucket colours come from the same function the editor shading uses (bucketColour), installed once as
+ * CSS rules through the CSSOM (the strict CSP forbids inline style attributes, not CSSOM writes). A row
+ * is built as one HTML string (text escaped; no attributes from data), so 64 completions × 512 tokens
+ * parse in one pass; rows off screen skip layout and paint (`content-visibility: auto`). One delegated
+ * listener and one tooltip element give exact values on hover.
  */
 import { bucketColour, bucketOf, LEVELS, type Scale, visibleToken } from '../src/inspect/values';
-import type { Quantity } from '../src/protocol';
+import { QUANTITIES, type Quantity } from '../src/protocol';
 
 export interface HeatRow {
   /** Identifies the row to `tooltip` and in `data-heat-index`. */
@@ -17,18 +19,27 @@ export interface HeatRow {
   stepEnds?: readonly number[];
 }
 
-const colourCache = new Map<string, string>();
-function colour(bucket: number, q: Quantity): string {
-  const k = `${q}:${bucket}`;
-  let c = colourCache.get(k);
-  if (c === undefined) colourCache.set(k, (c = bucketColour(bucket, q)));
-  return c;
+/** Class of a bucket: n8…n1 (below the centre), p1…p8 (above, or magnitude for sequential scales). */
+const bucketClass = (b: number) => (b < 0 ? `n${-b}` : `p${b}`);
+
+let rulesInstalled = false;
+/** `.q-<quantity> .p3 { background-color: … }` for every quantity and bucket, from bucketColour. */
+function installRules(): void {
+  if (rulesInstalled) return;
+  rulesInstalled = true;
+  const sheet = [...document.styleSheets].find((s) => { try { return !!s.cssRules; } catch { return false; } });
+  if (!sheet) return;
+  for (const q of QUANTITIES) {
+    for (let b = -LEVELS; b <= LEVELS; b++) {
+      if (b !== 0) sheet.insertRule(`.q-${q} .${bucketClass(b)} { background-color: ${bucketColour(b, q)}; }`, sheet.cssRules.length);
+    }
+  }
 }
 
+const ESC: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' };
+const escapeHtml = (s: string) => s.replace(/[&<>"]/g, (c) => ESC[c]);
 /** Shown text of a token: whitespace visible; a newline also breaks the line (pre-wrap). */
-function shown(t: string): string {
-  return t === '\n' ? '↵\n' : visibleToken(t);
-}
+const shown = (t: string) => escapeHtml(t === '\n' ? '↵\n' : visibleToken(t));
 
 export interface Heatmap {
   element: HTMLElement;
@@ -38,6 +49,7 @@ export interface Heatmap {
 }
 
 export function heatmap(tooltip: (row: number, token: number) => string, onRowClick?: (row: number) => void): Heatmap {
+  installRules();
   const root = document.createElement('div');
   root.className = 'heatmap';
   const tip = document.createElement('div');
@@ -45,15 +57,13 @@ export function heatmap(tooltip: (row: number, token: number) => string, onRowCl
   tip.hidden = true;
   tip.setAttribute('role', 'tooltip');
   document.body.append(tip);
-  let rowEls: HTMLElement[] = [];
 
   root.addEventListener('mouseover', (e) => {
-    const span = (e.target as HTMLElement).closest('span.tok') as HTMLElement | null;
-    if (!span) return;
+    const span = e.target as HTMLElement;
+    if (!span.classList.contains('t')) return;
     const rowEl = span.closest('[data-heat-index]') as HTMLElement;
-    const row = Number(rowEl.dataset.heatIndex);
-    const tokenIdx = Number(span.dataset.t);
-    tip.textContent = tooltip(row, tokenIdx);
+    const tokenIdx = Array.prototype.indexOf.call(span.parentElement!.children, span) as number;
+    tip.textContent = tooltip(Number(rowEl.dataset.heatIndex), tokenIdx);
     tip.hidden = false;
     const r = span.getBoundingClientRect();
     const top = r.bottom + 4 + tip.offsetHeight > window.innerHeight ? r.top - tip.offsetHeight - 4 : r.bottom + 4;
@@ -70,37 +80,32 @@ export function heatmap(tooltip: (row: number, token: number) => string, onRowCl
     element: root,
     draw(rows, q, scale) {
       const t0 = performance.now();
-      const frag = document.createDocumentFragment();
-      rowEls = [];
+      const parts: string[] = [];
       for (const row of rows) {
-        const line = document.createElement('div');
-        line.className = 'heat-row';
-        line.dataset.heatIndex = String(row.index);
-        const label = document.createElement('span');
-        label.className = 'heat-label';
-        label.textContent = row.label;
-        const body = document.createElement('span');
-        body.className = 'heat-tokens';
-        const ends = row.stepEnds ? new Set(row.stepEnds) : null;
+        parts.push(`<div class="heat-row" data-heat-index="${row.index | 0}"><span class="heat-label">${escapeHtml(row.label)}</span><span class="heat-tokens">`);
+        const ends = row.stepEnds;
+        let nextEnd = 0;
         for (let i = 0; i < row.tokens.length; i++) {
-          const s = document.createElement('span');
-          s.className = ends?.has(i) ? 'tok step-end' : 'tok';
-          s.dataset.t = String(i);
-          s.textContent = shown(row.tokens[i]);
           const b = bucketOf(row.values[i], scale);
-          if (b !== 0) s.style.backgroundColor = colour(b, q);
-          body.append(s);
+          let cls = b === 0 ? 't' : `t ${bucketClass(b)}`;
+          if (ends && nextEnd < ends.length && ends[nextEnd] === i) {
+            cls += ' se';
+            while (nextEnd < ends.length && ends[nextEnd] <= i) nextEnd++;
+          }
+          parts.push(`<span class="${cls}">${shown(row.tokens[i])}</span>`);
         }
-        line.append(label, body);
-        frag.append(line);
-        rowEls.push(line);
+        parts.push('</span></div>');
       }
-      root.replaceChildren(frag);
+      root.className = `heatmap q-${q}`;
+      root.innerHTML = parts.join('');
       return performance.now() - t0;
     },
     highlight(index) {
-      for (const el of rowEls) el.classList.toggle('focused', index !== null && Number(el.dataset.heatIndex) === index);
-      if (index !== null) rowEls.find((el) => Number(el.dataset.heatIndex) === index)?.scrollIntoView({ block: 'nearest' });
+      for (const el of root.querySelectorAll<HTMLElement>('.heat-row.focused')) el.classList.remove('focused');
+      if (index === null) return;
+      const el = root.querySelector<HTMLElement>(`.heat-row[data-heat-index="${index | 0}"]`);
+      el?.classList.add('focused');
+      el?.scrollIntoView({ block: 'nearest' });
     },
   };
 }
@@ -108,7 +113,7 @@ export function heatmap(tooltip: (row: number, token: number) => string, onRowCl
 /** A legend strip for a scale: the buckets from most negative to most positive, with the end values. */
 export function legend(q: Quantity, scale: Scale, label: string): HTMLElement {
   const box = document.createElement('div');
-  box.className = 'legend';
+  box.className = `legend q-${q}`;
   const name = document.createElement('span');
   name.className = 'legend-name';
   name.textContent = label;
@@ -119,7 +124,6 @@ export function legend(q: Quantity, scale: Scale, label: string): HTMLElement {
     box.append(flat);
     return box;
   }
-  const lo = scale.kind === 'diverging' ? -LEVELS : 0;
   const endValue = (sign: number) => {
     if (q === 'ratio') return (scale.center * Math.exp(sign * scale.span)).toPrecision(3);
     if (q === 'logp') return (-scale.span).toPrecision(3);
@@ -128,10 +132,9 @@ export function legend(q: Quantity, scale: Scale, label: string): HTMLElement {
   const left = document.createElement('span');
   left.textContent = scale.kind === 'diverging' ? endValue(-1) : q === 'logp' ? '0' : String(scale.center);
   box.append(left);
-  for (let b = lo; b <= LEVELS; b++) {
+  for (let b = scale.kind === 'diverging' ? -LEVELS : 0; b <= LEVELS; b++) {
     const sw = document.createElement('span');
-    sw.className = 'swatch';
-    sw.style.backgroundColor = colour(b, q);
+    sw.className = b === 0 ? 'swatch' : `swatch ${bucketClass(b)}`;
     box.append(sw);
   }
   const right = document.createElement('span');

@@ -146,6 +146,7 @@ async function main(): Promise<void> {
         window.postMessage((window as unknown as { __msg: unknown }).__msg, '*');
       })));
     }
+    await page.evaluate(() => document.querySelector('.heat-head')?.scrollIntoView());
     await page.screenshot({ path: path.join(repo, '.cache', 'bench', 'inspector-64x512.png') });
     // Switching the quantity re-draws every token.
     for (const q of ['kl', 'ratio', 'logp', 'entropy', 'advantage']) {

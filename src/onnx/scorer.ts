@@ -6,6 +6,7 @@
  * once and cached. No `vscode` import.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import type * as Ort from 'onnxruntime-node';
 import type { ScoreResult } from '../protocol';
 import { k3 } from '../inspect/values';
@@ -38,7 +39,9 @@ function session(file: string): Promise<Ort.InferenceSession> {
   const key = `${file}:${fs.statSync(file).mtimeMs}`;
   let s = sessions.get(key);
   if (!s) {
-    s = runtime().InferenceSession.create(file, { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
+    // Policy and reference run side by side: each gets half the cores.
+    const threads = Math.max(1, Math.floor(os.availableParallelism() / 2));
+    s = runtime().InferenceSession.create(file, { executionProviders: ['cpu'], graphOptimizationLevel: 'all', intraOpNumThreads: threads, interOpNumThreads: 1 });
     s.catch(() => sessions.delete(key));
     sessions.set(key, s);
   }
