@@ -6,7 +6,8 @@ One GRPO step, top to bottom:
   3. cache log-probs under π_old (only needed when μ > 1) and under the frozen reference π_ref
   4. μ = `num_iterations` policy updates on the GRPO loss, gradient clipping
   5. log metrics / samples, evaluate, checkpoint, and every `ref_reset_steps` set π_ref ← π_θ
-Between steps the loop obeys control requests from stdin (pause, resume, stop, save_checkpoint).
+Between steps the loop obeys control requests from stdin (pause, resume, stop, save_checkpoint) and answers
+inspection requests (sample_group, score, compare: grpo/inspector.py) with the live policy and reference.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from . import algorithm, checkpoint, data, models, protocol, rollout, sft
+from . import algorithm, checkpoint, data, inspector, models, protocol, rollout, sft
 from .config import Config
 from .progress import Progress
 from .rewards import Rewarder
@@ -135,6 +136,9 @@ class Trainer:
 
     def _apply(self, msg: dict) -> None:
         kind = msg["type"]
+        if kind in protocol.INSPECT_TYPES:
+            self.run.stream.send(protocol.RESPONSE, id=msg.get("id"), **inspector.answer(self._target(), msg))
+            return
         if kind == protocol.PAUSE and self.run.status.get("state") == protocol.RUNNING:
             self.run.update(state=protocol.PAUSED)
         elif kind == protocol.RESUME and self.run.status.get("state") == protocol.PAUSED:
@@ -145,6 +149,20 @@ class Trainer:
             self.save_requested = True
         self.run.event("control", self.step, action=kind)
         self.run.stream.send(protocol.RESPONSE, id=msg.get("id"), ok=True, result={"action": kind})
+
+    def _target(self) -> inspector.Target:
+        """The live policy and reference for inspection requests. Before GRPO starts the reference is not
+        fixed yet (it becomes the policy as SFT leaves it), so the policy stands in for it."""
+        ref = getattr(self, "ref", None)
+        if ref is None:
+            where = "the policy itself (the reference is fixed when GRPO starts)"
+        elif self.ref_reset_at is None:
+            where = "step_000000 (the policy when GRPO started)"
+        else:
+            where = f"the policy at step {self.ref_reset_at} (iterative RL)"
+        return inspector.Target(policy=self.policy, reference=ref if ref is not None else self.policy,
+                                tokenizer=self.tokenizer, settings=self.cfg, step=self.step, checkpoint=None,
+                                phase=self.phase, reference_source=where, rewarder=self.rewarder)
 
     def request_stop(self, *_: object) -> None:
         self.stop_requested = True
@@ -469,7 +487,7 @@ def run_training(cfg: Config, run_dir: Path, stream: protocol.Stream, resume: bo
         latest = run.latest_checkpoint()
         resumed_from = checkpoint.read_state(latest)["step"] if latest else None
     run.start(cfg.to_dict(), cfg.max_steps, cfg.sft_steps, resumed_from)
-    requests = protocol.Requests(stream)
+    requests = protocol.Requests(stream, known=protocol.CONTROL_TYPES + protocol.INSPECT_TYPES)
     trainer = Trainer(cfg, run, requests, resume=resume, progress=progress)
     try:
         state = trainer.train()

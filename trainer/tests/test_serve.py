@@ -1,72 +1,18 @@
 """`python -m grpo serve`: a real subprocess answering sample_group / score / compare about a checkpoint,
 refusing bad input with a clear message, and carrying on."""
 
-import json
-import os
-import queue
-import subprocess
-import sys
-import threading
-from pathlib import Path
+import time
 
 import pytest
 import torch
+from child import Proc
 
 from grpo import algorithm
 from grpo.rewards import answer_matches
 
-ROOT = Path(__file__).resolve().parents[2]
 GROUP_KEYS = {"step", "question", "answer", "prompt", "completions", "rewards", "correct", "advantages",
               "truncated", "tokens", "step_rewards", "step_ends"}
 TOKEN_KEYS = {"text", "logp", "old_logp", "ref_logp", "kl", "advantage", "entropy"}
-
-
-class Proc:
-    """A child speaking protocol v1: requests on stdin, one JSON line per message on stdout."""
-
-    def __init__(self, args, env_paths=()):
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "trainer"), *env_paths])}
-        self.p = subprocess.Popen([sys.executable, "-m", "grpo", *args], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        self.lines: queue.Queue = queue.Queue()
-        self.seen: list[dict] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        self.n = 0
-
-    def _read(self):
-        for line in self.p.stdout:
-            self.lines.put(json.loads(line))  # every stdout line must be protocol JSON
-        self.lines.put(None)
-
-    def next(self, predicate, timeout=300):
-        while True:
-            msg = self.lines.get(timeout=timeout)
-            if msg is None:
-                raise AssertionError(f"process ended: {self.p.stderr.read()[-3000:]}")
-            assert msg["v"] == 1
-            self.seen.append(msg)
-            if predicate(msg):
-                return msg
-
-    def send_raw(self, line: str):
-        self.p.stdin.write(line + "\n")
-        self.p.stdin.flush()
-
-    def request(self, type_, timeout=300, **params):
-        self.n += 1
-        rid = f"r{self.n}"
-        self.send_raw(json.dumps({"v": 1, "type": type_, "id": rid, **params}))
-        return self.next(lambda m: m["type"] == "response" and m["id"] == rid, timeout)
-
-    def ok(self, type_, **params):
-        r = self.request(type_, **params)
-        assert r["ok"], r
-        return r["result"]
-
-    def error(self, type_, **params):
-        r = self.request(type_, **params)
-        assert r["ok"] is False and isinstance(r["error"], str), r
-        return r["error"]
 
 
 @pytest.fixture(scope="module")
@@ -185,4 +131,5 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
     proc = Proc(["serve", "--checkpoint", str(tmp_path / "nope")])
     assert proc.p.wait(timeout=120) == 1
     assert proc.lines.get(timeout=10) is None  # nothing on the protocol stream
-    assert "no such directory" in proc.p.stderr.read()
+    time.sleep(0.2)
+    assert "no such directory" in proc.stderr()
