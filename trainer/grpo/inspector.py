@@ -367,8 +367,9 @@ def handle(target: Target, msg: dict[str, Any]) -> dict[str, Any]:
     if kind == protocol.SAMPLE_GROUP:
         return _sample_group(target, params)
     if kind == protocol.SCORE:
-        return score(target.policy, target.reference, target.tokenizer, params["text"], params.get("prompt", ""),
-                     target.step)
+        result = score(target.policy, target.reference, target.tokenizer, params["text"], params.get("prompt", ""),
+                       target.step)
+        return {**result, "source": target.source()}
     return compare(target, params)
 
 

@@ -136,3 +136,46 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
     p = cli("export-onnx", "--checkpoint", str(empty_run), "--out", str(tmp_path / "out"))
     assert p.returncode == 1 and "no complete checkpoint" in p.stderr
     assert not (tmp_path / "out").exists()
+
+
+def train(run, *sets):
+    args = ["train", "--run-dir", str(run), "--quiet"]
+    for s in ("sft_steps=2", "sft_batch_size=4", "max_steps=1", "save_steps=0", "eval_steps=0", "eval_size=4",
+              "questions_per_step=2", "num_generations=2", "max_completion_length=16", *sets):
+        args += ["--set", s]
+    return cli(*args)
+
+
+def test_training_writes_onnx_beside_each_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    p = train(run)
+    assert p.returncode == 0, p.stderr
+    ckpts = run / "checkpoints"
+    assert sorted(c.name for c in ckpts.iterdir()) == ["step_000000", "step_000001"]
+    for step in (0, 1):
+        onnx = ckpts / f"step_{step:06d}" / "onnx"
+        assert sorted(f.name for f in onnx.iterdir()) == ["manifest.json", "policy.onnx", "reference.onnx",
+                                                          "tokenizer.json"]
+        m = json.loads((onnx / "manifest.json").read_text())
+        assert m["step"] == step and m["checkpoint"] == f"checkpoints/step_{step:06d}"
+    # the reference did not change, so step 1's reference is step 0's policy, byte for byte
+    assert (ckpts / "step_000001/onnx/reference.onnx").read_bytes() == (ckpts / "step_000000/onnx/policy.onnx").read_bytes()
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    assert not [e for e in events if e.get("code") == "onnx_export"]
+    # and the files beside the checkpoint give that checkpoint's values
+    target = inspector.load_target(ckpts / "step_000001", torch.device("cpu"))[0]
+    desc = json.loads((ckpts / "step_000001/onnx/tokenizer.json").read_text())
+    prompt, text = "(3+1)*3\n", "3+1=4\n4*3=12\n#### 12"
+    want = inspector.score(target.policy, target.reference, target.tokenizer, text, prompt)
+    ids = np.array([describe_tokenize(desc, prompt + text)], dtype=np.int64)
+    for which, key in (("policy", "logp"), ("reference", "ref_logp")):
+        sess = ort.InferenceSession(str(ckpts / f"step_000001/onnx/{which}.onnx"), providers=["CPUExecutionProvider"])
+        np.testing.assert_allclose(sess.run(None, {"input_ids": ids})[0][0, -len(text):], want[key], atol=1e-4)
+
+
+def test_automatic_export_can_be_turned_off(tmp_path):
+    run = tmp_path / "run"
+    p = train(run, "sft_steps=0", "max_steps=0", "onnx_export=false")
+    assert p.returncode == 0, p.stderr
+    assert (run / "checkpoints/step_000000/config.json").is_file()
+    assert not (run / "checkpoints/step_000000/onnx").exists()
