@@ -45,7 +45,7 @@ function fixture(): string {
 }
 
 /** A 1,001-character arith-like document: 1,000 scored tokens (the first has no context). */
-function document(): string {
+function makeDocument(): string {
   const lines: string[] = [];
   let i = 0;
   while (lines.join('\n').length < 1001) {
@@ -97,7 +97,7 @@ async function main(): Promise<void> {
   const exp = findExport(run);
 
   // --- ONNX scoring ---------------------------------------------------------------------------------
-  const text = document();
+  const text = makeDocument();
   const tLoad = performance.now();
   const scorer = await OnnxScorer.load(exp);
   const loadMs = performance.now() - tLoad;

@@ -34,7 +34,7 @@ function tinyRun(workspace: string): string {
   const env = { ...process.env, PYTHONPATH: path.join(repo, 'trainer') };
   const t0 = Date.now();
   execFileSync(python, ['-m', 'grpo', 'train', '--run-dir', dir, '--quiet', '--set', 'sft_steps=30', '--set', 'max_steps=2', '--set', 'eval_size=8',
-    '--set', 'save_steps=1', '--set', 'num_generations=4', '--set', 'questions_per_step=16', '--set', 'log_samples_steps=1', '--set', 'learning_rate=0.001'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+    '--set', 'save_steps=0', '--set', 'num_generations=4', '--set', 'questions_per_step=16', '--set', 'log_samples_steps=1', '--set', 'learning_rate=0.001'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
   const cps = listCheckpoints(dir);
   assert.ok(cps.length > 0, 'the tiny run wrote a checkpoint');
   const latest = cps[cps.length - 1].path;
