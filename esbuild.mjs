@@ -1,4 +1,4 @@
-// Bundles the extension host (Node, CommonJS) and the two webview front-ends (browser IIFEs).
+// Bundles the extension host (Node, CommonJS) and the webview front-ends (browser IIFEs).
 import * as esbuild from 'esbuild';
 
 const watch = process.argv.includes('--watch');
@@ -15,7 +15,7 @@ const builds = [
     target: 'node20',
     external: ['vscode', 'onnxruntime-node'],
   },
-  ...['dashboard', 'panel'].map((name) => ({
+  ...['dashboard', 'panel', 'inspector', 'compare'].map((name) => ({
     ...common,
     entryPoints: [`webview/${name}/main.ts`],
     outfile: `dist/webview/${name}.js`,

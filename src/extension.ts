@@ -4,6 +4,8 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { listCandidates, checkInterpreter, SOURCE_LABEL } from './python';
 import { isResumable, listRuns } from './runDir';
+import { InspectCommands } from './inspect/commands';
+import { COMPLETION_SCHEME, CompletionDocuments, TokenShading } from './inspect/editor';
 import { TrainingController } from './training';
 import { DashboardPanel } from './views/dashboard';
 import { runDirOf, RunsTreeProvider } from './views/runsTree';
@@ -17,6 +19,9 @@ export function activate(ctx: vscode.ExtensionContext): void {
   const trainingView = new TrainingViewProvider(ctx.extensionUri, training);
   const runsTree = new RunsTreeProvider(training);
   const showDashboard = (dirs: string[]) => DashboardPanel.show(ctx.extensionUri, training, dirs);
+  const runsView = vscode.window.createTreeView('grpo.runsView', { treeDataProvider: runsTree });
+  const shading = new TokenShading();
+  const inspect = new InspectCommands(ctx.extensionUri, training, shading, () => runsView.selection);
 
   ctx.subscriptions.push(
     log,
@@ -26,7 +31,17 @@ export function activate(ctx: vscode.ExtensionContext): void {
     runsTree,
     training.onDidChangeSummary((s) => statusBar.update(s)),
     vscode.window.registerWebviewViewProvider(TrainingViewProvider.viewId, trainingView),
-    vscode.window.registerTreeDataProvider('grpo.runsView', runsTree),
+    runsView,
+    shading,
+    inspect,
+    vscode.workspace.registerTextDocumentContentProvider(COMPLETION_SCHEME, new CompletionDocuments()),
+    vscode.languages.registerHoverProvider('*', shading),
+    vscode.commands.registerCommand('grpo.sampleGroup', (n?: unknown, question?: unknown) => inspect.sampleGroup(n, typeof question === 'string' ? question : undefined)),
+    vscode.commands.registerCommand('grpo.inspectTokens', (n?: unknown) => inspect.inspectTokens(n)),
+    vscode.commands.registerCommand('grpo.compareToReference', (n?: unknown, question?: unknown) => inspect.compare(n, typeof question === 'string' ? question : undefined)),
+    vscode.commands.registerCommand('grpo.scoreDocument', (n?: unknown) => inspect.scoreDocument(n)),
+    vscode.commands.registerCommand('grpo.toggleShading', () => inspect.toggleShading()),
+    vscode.commands.registerCommand('grpo.run.openSamples', (n: unknown) => inspect.openLoggedGroup(n)),
     vscode.window.registerWebviewPanelSerializer(DashboardPanel.viewType, {
       async deserializeWebviewPanel(panel, state) {
         DashboardPanel.revive(panel, ctx.extensionUri, training, state);

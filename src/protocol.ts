@@ -142,7 +142,8 @@ export function checkEvent(v: unknown): Checked<RunEvent> {
 // Trainer → host: the live stream (stdout)
 
 export type TrainerMessage =
-  | { v: 1; type: 'started'; run_dir: string; pid: number; config: Record<string, Json>; resumed_from: number | null }
+  // `train` sends `config` and `resumed_from`; `serve` sends `checkpoint` and `step` (its readiness line).
+  | { v: 1; type: 'started'; run_dir: string | null; pid: number; config?: Record<string, Json>; resumed_from: number | null; checkpoint?: string; step?: number | null }
   | { v: 1; type: 'status'; status: RunStatus }
   | { v: 1; type: 'progress'; phase: string; step: number; total: number; [k: string]: Json | undefined }
   | { v: 1; type: 'metrics'; row: MetricsRow }
@@ -156,7 +157,7 @@ export function checkTrainerMessage(v: unknown): Checked<TrainerMessage> {
   const fail = (what: string): Checked<TrainerMessage> => ({ ok: false, error: `'${String(v.type)}' message: ${what}` });
   switch (v.type) {
     case 'started': {
-      const bad = badField(v, { run_dir: isStr, pid: isNum, config: isObject, resumed_from: optional(isNumOrNull) });
+      const bad = badField(v, { run_dir: isStrOrNull, pid: isNum, config: optional(isObject), resumed_from: optional(isNumOrNull), checkpoint: optional(isStr), step: optional(isNumOrNull) });
       return bad ? fail(`field '${bad}' is missing or invalid`) : { ok: true, value: { ...v, resumed_from: (v.resumed_from as number | null | undefined) ?? null } as unknown as TrainerMessage };
     }
     case 'status': {
@@ -201,6 +202,172 @@ export function encodeControl(req: ControlRequest): string {
 }
 export const isControlRequest = (v: unknown): v is ControlRequest =>
   isObject(v) && v.v === PROTOCOL_VERSION && oneOf(...CONTROL_TYPES)(v.type) && optional(isStr)(v.id);
+
+// ---------------------------------------------------------------------------------------------------
+// Inspection (issue 4): sampled groups, per-token scores, policy vs reference.
+// Requests go to a live `train` process or to `python -m grpo serve` over stdin; both answer with a
+// `response` line carrying the same `id` (docs/run-directory.md, "Inspection requests").
+
+/** Per-token arrays of one completion (samples.jsonl `tokens[i]`); every array has one entry per token. */
+export interface TokenArrays {
+  text: string[];
+  logp: number[];
+  old_logp: number[];
+  ref_logp: number[];
+  kl: number[];
+  advantage: number[];
+  entropy: number[];
+}
+export const TOKEN_ARRAY_KEYS = ['logp', 'old_logp', 'ref_logp', 'kl', 'advantage', 'entropy'] as const;
+
+/** One whole group: a samples.jsonl record, or what `sample_group` answers (plus its `source`). */
+export interface GroupRecord {
+  step?: number;
+  question: string;
+  answer: string | null;
+  prompt: string;
+  completions: string[];
+  rewards: number[];
+  correct?: boolean[];
+  advantages: number[];
+  truncated: boolean[];
+  tokens: TokenArrays[];
+  step_rewards?: number[][];
+  step_ends?: number[][];
+  source?: { checkpoint: string | null; step: number | null; [key: string]: unknown };
+  [key: string]: unknown;
+}
+
+const isNumArray = (v: unknown): v is number[] => Array.isArray(v) && v.every(isNum);
+const isBool = (v: unknown): v is boolean => typeof v === 'boolean';
+
+export function checkTokenArrays(v: unknown, where = 'tokens'): Checked<TokenArrays> {
+  if (!isObject(v)) return { ok: false, error: `${where} is not an object` };
+  if (!arrayOf(isStr)(v.text)) return { ok: false, error: `${where}.text must be a list of strings` };
+  const n = v.text.length;
+  for (const k of TOKEN_ARRAY_KEYS) {
+    const a = v[k];
+    if (!isNumArray(a)) return { ok: false, error: `${where}.${k} must be a list of finite numbers` };
+    if (a.length !== n) return { ok: false, error: `${where}.${k} has ${a.length} values for ${n} tokens` };
+  }
+  return { ok: true, value: v as unknown as TokenArrays };
+}
+
+export function checkGroupRecord(v: unknown): Checked<GroupRecord> {
+  if (!isObject(v)) return { ok: false, error: 'group is not an object' };
+  const bad = badField(v, {
+    question: isStr, answer: isStrOrNull, prompt: isStr, completions: arrayOf(isStr), rewards: isNumArray,
+    correct: optional(arrayOf(isBool)), advantages: isNumArray, truncated: arrayOf(isBool), tokens: Array.isArray,
+    step: optional(isNum), step_rewards: optional(arrayOf(isNumArray)), step_ends: optional(arrayOf(isNumArray)),
+  });
+  if (bad) return { ok: false, error: `group field '${bad}' is missing or invalid` };
+  const g = (v.completions as string[]).length;
+  for (const k of ['rewards', 'correct', 'advantages', 'truncated', 'tokens', 'step_rewards', 'step_ends']) {
+    const a = v[k] as unknown[] | undefined;
+    if (a !== undefined && a.length !== g) return { ok: false, error: `group field '${k}' has ${a.length} entries for ${g} completions` };
+  }
+  for (let i = 0; i < g; i++) {
+    const t = checkTokenArrays((v.tokens as unknown[])[i], `tokens[${i}]`);
+    if (!t.ok) return t as Checked<GroupRecord>;
+    const ends = (v.step_ends as number[][] | undefined)?.[i];
+    const rewards = (v.step_rewards as number[][] | undefined)?.[i];
+    if (ends && rewards && ends.length !== rewards.length) return { ok: false, error: `step_ends[${i}] and step_rewards[${i}] differ in length` };
+  }
+  if (v.source !== undefined && !(isObject(v.source) && isStrOrNull(v.source.checkpoint) && isNumOrNull(v.source.step))) {
+    return { ok: false, error: "group field 'source' is invalid" };
+  }
+  return { ok: true, value: v as unknown as GroupRecord };
+}
+
+/** `score`: `text` as a continuation of `prompt` under policy and reference. */
+export interface ScoreResult {
+  tokens: string[];
+  offsets: [number, number][]; // char offsets into `text`
+  logp: number[];
+  ref_logp: number[];
+  kl: number[];
+  entropy: number[];
+  sequence_kl: number;
+  sum_logp: number;
+  sum_ref_logp: number;
+  step: number | null; // null: a model directory that is not a training checkpoint
+}
+
+const isOffset = (v: unknown): v is [number, number] => Array.isArray(v) && v.length === 2 && isNum(v[0]) && isNum(v[1]);
+
+export function checkScoreResult(v: unknown): Checked<ScoreResult> {
+  if (!isObject(v)) return { ok: false, error: 'score result is not an object' };
+  const bad = badField(v, {
+    tokens: arrayOf(isStr), offsets: arrayOf(isOffset), logp: isNumArray, ref_logp: isNumArray, kl: isNumArray, entropy: isNumArray,
+    sequence_kl: isNum, sum_logp: isNum, sum_ref_logp: isNum, step: isNumOrNull,
+  });
+  if (bad) return { ok: false, error: `score result field '${bad}' is missing or invalid` };
+  const n = (v.tokens as string[]).length;
+  for (const k of ['offsets', 'logp', 'ref_logp', 'kl', 'entropy']) {
+    if ((v[k] as unknown[]).length !== n) return { ok: false, error: `score result field '${k}' has ${(v[k] as unknown[]).length} values for ${n} tokens` };
+  }
+  return { ok: true, value: v as unknown as ScoreResult };
+}
+
+/** One side of `compare`: a greedy (or sampled) completion and its per-token numbers under both models. */
+export interface CompareSide {
+  completion: string;
+  tokens: string[];
+  logp: number[]; // under the model that wrote this side
+  kl: number[];
+  logp_diff: number[]; // logp_policy − logp_ref per token
+  ref_logp?: number[]; // policy side: the reference's log-probs
+  policy_logp?: number[]; // reference side: the policy's log-probs
+}
+export interface CompareResult {
+  question: string;
+  prompt: string;
+  policy: CompareSide;
+  reference: CompareSide;
+  sequence_kl: { policy: number; reference: number };
+}
+
+function checkCompareSide(v: unknown, which: 'policy' | 'reference'): string | null {
+  if (!isObject(v)) return `'${which}' is not an object`;
+  const other = which === 'policy' ? 'ref_logp' : 'policy_logp';
+  const bad = badField(v, { completion: isStr, tokens: arrayOf(isStr), logp: isNumArray, kl: isNumArray, logp_diff: isNumArray, [other]: isNumArray });
+  if (bad) return `'${which}.${bad}' is missing or invalid`;
+  const n = (v.tokens as string[]).length;
+  for (const k of ['logp', 'kl', 'logp_diff', other]) if ((v[k] as unknown[]).length !== n) return `'${which}.${k}' has ${(v[k] as unknown[]).length} values for ${n} tokens`;
+  return null;
+}
+
+export function checkCompareResult(v: unknown): Checked<CompareResult> {
+  if (!isObject(v)) return { ok: false, error: 'compare result is not an object' };
+  const bad = badField(v, { question: isStr, prompt: isStr });
+  if (bad) return { ok: false, error: `compare result field '${bad}' is missing or invalid` };
+  const e = checkCompareSide(v.policy, 'policy') ?? checkCompareSide(v.reference, 'reference');
+  if (e) return { ok: false, error: `compare result: ${e}` };
+  if (!isObject(v.sequence_kl) || !isNum(v.sequence_kl.policy) || !isNum(v.sequence_kl.reference)) return { ok: false, error: "compare result field 'sequence_kl' is missing or invalid" };
+  return { ok: true, value: v as unknown as CompareResult };
+}
+
+export interface SampleGroupParams { question: string; answer?: string | null; num_generations?: number; temperature?: number; max_completion_length?: number; seed?: number }
+export interface ScoreParams { text: string; prompt?: string }
+export interface CompareParams { question: string; max_completion_length?: number; temperature?: number; seed?: number }
+
+/** Each inspection request with its parameters and the guard for its answer. */
+export interface InspectRequests {
+  sample_group: { params: SampleGroupParams; result: GroupRecord };
+  score: { params: ScoreParams; result: ScoreResult };
+  compare: { params: CompareParams; result: CompareResult };
+}
+export type InspectRequestType = keyof InspectRequests;
+export const INSPECT_RESULT_CHECKS: { [K in InspectRequestType]: (v: unknown) => Checked<InspectRequests[K]['result']> } = {
+  sample_group: checkGroupRecord,
+  score: checkScoreResult,
+  compare: checkCompareResult,
+};
+
+/** One stdin line: `{"v":1,"type":…,"id":…, …params}`. */
+export function encodeRequest<K extends InspectRequestType>(type: K, id: string, params: InspectRequests[K]['params']): string {
+  return JSON.stringify({ ...params, v: PROTOCOL_VERSION, type, id }) + '\n';
+}
 
 // ---------------------------------------------------------------------------------------------------
 // Settings schema (what `python -m grpo config-schema` prints; an embedded copy ships with the extension)
@@ -362,6 +529,78 @@ export function isPanelToHost(v: unknown): v is PanelToHost {
     case 'ready': case 'resetDefaults': case 'openDashboard': return true;
     case 'valuesChanged': case 'start': return isSettingValues(v.values);
     case 'control': return oneOf('pause', 'resume', 'stop')(v.action);
+    default: return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Host ↔ inspection webviews (group inspector with its token heatmap; policy vs reference compare)
+
+/** What a token heatmap can be coloured by. `ratio` is π_θ/π_old; `logp_diff` is log π_θ − log π_ref. */
+export const QUANTITIES = ['advantage', 'ratio', 'kl', 'logp', 'entropy', 'logp_diff'] as const;
+export type Quantity = (typeof QUANTITIES)[number];
+export const isQuantity = oneOf(...QUANTITIES);
+
+/** Where a group came from, for titles and follow-up requests. */
+export interface GroupOrigin {
+  runDir: string;
+  checkpoint: string | null; // null: the live trainer's current policy, or a logged training group
+  step: number | null;
+  logged: boolean; // from samples.jsonl (training), not sampled on request
+}
+const isGroupOrigin = (v: unknown): v is GroupOrigin =>
+  isObject(v) && isStr(v.runDir) && isStrOrNull(v.checkpoint) && isNumOrNull(v.step) && typeof v.logged === 'boolean';
+
+export type HostToInspector =
+  | { type: 'group'; group: GroupRecord; origin: GroupOrigin; title: string; focus: number | null; quantity: Quantity | null }
+  | { type: 'error'; message: string };
+
+export function isHostToInspector(v: unknown): v is HostToInspector {
+  if (!isObject(v)) return false;
+  switch (v.type) {
+    case 'group': return checkGroupRecord(v.group).ok && isGroupOrigin(v.origin) && isStr(v.title) && isNumOrNull(v.focus) && (v.quantity === null || isQuantity(v.quantity));
+    case 'error': return isStr(v.message);
+    default: return false;
+  }
+}
+
+export type InspectorToHost =
+  | { type: 'ready' }
+  | { type: 'openCompletion'; index: number }
+  | { type: 'log'; level: 'info' | 'error'; message: string };
+
+export function isInspectorToHost(v: unknown): v is InspectorToHost {
+  if (!isObject(v)) return false;
+  switch (v.type) {
+    case 'ready': return true;
+    case 'openCompletion': return isNum(v.index) && Number.isInteger(v.index) && v.index >= 0;
+    case 'log': return oneOf('info', 'error')(v.level) && isStr(v.message);
+    default: return false;
+  }
+}
+
+export type HostToCompare =
+  | { type: 'compare'; result: CompareResult; title: string }
+  | { type: 'error'; message: string };
+
+export function isHostToCompare(v: unknown): v is HostToCompare {
+  if (!isObject(v)) return false;
+  switch (v.type) {
+    case 'compare': return checkCompareResult(v.result).ok && isStr(v.title);
+    case 'error': return isStr(v.message);
+    default: return false;
+  }
+}
+
+export type CompareToHost =
+  | { type: 'ready' }
+  | { type: 'log'; level: 'info' | 'error'; message: string };
+
+export function isCompareToHost(v: unknown): v is CompareToHost {
+  if (!isObject(v)) return false;
+  switch (v.type) {
+    case 'ready': return true;
+    case 'log': return oneOf('info', 'error')(v.level) && isStr(v.message);
     default: return false;
   }
 }

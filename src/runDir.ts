@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { countNewlines, parseJsonlBuffer, parseLine, type JsonlChunk, type LineProblem } from './jsonLines';
-import { checkEvent, checkMetricsRow, checkStatus, type Checked, type MetricsRow, type RunEvent, type RunState, type RunStatus } from './protocol';
+import { checkEvent, checkGroupRecord, checkMetricsRow, checkStatus, type Checked, type GroupRecord, type MetricsRow, type RunEvent, type RunState, type RunStatus } from './protocol';
 
 export const STATUS_FILE = 'status.json';
 export const METRICS_FILE = 'metrics.jsonl';
@@ -207,4 +207,49 @@ export function newRunName(task: string, now = new Date()): string {
   const stamp = `${now.getFullYear()}${p(now.getMonth() + 1)}${p(now.getDate())}-${p(now.getHours())}${p(now.getMinutes())}${p(now.getSeconds())}`;
   const slug = path.basename(task).replace(/\.[^.]*$/, '').replace(/[^A-Za-z0-9_-]+/g, '-').slice(0, 24) || 'run';
   return `${stamp}-${slug}`;
+}
+
+/**
+ * The group logged at GRPO step `step` in samples.jsonl (the last one, if a resumed run logged the step
+ * twice), validated; read line by line so a large file is never held whole.
+ */
+export async function readSampleGroup(dir: string, step: number): Promise<Checked<GroupRecord> | null> {
+  const file = path.join(dir, SAMPLES_FILE);
+  if (!fs.existsSync(file)) return null;
+  let found: string | null = null;
+  const rl = readline.createInterface({ input: fs.createReadStream(file, 'utf8'), crlfDelay: Infinity });
+  // The same test as listSampleSteps: the first "step" key of the line.
+  for await (const line of rl) if (Number(/"step"\s*:\s*(\d+)/.exec(line)?.[1]) === step) found = line;
+  if (found === null) return null;
+  return parseLine(found, (v) => {
+    const c = checkGroupRecord(v);
+    return c.ok && (v as { step?: unknown }).step !== step ? { ok: false, error: `no group logged at step ${step}` } : c;
+  });
+}
+
+/** The question of the last logged group (to pre-fill "Sample Group"), from the file's tail. */
+export function lastSampleQuestion(dir: string): string | null {
+  const file = path.join(dir, SAMPLES_FILE);
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch {
+    return null;
+  }
+  try {
+    const size = fs.fstatSync(fd).size;
+    const len = Math.min(size, 4 * 1024 * 1024);
+    const buf = Buffer.allocUnsafe(len);
+    fs.readSync(fd, buf, 0, len, size - len);
+    const lines = buf.toString('utf8').split('\n').filter((l) => l.trim());
+    for (let i = lines.length - 1; i >= 0; i--) {
+      const m = /"question"\s*:\s*("(?:[^"\\]|\\.)*")/.exec(lines[i]);
+      if (m) return JSON.parse(m[1]) as string;
+    }
+    return null;
+  } catch {
+    return null;
+  } finally {
+    fs.closeSync(fd);
+  }
 }

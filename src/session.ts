@@ -7,7 +7,8 @@
  */
 import * as path from 'node:path';
 import type { LineProblem } from './jsonLines';
-import { controlRequest, type ControlType, type LiveSummary, type MetricsRow, type RunEvent, type RunStatus, type TrainerMessage } from './protocol';
+import { controlRequest, type ControlType, type InspectRequests, type InspectRequestType, type LiveSummary, type MetricsRow, type RunEvent, type RunStatus, type TrainerMessage } from './protocol';
+import { PendingRequests, TrainerGoneError } from './requests';
 import { eventsTail, isPidAlive, metricsTail, readStatus } from './runDir';
 import { TrainerProcess } from './trainerProcess';
 
@@ -37,6 +38,7 @@ export class RunSession {
   private readonly metrics;
   private readonly events;
   private readonly startedAt = Date.now() / 1000;
+  private readonly requests = new PendingRequests('inspect');
 
   private constructor(readonly dir: string, readonly mode: 'spawned' | 'attached', private readonly opts: SessionOptions) {
     this.metrics = metricsTail(dir);
@@ -135,6 +137,9 @@ export class RunSession {
       case 'event':
         this.opts.onChange({ kind: 'event', event: m.row });
         break;
+      case 'response':
+        this.requests.handle(m);
+        break;
       default:
         break;
     }
@@ -150,6 +155,7 @@ export class RunSession {
     if (st?.ok) this.status = st.value;
     if (this.mode === 'attached') this.readTails();
     const failed = this.status?.state === 'failed' || this.status?.state === 'running' || this.status?.state === 'paused' || !this.status;
+    this.requests.failAll((type) => `the trainer of run ${this.name} exited while answering ${type}${code !== null ? ` (code ${code})` : signal ? ` (${signal})` : ''}`);
     if (err) this.exitError = err.message;
     else if (failed && (code !== 0 || this.status?.state === 'failed')) {
       this.exitError = this.status?.error ?? (this.stderrTail.filter((l) => l.trim()).slice(-1)[0] || `the trainer exited with code ${code}${signal ? ` (${signal})` : ''}`);
@@ -166,6 +172,21 @@ export class RunSession {
       return 'signal';
     }
     return 'unavailable';
+  }
+
+  /** Whether inspection requests can go to this trainer (spawned by this window, still running). */
+  get canRequest(): boolean {
+    return !this.ended && this.proc !== null && this.proc.alive;
+  }
+
+  /**
+   * An inspection request to the live trainer over stdin; it answers between optimizer steps (also
+   * during SFT and while paused), so a slow step delays the answer.
+   */
+  request<K extends InspectRequestType>(type: K, params: InspectRequests[K]['params'], timeoutMs = 600_000): Promise<InspectRequests[K]['result']> {
+    const proc = this.proc;
+    if (!proc || this.ended) return Promise.reject(new TrainerGoneError(`run ${this.name} is not being trained by this window`));
+    return this.requests.send(type, params, (line) => proc.write(line), timeoutMs, `the trainer of run ${this.name}`);
   }
 
   stderrLines(): string[] {

@@ -64,6 +64,13 @@ export class TrainerProcess {
     return true;
   }
 
+  /** Writes one already-encoded request line (an inspection request); false when the process is gone. */
+  write(line: string): boolean {
+    if (this.exited || !this.child.stdin.writable) return false;
+    this.child.stdin.write(line);
+    return true;
+  }
+
   /** Lets go of the process without stopping it (window closing): it keeps training. */
   detach(): void {
     this.child.stdout.removeAllListeners('data');

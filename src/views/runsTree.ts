@@ -99,6 +99,8 @@ export class RunsTreeProvider implements vscode.TreeDataProvider<RunNode>, vscod
         const item = new vscode.TreeItem(`step ${n.step}`, vscode.TreeItemCollapsibleState.None);
         item.iconPath = new vscode.ThemeIcon('symbol-array');
         item.contextValue = 'sample';
+        item.tooltip = 'The group logged at this training step: open it in the group inspector';
+        item.command = { command: 'grpo.run.openSamples', title: 'Open in Group Inspector', arguments: [n] };
         return item;
       }
     }

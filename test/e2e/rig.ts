@@ -50,7 +50,7 @@ export async function until<T>(what: string, fn: () => Promise<T | undefined | n
 export interface Rig { page: Page; browser: Browser; server: ChildProcess; workspace: string; root: string; shots: string; close(): Promise<void> }
 
 /** Starts code-server on a fresh profile with `settings` as user settings, and opens `workspace` in Chromium. */
-export async function startRig(opts: { settings: Record<string, unknown>; name: string }): Promise<Rig> {
+export async function startRig(opts: { settings: Record<string, unknown>; name: string; before?: (workspace: string) => void }): Promise<Rig> {
   const env = rigEnv();
   const root = path.join(repo, '.e2e', `${opts.name}-${Date.now()}`);
   const shots = path.join(repo, '.e2e', 'screenshots');
@@ -58,6 +58,7 @@ export async function startRig(opts: { settings: Record<string, unknown>; name: 
   const userData = path.join(root, 'user-data');
   const extensions = path.join(root, 'extensions');
   for (const d of [workspace, path.join(userData, 'User'), extensions, shots]) fs.mkdirSync(d, { recursive: true });
+  opts.before?.(workspace);
   const pkg = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8'));
   fs.symlinkSync(repo, path.join(extensions, `${pkg.publisher}.${pkg.name}-${pkg.version}`));
   fs.writeFileSync(path.join(userData, 'User', 'settings.json'), JSON.stringify({

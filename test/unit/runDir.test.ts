@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { bestReward, effectiveState, isPidAlive, isResumable, listCheckpoints, listRuns, listSampleSteps, metricsTail, newRunName, readMetrics, readStatus } from '../../src/runDir';
+import { bestReward, effectiveState, isPidAlive, isResumable, lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, metricsTail, newRunName, readMetrics, readSampleGroup, readStatus } from '../../src/runDir';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-rundir-'));
 const status = (o: object = {}) => ({ protocol: 1, state: 'running', phase: 'grpo', pid: process.pid, step: 3, max_steps: 10, sft_step: 20, sft_steps: 20, started_at: 1, updated_at: 2, ended_at: null, last_checkpoint: 'checkpoints/step_000000', error: null, ...o });
@@ -99,4 +99,21 @@ test('run names sort by time and carry a safe slug of the task', () => {
   const d = new Date(2025, 10, 24, 9, 5, 7);
   assert.equal(newRunName('arith', d), '20251124-090507-arith');
   assert.equal(newRunName('/data/My Set (v2).jsonl', d), '20251124-090507-My-Set-v2-');
+});
+
+test('a logged group is read by step (the last one if a resumed run logged the step twice), validated', async () => {
+  const dir = tmp();
+  const t = { text: ['3'], logp: [-1], old_logp: [-1], ref_logp: [-1], kl: [0], advantage: [0.5], entropy: [1] };
+  const group = (step: number, answer: string) => JSON.stringify({ step, question: '1+2', answer, prompt: '1+2\n', completions: ['3', '3'], rewards: [1, 1], advantages: [0, 0], truncated: [false, false], tokens: [t, t] }) + '\n';
+  fs.writeFileSync(path.join(dir, 'samples.jsonl'), group(10, 'first') + group(20, '3') + group(10, 'again') + '{"step": 30, "question": 1}\n');
+  const r10 = await readSampleGroup(dir, 10);
+  assert.ok(r10?.ok && r10.value.answer === 'again');
+  assert.ok((await readSampleGroup(dir, 20))?.ok);
+  assert.equal(await readSampleGroup(dir, 5), null);
+  const bad = await readSampleGroup(dir, 30);
+  assert.ok(bad && !bad.ok && /'question'/.test(bad.error));
+  assert.equal(await readSampleGroup(tmp(), 10), null);
+  assert.equal(lastSampleQuestion(dir), '1+2', 'the last line with a question (the very last has none)');
+  fs.appendFileSync(path.join(dir, 'samples.jsonl'), group(40, '3').replace('"1+2"', '"(3+1)*3 \\"q\\""'));
+  assert.equal(lastSampleQuestion(dir), '(3+1)*3 "q"');
 });

@@ -1,6 +1,6 @@
 /**
  * The real trainer through RunSession: spawned with an argument array, live stream parsed, control over
- * stdin (pause → resume → stop), run directory re-read. Skipped until trainer/grpo/__main__.py exists.
+ * stdin (pause → inspection requests while paused → resume → stop), run directory re-read. Skipped until trainer/grpo/__main__.py exists.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -38,6 +38,16 @@ test('a short real run: live metrics, pause/resume/stop over stdin, checkpoint o
     const pausedAt = s.rows.length;
     await new Promise((r) => setTimeout(r, 1500));
     assert.equal(s.rows.length, pausedAt, 'no steps while paused');
+    // Inspection requests go to the live trainer over stdin and are answered while it is paused.
+    assert.ok(s.canRequest);
+    const g = await s.request('sample_group', { question: '(3+1)*3', num_generations: 2, max_completion_length: 12, seed: 3 });
+    assert.equal(g.completions.length, 2);
+    assert.equal(g.answer, '12');
+    assert.equal(g.source?.checkpoint, null, 'answered by the live policy, not a checkpoint');
+    const sc = await s.request('score', { text: '3+1=4', prompt: '(3+1)*3\n' });
+    assert.deepEqual(sc.offsets, [[0, 1], [1, 2], [2, 3], [3, 4], [4, 5]]);
+    await assert.rejects(s.request('score', { text: '3+1=☃' }), /☃/);
+    assert.equal(s.rows.length, pausedAt, 'requests do not step the run');
     assert.equal(s.control('resume'), 'sent');
     await until('stepping again', () => s.rows.length > pausedAt, 120_000);
     assert.equal(s.control('stop'), 'sent');
@@ -46,6 +56,7 @@ test('a short real run: live metrics, pause/resume/stop over stdin, checkpoint o
     if (s.pid && isPidAlive(s.pid) && !s.ended) process.kill(s.pid, 'SIGKILL');
   }
   assert.equal(s.exitError, null);
+  await assert.rejects(s.request('score', { text: 'ab' }), /not being trained by this window/);
   const st = readStatus(dir);
   assert.ok(st?.ok && st.value.state === 'stopped', JSON.stringify(st));
   assert.ok(st.value.last_checkpoint && listCheckpoints(dir).length >= 2, 'step 0 and the stop checkpoint');

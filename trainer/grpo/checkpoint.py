@@ -5,6 +5,7 @@
       trainer_state.json   step, phase, sft_step, reference source
       optimizer.pt, rng.pt
       ref/                 the reference weights, only once iterative RL has reset it
+      onnx/                policy.onnx, reference.onnx, tokenizer.json, manifest.json (small models; onnx_export.py)
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -35,7 +36,9 @@ def restore_rng(state: dict[str, Any], data_rng: random.Random, sample_gen: torc
 
 
 def save(run: RunDir, *, step: int, phase: str, policy, tokenizer, optimizer, scheduler, rng: dict,
-         trainer_state: dict, ref=None) -> str:
+         trainer_state: dict, ref=None, before_commit: Callable[[Path], None] | None = None) -> str:
+    """Write the checkpoint into `<name>.tmp`; `before_commit(tmp)` may add to it (the ONNX export) before
+    the rename makes it visible, so whatever it writes is complete whenever the checkpoint is."""
     tmp = run.checkpoint_tmp(checkpoint_name(step if phase != "sft" else trainer_state["sft_step"], phase))
     policy.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
@@ -46,6 +49,8 @@ def save(run: RunDir, *, step: int, phase: str, policy, tokenizer, optimizer, sc
                     "scheduler": scheduler.state_dict() if scheduler is not None else None}, tmp / "optimizer.pt")
     torch.save(rng, tmp / "rng.pt")
     (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "phase": phase, **trainer_state}, indent=2))
+    if before_commit is not None:
+        before_commit(tmp)
     return run.commit_checkpoint(tmp, step)
 
 

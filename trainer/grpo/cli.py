@@ -1,4 +1,4 @@
-"""Command line: `python -m grpo train | eval | sample | config-schema`.
+"""Command line: `python -m grpo train | eval | sample | export-onnx | serve | config-schema`.
 
 stdout belongs to machine-readable output (the protocol stream for `train`, one JSON document for the
 others); everything human goes to stderr. Setting errors exit with status 2 before any work starts.
@@ -26,7 +26,7 @@ def _setup_logging(log_file: Path | None = None) -> None:
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers,
                         force=True)
-    for noisy in ("transformers", "torch"):
+    for noisy in ("transformers", "torch", "onnxscript", "onnx_ir"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
@@ -124,15 +124,6 @@ def _load_checkpoint(path: str):
     return models.load(str(p), 0, device)
 
 
-def _reference_dir(ckpt: Path) -> Path:
-    """The reference that was in force for this checkpoint: its own ref/ after an iterative-RL reset,
-    else the run's starting policy, else the checkpoint itself."""
-    if (ckpt / "ref" / "config.json").is_file():
-        return ckpt / "ref"
-    start = ckpt.parent / "step_000000"
-    return start if (start / "config.json").is_file() else ckpt
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     _setup_logging()
     _quiet_libraries()
@@ -155,8 +146,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     _quiet_libraries()
     import torch
 
-    from . import models, rollout, sft
-    from .loop import compute_advantages, group_record
+    from . import inspector, models, sft
+    from .protocol import to_json
     from .rewards import Rewarder
     from .tasks import arith
 
@@ -164,7 +155,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         return _fail("--num-generations must be ≥ 2 (a group needs at least two completions)")
     try:
         policy, tok = _load_checkpoint(args.checkpoint)
-        ref, _ = models.load(str(_reference_dir(Path(args.checkpoint))), 0, policy.device)
+        ref, _ = models.load(str(inspector.reference_dir(Path(args.checkpoint))), 0, policy.device)
         models.check_vocabulary(tok, args.question)
     except (FileNotFoundError, OSError, ValueError) as e:
         return _fail(str(e), 1)
@@ -174,32 +165,76 @@ def cmd_sample(args: argparse.Namespace) -> int:
             answer = str(arith.evaluate(arith.parse(args.question)))
         except ValueError:
             answer = ""
-    prompt = sft.encode(tok, sft.prompt_text(args.question))
     limit = getattr(policy.config, "max_position_embeddings", 1 << 30)
-    if len(prompt) + args.max_new_tokens > limit:
-        return _fail(f"the question is {len(prompt)} tokens; with {args.max_new_tokens} new tokens it exceeds "
+    n_prompt = len(sft.encode(tok, sft.prompt_text(args.question)))
+    if n_prompt + args.max_new_tokens > limit:
+        return _fail(f"the question is {n_prompt} tokens; with {args.max_new_tokens} new tokens it exceeds "
                      f"the model's context of {limit}", 1)
-    G = args.num_generations
-    gen = torch.Generator(device=policy.device).manual_seed(args.seed)
-    policy.eval()
-    batch = rollout.sample(policy, [prompt] * G, max_new_tokens=args.max_new_tokens, eos_id=tok.eos_token_id,
-                           pad_id=tok.pad_token_id, temperature=args.temperature, top_p=args.top_p, generator=gen)
-    texts = tok.batch_decode(batch.completion_ids, skip_special_tokens=True)
     supervision = "process" if args.process and answer else "outcome"
-    scored = Rewarder("arith" if supervision == "process" else "dataset", supervision)(
-        [args.question] * G, texts, [answer] * G)
-    advantages, seq_adv, ends = compute_advantages(tok, batch, scored, G, supervision, args.scale_rewards)
-    with torch.no_grad():
-        logp, entropy = rollout.token_logprobs(policy, batch, args.temperature, with_entropy=True)
-        ref_logp, _ = rollout.token_logprobs(ref, batch, args.temperature)
-    rec = group_record(tok, -1, {"question": args.question, "answer": answer}, range(G), batch, texts, scored,
-                       seq_adv, advantages, logp, None, ref_logp, entropy, ends)
+    try:
+        rec = inspector.sample_group(
+            policy, ref, tok, args.question, answer, num_generations=args.num_generations,
+            temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
+            supervision=supervision, scale_rewards=args.scale_rewards,
+            rewarder=Rewarder("arith" if supervision == "process" else "dataset", supervision),
+            generator=torch.Generator(device=policy.device).manual_seed(args.seed), step=None)
+    except inspector.RequestError as e:
+        return _fail(str(e), 1)
     rec["checkpoint"] = str(args.checkpoint)
     rec.pop("step")
-    from .protocol import to_json
-
     sys.stdout.write(to_json(rec) + "\n")
     return 0
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    _setup_logging()
+    _quiet_libraries()
+    import torch
+
+    from . import inspector, onnx_export
+
+    try:
+        target, run_dir = inspector.load_target(args.checkpoint, torch.device("cpu"))
+        ckpt = Path(target.checkpoint)
+        onnx_export.tokenizer_description(target.tokenizer, onnx_export.context_length(target.policy))
+    except onnx_export.UnsupportedModel as e:
+        return _fail(f"--checkpoint {args.checkpoint}: {e}", 1)
+    except (FileNotFoundError, OSError, ValueError) as e:
+        return _fail(str(e), 1)
+    try:
+        import onnxscript  # noqa: F401 - the dynamo exporter needs it; say so before a long trace
+    except ImportError:
+        return _fail("ONNX export needs the 'onnx' and 'onnxscript' packages (pip install -r trainer/requirements.txt)", 1)
+    out = Path(args.out)
+    try:
+        manifest = onnx_export.Exporter().export(
+            out, target.policy, target.reference, target.tokenizer, step=target.step,
+            checkpoint=str(ckpt.resolve()),
+            max_prompt_length=target.settings.max_prompt_length if run_dir is not None else None)
+    except OSError as e:
+        return _fail(f"--out {out}: {e}", 1)
+    sys.stdout.write(json.dumps({"out": str(out.resolve()), **manifest}) + "\n")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    sys.stderr = _TolerantStream(sys.__stderr__)
+    _setup_logging()
+    _quiet_libraries()
+    import torch
+
+    from . import inspector, protocol
+
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+    try:
+        target, run_dir = inspector.load_target(args.checkpoint)
+    except (FileNotFoundError, OSError, ValueError) as e:
+        return _fail(str(e), 1)
+    stream = protocol.Stream(sys.__stdout__)
+    sys.stdout = sys.stderr  # stray prints from libraries must never reach the protocol stream
+    stream.send(protocol.STARTED, checkpoint=str(Path(target.checkpoint).resolve()), step=target.step,
+                pid=os.getpid(), run_dir=str(run_dir.resolve()) if run_dir is not None else None)
+    return inspector.serve(target, stream, sys.stdin)
 
 
 def cmd_schema(_: argparse.Namespace) -> int:
@@ -237,6 +272,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--process", action="store_true", help="process supervision (per-step rewards)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_sample)
+
+    x = sub.add_parser("export-onnx", help="export a checkpoint's policy and reference to ONNX (per-token log-probs) "
+                       "with a tokenizer description, for the editor")
+    x.add_argument("--checkpoint", required=True, help="a checkpoint directory, or a run directory (its latest)")
+    x.add_argument("--out", required=True, help="folder to write policy.onnx, reference.onnx, tokenizer.json, "
+                   "manifest.json into")
+    x.set_defaults(func=cmd_export_onnx)
+
+    v = sub.add_parser("serve", help="answer sample_group / score / compare requests about a checkpoint on "
+                       "stdin, one JSON line each, until stdin closes or a stop request")
+    v.add_argument("--checkpoint", required=True, help="a checkpoint directory, or a run directory (its latest)")
+    v.set_defaults(func=cmd_serve)
 
     c = sub.add_parser("config-schema", help="print every setting with its type, default and bounds as JSON")
     c.set_defaults(func=cmd_schema)

@@ -29,7 +29,7 @@ def _opt(default: Any, help: str, choices: tuple | None = None, minimum: float |
 class Config:
     # What to train on and with
     task: str = _opt("arith", "built-in task (arith) or a path to a JSONL file of {question, answer} rows")
-    model: str = _opt("builtin:tiny", "builtin:tiny (a tiny Qwen2 with a character tokenizer) or a local "
+    model: str = _opt("builtin:tiny", "builtin:tiny (a tiny Llama with a character tokenizer) or a local "
                       "Hugging Face model directory")
     reward: str = _opt("outcome", "outcome: one reward per completion; process: one per reasoning step",
                        choices=("outcome", "process"))
@@ -77,6 +77,9 @@ class Config:
     eval_steps: int = _opt(25, "greedy held-out evaluation every N steps (0: only at the end)", minimum=0)
     eval_size: int = _opt(200, "held-out questions for evaluation", minimum=1)
     save_steps: int = _opt(50, "checkpoint every N steps (0: only at the end)", minimum=0)
+    onnx_export: bool = _opt(True, "write onnx/ (policy and reference as ONNX, with the tokenizer description) "
+                             "inside each checkpoint, for the editor's per-token views; only models of at most "
+                             "50M parameters with the built-in character tokenizer")
     max_nonfinite_steps: int = _opt(5, "stop the run after this many non-finite losses in a row", minimum=1)
 
     # ---------------------------------------------------------------------------------------------

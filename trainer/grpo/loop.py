@@ -6,7 +6,8 @@ One GRPO step, top to bottom:
   3. cache log-probs under π_old (only needed when μ > 1) and under the frozen reference π_ref
   4. μ = `num_iterations` policy updates on the GRPO loss, gradient clipping
   5. log metrics / samples, evaluate, checkpoint, and every `ref_reset_steps` set π_ref ← π_θ
-Between steps the loop obeys control requests from stdin (pause, resume, stop, save_checkpoint).
+Between steps the loop obeys control requests from stdin (pause, resume, stop, save_checkpoint) and answers
+inspection requests (sample_group, score, compare: grpo/inspector.py) with the live policy and reference.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import copy
 import logging
 import math
 import random
+import shutil
 import signal
 import time
 from pathlib import Path
 
 import torch
 
-from . import algorithm, checkpoint, data, models, protocol, rollout, sft
+from . import algorithm, checkpoint, data, inspector, models, onnx_export, protocol, rollout, sft
 from .config import Config
 from .progress import Progress
 from .rewards import Rewarder
@@ -70,6 +72,8 @@ class Trainer:
         self.stop_requested = False
         self.save_requested = False
         self.ref_reset_at = None  # step of the last π_ref ← π_θ (None: the reference is step_000000)
+        self.exporter = onnx_export.Exporter()
+        self.onnx_skip: str | None = None if cfg.onnx_export else "onnx_export is off"
 
     # ------------------------------------------------------------------------------------------ set-up
     def setup(self) -> None:
@@ -135,6 +139,9 @@ class Trainer:
 
     def _apply(self, msg: dict) -> None:
         kind = msg["type"]
+        if kind in protocol.INSPECT_TYPES:
+            self.run.stream.send(protocol.RESPONSE, id=msg.get("id"), **inspector.answer(self._target(), msg))
+            return
         if kind == protocol.PAUSE and self.run.status.get("state") == protocol.RUNNING:
             self.run.update(state=protocol.PAUSED)
         elif kind == protocol.RESUME and self.run.status.get("state") == protocol.PAUSED:
@@ -145,6 +152,20 @@ class Trainer:
             self.save_requested = True
         self.run.event("control", self.step, action=kind)
         self.run.stream.send(protocol.RESPONSE, id=msg.get("id"), ok=True, result={"action": kind})
+
+    def _target(self) -> inspector.Target:
+        """The live policy and reference for inspection requests. Before GRPO starts the reference is not
+        fixed yet (it becomes the policy as SFT leaves it), so the policy stands in for it."""
+        ref = getattr(self, "ref", None)
+        if ref is None:
+            where = "the policy itself (the reference is fixed when GRPO starts)"
+        elif self.ref_reset_at is None:
+            where = "step_000000 (the policy when GRPO started)"
+        else:
+            where = f"the policy at step {self.ref_reset_at} (iterative RL)"
+        return inspector.Target(policy=self.policy, reference=ref if ref is not None else self.policy,
+                                tokenizer=self.tokenizer, settings=self.cfg, step=self.step, checkpoint=None,
+                                phase=self.phase, reference_source=where, rewarder=self.rewarder)
 
     def request_stop(self, *_: object) -> None:
         self.stop_requested = True
@@ -193,7 +214,37 @@ class Trainer:
         ref = self.ref if (self.phase == "grpo" and self.ref_reset_at is not None) else None
         return checkpoint.save(self.run, step=self.step, phase=self.phase, policy=self.policy,
                                tokenizer=self.tokenizer, optimizer=self.opt, scheduler=self.sched, rng=rng,
-                               trainer_state=state, ref=ref)
+                               trainer_state=state, ref=ref, before_commit=self._export_onnx)
+
+    def _export_onnx(self, tmp: Path) -> None:
+        """onnx/ inside the checkpoint being written (small character-tokenizer models only). A failure is a
+        warning event and leaves no onnx/ behind; training goes on."""
+        if self.onnx_skip is None:
+            n = onnx_export.num_parameters(self.policy)
+            if n > onnx_export.MAX_AUTO_PARAMETERS:
+                self.onnx_skip = f"{n:,} parameters, over the {onnx_export.MAX_AUTO_PARAMETERS:,} limit"
+            elif onnx_export.tokenizer_kind(self.tokenizer) != "char":
+                self.onnx_skip = "the tokenizer is not the built-in character tokenizer"
+            if self.onnx_skip:
+                log.info("no ONNX export beside checkpoints: %s", self.onnx_skip)
+        if self.onnx_skip is not None:
+            return
+        name = tmp.name[: -len(".tmp")]
+        ref = getattr(self, "ref", None) if self.phase == "grpo" else None
+        t0 = time.time()
+        try:
+            self.exporter.export(tmp / "onnx", self.policy, ref if ref is not None else self.policy, self.tokenizer,
+                                 step=self.step, checkpoint=f"checkpoints/{name}",
+                                 max_prompt_length=self.cfg.max_prompt_length, final_dir=tmp.parent / name / "onnx")
+        except Exception as e:  # noqa: BLE001 - the export is a convenience; it must never fail training
+            shutil.rmtree(tmp / "onnx", ignore_errors=True)
+            if isinstance(e, ImportError):
+                self.onnx_skip = f"missing package: {e}"
+            log.warning("ONNX export beside %s failed: %s: %s", name, type(e).__name__, e)
+            self.run.event("warning", self.step, code="onnx_export",
+                           message=f"ONNX export beside {name} failed: {type(e).__name__}: {e}")
+            return
+        log.info("exported %s/onnx in %.1fs", name, time.time() - t0)
 
     # ------------------------------------------------------------------------------------------ SFT
     def _sft(self) -> bool:
@@ -469,7 +520,7 @@ def run_training(cfg: Config, run_dir: Path, stream: protocol.Stream, resume: bo
         latest = run.latest_checkpoint()
         resumed_from = checkpoint.read_state(latest)["step"] if latest else None
     run.start(cfg.to_dict(), cfg.max_steps, cfg.sft_steps, resumed_from)
-    requests = protocol.Requests(stream)
+    requests = protocol.Requests(stream, known=protocol.CONTROL_TYPES + protocol.INSPECT_TYPES)
     trainer = Trainer(cfg, run, requests, resume=resume, progress=progress)
     try:
         state = trainer.train()

@@ -19,8 +19,11 @@ SPECIAL_TOKENS = ["<pad>", "<eos>", "<unk>"]
 # Everything the arith task writes, plus what a person is likely to type around it.
 CHARACTERS = list("0123456789+-*/()=#\n ") + list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.,:?!'\"")
 
+# RoPE has no learned positions, so the context length is metadata: 1024 lets a 1,000-character document
+# be scored whole.
+CONTEXT = 1024
 TINY_CONFIG = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
-                   num_key_value_heads=4, max_position_embeddings=256, rope_theta=10000.0,
+                   num_key_value_heads=4, max_position_embeddings=CONTEXT, rope_theta=10000.0,
                    tie_word_embeddings=True, attention_dropout=0.0, attention_bias=False, mlp_bias=False)
 
 
@@ -30,7 +33,7 @@ def char_tokenizer() -> PreTrainedTokenizerFast:
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     tok.decoder = decoders.Fuse()
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>",
-                                   unk_token="<unk>", padding_side="left", model_max_length=256)
+                                   unk_token="<unk>", padding_side="left", model_max_length=CONTEXT)
 
 
 def tiny_model(tokenizer: PreTrainedTokenizerFast, seed: int) -> torch.nn.Module:

@@ -23,6 +23,9 @@ MESSAGE_TYPES = (STARTED, STATUS, PROGRESS, METRICS, SAMPLES, EVENT, RESPONSE)
 # stdin control requests
 PAUSE, RESUME, STOP, SAVE_CHECKPOINT = "pause", "resume", "stop", "save_checkpoint"
 CONTROL_TYPES = (PAUSE, RESUME, STOP, SAVE_CHECKPOINT)
+# stdin inspection requests (answered by `train` between steps and by `serve`; see grpo/inspector.py)
+SAMPLE_GROUP, SCORE, COMPARE = "sample_group", "score", "compare"
+INSPECT_TYPES = (SAMPLE_GROUP, SCORE, COMPARE)
 
 # run states (status.json "state")
 RUNNING, PAUSED, STOPPED, FINISHED, FAILED = "running", "paused", "stopped", "finished", "failed"

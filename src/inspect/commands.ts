@@ -1,0 +1,346 @@
+/**
+ * The inspection commands and the processes behind them:
+ *  - GRPO: Sample Group, GRPO: Compare to Reference — requests to the live trainer of the chosen run when
+ *    this window trains it, otherwise to a `python -m grpo serve` process for the chosen checkpoint
+ *    (one per checkpoint, reused, stopped after 10 idle minutes and on dispose);
+ *  - GRPO: Inspect Per-Token Advantages — the heatmap of a completion of a sampled or logged group;
+ *  - GRPO: Score Document Against Reference — onnxruntime-node in the extension host (no Python);
+ *  - GRPO: Toggle Token Shading — KL ↔ advantage.
+ * "The chosen run": the checkpoint or run selected in the Runs view, else the run live in this window,
+ * else the most recent run.
+ */
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { findExport, ExportError } from '../onnx/exports';
+import { scorerFor } from '../onnx/scorer';
+import { TokenizeError } from '../onnx/tokenizer';
+import type { CompareResult, GroupOrigin, InspectRequests, InspectRequestType, Quantity } from '../protocol';
+import { TrainerGoneError, TrainerRequestError } from '../requests';
+import { lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, readSampleGroup } from '../runDir';
+import { ServeProcess } from '../serve';
+import type { TrainingController } from '../training';
+import { ComparePanel, InspectorPanel, type ShownGroup } from '../views/inspectPanels';
+import type { RunNode } from '../views/runsTree';
+import { fromScoreResult } from './docScores';
+import { completionRef, openCompletion, TokenShading } from './editor';
+import { fmt } from './values';
+
+const SERVE_IDLE_MS = 10 * 60_000;
+
+/** A run, and optionally one of its checkpoints (null: the live trainer, or else the latest checkpoint). */
+export interface Target { runDir: string; checkpoint: string | null }
+
+/** A user-facing failure: shown as is (no stack), with "Show Log" when the log has more. */
+class Shown extends Error {
+  constructor(message: string, readonly withLog = false) {
+    super(message);
+  }
+}
+
+export class InspectCommands implements vscode.Disposable {
+  private readonly serves = new Map<string, ServeProcess>();
+  private readonly recent: ShownGroup[] = [];
+  private readonly subs: vscode.Disposable[] = [];
+  private readonly reaper: NodeJS.Timeout;
+  private readonly autoRescore = new Set<string>();
+  private rescoreTimers = new Map<string, NodeJS.Timeout>();
+
+  constructor(
+    private readonly extensionUri: vscode.Uri,
+    private readonly training: TrainingController,
+    private readonly shading: TokenShading,
+    private readonly selection: () => readonly RunNode[],
+  ) {
+    this.reaper = setInterval(() => {
+      for (const [k, s] of this.serves) if (!s.alive || s.idleMs > SERVE_IDLE_MS) {
+        s.dispose();
+        this.serves.delete(k);
+      }
+    }, 60_000);
+    this.subs.push(shading.onDidInvalidate((doc) => this.rescoreSoon(doc)));
+  }
+
+  private get log(): vscode.LogOutputChannel {
+    return this.training.log;
+  }
+
+  // --- Which run / checkpoint ------------------------------------------------------------------------
+  target(explicit?: unknown): Target | undefined {
+    const fromNode = (n: RunNode | undefined): Target | undefined =>
+      !n ? undefined : n.kind === 'checkpoint' ? { runDir: n.run.dir, checkpoint: n.dir } : { runDir: n.run.dir, checkpoint: null };
+    if (typeof explicit === 'object' && explicit !== null && 'kind' in explicit) return fromNode(explicit as RunNode);
+    const sel = fromNode(this.selection()[0]);
+    if (sel) return sel;
+    if (this.training.live) return { runDir: this.training.live.dir, checkpoint: null };
+    const folder = this.training.runsFolder();
+    const latest = folder ? listRuns(folder)[0] : undefined;
+    return latest ? { runDir: latest.dir, checkpoint: null } : undefined;
+  }
+
+  private requireTarget(explicit?: unknown): Target {
+    const t = this.target(explicit);
+    if (!t) throw new Shown(`no run to inspect: the runs folder (${this.training.runsFolder() ?? 'none: open a folder'}) has no run yet. Train one first ("GRPO: Start Training").`);
+    return t;
+  }
+
+  /** Sends a request to the live trainer (when it trains `t` in this window) or to a serve process. */
+  private async request<K extends InspectRequestType>(t: Target, type: K, params: InspectRequests[K]['params'], token: vscode.CancellationToken): Promise<{ result: InspectRequests[K]['result']; origin: GroupOrigin }> {
+    const live = this.training.live;
+    let pending: Promise<InspectRequests[K]['result']>;
+    let origin: GroupOrigin;
+    if (!t.checkpoint && live && live.dir === t.runDir && live.canRequest) {
+      origin = { runDir: t.runDir, checkpoint: null, step: live.status?.step ?? null, logged: false };
+      pending = live.request(type, params);
+    } else {
+      const cps = listCheckpoints(t.runDir);
+      const checkpoint = t.checkpoint ?? cps[cps.length - 1]?.path;
+      if (!checkpoint) throw new Shown(`run ${path.basename(t.runDir)} has no checkpoint yet (the first is written when SFT ends), so there is no policy to ask.`);
+      const serve = await this.serve(checkpoint);
+      const info = await raceCancel(serve.ready, token);
+      origin = { runDir: t.runDir, checkpoint, step: info.step, logged: false };
+      pending = serve.request(type, params);
+    }
+    return { result: await raceCancel(pending, token), origin };
+  }
+
+  private async serve(checkpoint: string): Promise<ServeProcess> {
+    const have = this.serves.get(checkpoint);
+    if (have?.alive) return have;
+    const found = await this.training.discoverInterpreter();
+    if (!found.ok) throw new Shown(found.message, true);
+    this.log.info(`inspect: starting ${found.python} -m grpo serve --checkpoint ${checkpoint}`);
+    const s = new ServeProcess(found.python, checkpoint, { trainerDir: this.training.trainerDir, cwd: vscode.workspace.workspaceFolders?.[0]?.uri.fsPath, onStderr: (l) => this.log.appendLine(`[serve] ${l}`) });
+    this.serves.set(checkpoint, s);
+    return s;
+  }
+
+  /** Runs `work` with a cancellable notification; turns every failure into a clear message. */
+  private async withProgress<T>(title: string, work: (token: vscode.CancellationToken) => Promise<T>): Promise<T | undefined> {
+    try {
+      return await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title, cancellable: true }, (_p, token) => work(token));
+    } catch (e) {
+      if (e instanceof vscode.CancellationError) return undefined;
+      this.report(e);
+      return undefined;
+    }
+  }
+
+  private report(e: unknown): void {
+    const err = e as Error;
+    const withLog = e instanceof TrainerGoneError || (e instanceof Shown && e.withLog) || !(e instanceof Shown || e instanceof TrainerRequestError || e instanceof TokenizeError || e instanceof ExportError);
+    this.log.error(`inspect: ${err.message}`);
+    void vscode.window.showErrorMessage(`GRPO: ${err.message}`, ...(withLog ? ['Show Log'] : [])).then((a) => a && this.log.show());
+  }
+
+  // --- GRPO: Sample Group ---------------------------------------------------------------------------
+  async sampleGroup(arg?: unknown, presetQuestion?: string): Promise<void> {
+    let t: Target;
+    try {
+      t = this.requireTarget(arg);
+    } catch (e) {
+      return this.report(e);
+    }
+    const question = presetQuestion ?? await vscode.window.showInputBox({
+      title: `Sample a group from ${describeTarget(t)}`,
+      prompt: 'The question to sample completions for (the answer is computed for the built-in arith task)',
+      value: this.defaultQuestion(t),
+      validateInput: (v) => (v.trim() ? null : 'Type a question'),
+      ignoreFocusOut: true,
+    });
+    if (!question) return;
+    const done = await this.withProgress(`GRPO: sampling a group from ${describeTarget(t)}…`, (token) => this.request(t, 'sample_group', { question }, token));
+    if (!done) return;
+    const g: ShownGroup = { group: done.result, origin: done.origin, title: `group for ${clip(question)} (${describeOrigin(done.origin)})` };
+    this.remember(g);
+    this.showGroup(g);
+  }
+
+  private defaultQuestion(t: Target): string {
+    const ed = vscode.window.activeTextEditor;
+    const sel = ed && !ed.selection.isEmpty ? ed.document.getText(ed.selection).trim() : '';
+    if (sel && !sel.includes('\n')) return sel;
+    return lastSampleQuestion(t.runDir) ?? '';
+  }
+
+  private remember(g: ShownGroup): void {
+    this.recent.unshift(g);
+    if (this.recent.length > 10) this.recent.pop();
+  }
+
+  showGroup(g: ShownGroup, focus: number | null = null, quantity: Quantity | null = null): void {
+    InspectorPanel.show(this.extensionUri, this.log, g, { focus, quantity, onOpenCompletion: (sg, i) => void this.openCompletion(sg, i) });
+  }
+
+  private async openCompletion(g: ShownGroup, i: number): Promise<void> {
+    try {
+      const ed = await openCompletion(this.shading, g.group, g.origin, i);
+      if (!this.shading.scoresOf(ed.document)) await this.scoreEditor(ed, g.origin.checkpoint ?? g.origin.runDir);
+    } catch (e) {
+      this.report(e);
+    }
+  }
+
+  /** Runs view: a logged group (samples.jsonl) in the inspector. */
+  async openLoggedGroup(node: unknown): Promise<void> {
+    const n = node as RunNode | undefined;
+    if (!n || n.kind !== 'sample') return;
+    const g = await this.loggedGroup(n.run.dir, n.step);
+    if (g) this.showGroup(g);
+  }
+
+  private async loggedGroup(runDir: string, step: number): Promise<ShownGroup | undefined> {
+    const r = await readSampleGroup(runDir, step);
+    if (!r || !r.ok) {
+      this.report(new Shown(`samples.jsonl of run ${path.basename(runDir)}: ${r ? r.error : `no group logged at step ${step}`}`));
+      return undefined;
+    }
+    return { group: r.value, origin: { runDir, checkpoint: null, step, logged: true }, title: `training step ${step} of ${path.basename(runDir)}` };
+  }
+
+  // --- GRPO: Inspect Per-Token Advantages ------------------------------------------------------------
+  async inspectTokens(arg?: unknown): Promise<void> {
+    let g: ShownGroup | undefined;
+    const n = arg as RunNode | undefined;
+    if (n && typeof n === 'object' && n.kind === 'sample') g = await this.loggedGroup(n.run.dir, n.step);
+    else {
+      const t = this.target(arg);
+      const steps = t ? await listSampleSteps(t.runDir) : [];
+      type Item = vscode.QuickPickItem & { pick: () => Promise<ShownGroup | undefined> };
+      const items: Item[] = [
+        ...this.recent.map((r) => ({ label: `$(beaker) ${r.title}`, description: `${r.group.completions.length} completions`, pick: async () => r })),
+        ...steps.slice(-50).reverse().map((s) => ({ label: `$(history) training step ${s}`, description: t ? path.basename(t.runDir) : '', pick: () => this.loggedGroup(t!.runDir, s) })),
+      ];
+      if (!items.length) {
+        void vscode.window.showInformationMessage(`GRPO: no group to inspect yet: run "GRPO: Sample Group", or train until samples.jsonl logs one${t ? ` (run ${path.basename(t.runDir)} has none)` : ''}.`);
+        return;
+      }
+      const pick = await vscode.window.showQuickPick(items, { title: 'Inspect the tokens of which group?' });
+      g = await pick?.pick();
+    }
+    if (!g) return;
+    const group = g.group;
+    const which = await vscode.window.showQuickPick(group.completions.map((c, i) => ({
+      label: `#${i}  reward ${fmt(group.rewards[i], 3)}  advantage ${fmt(group.advantages[i], 3)}`,
+      description: `${group.tokens[i].text.length} tokens${group.truncated[i] ? ', truncated' : ''}`,
+      detail: c.replace(/\n/g, ' ↵ ').slice(0, 120),
+      i,
+    })), { title: 'Which completion?', matchOnDetail: true });
+    if (!which) return;
+    const quantities: { label: string; q: Quantity }[] = [
+      { label: 'advantage Â', q: 'advantage' }, { label: 'ratio π_θ/π_old', q: 'ratio' }, { label: 'k3 KL to the reference', q: 'kl' },
+      { label: 'log-prob', q: 'logp' }, { label: 'entropy', q: 'entropy' },
+    ];
+    const q = await vscode.window.showQuickPick(quantities, { title: 'Colour the tokens by' });
+    if (!q) return;
+    this.showGroup(g, which.i, q.q);
+  }
+
+  // --- GRPO: Compare to Reference --------------------------------------------------------------------
+  async compare(arg?: unknown, presetQuestion?: string): Promise<void> {
+    let t: Target;
+    try {
+      t = this.requireTarget(arg);
+    } catch (e) {
+      return this.report(e);
+    }
+    const question = presetQuestion ?? await vscode.window.showInputBox({
+      title: `Compare policy and reference (${describeTarget(t)})`, prompt: 'The question for both models (greedy decoding)',
+      value: this.defaultQuestion(t), validateInput: (v) => (v.trim() ? null : 'Type a question'), ignoreFocusOut: true,
+    });
+    if (!question) return;
+    const done = await this.withProgress(`GRPO: policy vs reference on ${clip(question)}…`, (token) => this.request(t, 'compare', { question }, token));
+    if (!done) return;
+    const r: CompareResult = done.result;
+    ComparePanel.show(this.extensionUri, this.log, r, `${clip(question)} (${describeOrigin(done.origin)})`);
+  }
+
+  // --- GRPO: Score Document Against Reference --------------------------------------------------------
+  async scoreDocument(arg?: unknown): Promise<void> {
+    const ed = vscode.window.activeTextEditor;
+    if (!ed) {
+      void vscode.window.showInformationMessage('GRPO: open the document to score first (a solution you wrote, a model output you pasted).');
+      return;
+    }
+    const ref = completionRef(ed.document.uri);
+    let target: string;
+    try {
+      target = ref ? (ref.checkpoint ?? ref.run) : (() => {
+        const t = this.requireTarget(arg);
+        return t.checkpoint ?? t.runDir;
+      })();
+      await this.scoreEditor(ed, target);
+      this.autoRescore.add(ed.document.uri.toString());
+    } catch (e) {
+      this.report(e);
+    }
+  }
+
+  /** Scores a document with onnxruntime-node (a completion as a continuation of its question's prompt). */
+  private async scoreEditor(ed: vscode.TextEditor, target: string): Promise<void> {
+    const doc = ed.document;
+    const ref = completionRef(doc.uri);
+    let exp;
+    try {
+      exp = findExport(target);
+    } catch (e) {
+      // A completion's own checkpoint may predate its export; its run's latest export still scores it.
+      if (ref && target !== ref.run) exp = findExport(ref.run);
+      else throw e;
+    }
+    const version = doc.version;
+    const text = doc.getText();
+    const t0 = performance.now();
+    const scorer = await scorerFor(exp);
+    const res = await scorer.score(text, ref ? ref.prompt : '');
+    if (doc.version !== version) return; // edited meanwhile: the next (throttled) pass scores it
+    const ms = performance.now() - t0;
+    const cp = path.basename(path.dirname(exp.dir));
+    this.shading.set(doc, fromScoreResult(res, `ONNX: ${cp} of run ${path.basename(path.dirname(path.dirname(path.dirname(exp.dir))))} vs its reference${ref ? ', as a continuation of the question' : ''}; sequence KL ${fmt(res.sequence_kl, 5)}`));
+    this.log.info(`scored ${path.basename(doc.uri.path)}: ${res.tokens.length} tokens against ${exp.dir} in ${ms.toFixed(1)} ms (sequence KL ${fmt(res.sequence_kl, 5)})`);
+    vscode.window.setStatusBarMessage(`GRPO: ${res.tokens.length} tokens scored against ${cp} · sequence KL ${fmt(res.sequence_kl, 5)}`, 8000);
+  }
+
+  /** A scored document was edited: score it again once typing pauses (if it is still visible). */
+  private rescoreSoon(doc: vscode.TextDocument): void {
+    const key = doc.uri.toString();
+    if (!this.autoRescore.has(key)) return;
+    clearTimeout(this.rescoreTimers.get(key));
+    this.rescoreTimers.set(key, setTimeout(() => {
+      this.rescoreTimers.delete(key);
+      const ed = vscode.window.visibleTextEditors.find((e) => e.document === doc);
+      const t = this.target();
+      if (!ed || !t) return;
+      this.scoreEditor(ed, completionRef(doc.uri)?.checkpoint ?? t.checkpoint ?? t.runDir).catch((e) => this.log.warn(`re-scoring ${doc.uri.toString(true)}: ${(e as Error).message}`));
+    }, 500));
+  }
+
+  toggleShading(): void {
+    const r = this.shading.toggle();
+    vscode.window.setStatusBarMessage(`GRPO: token shading by ${r.mode === 'kl' ? 'KL' : 'advantage'}`, 4000);
+    if (r.note) void vscode.window.showInformationMessage(`GRPO: ${r.note}.`);
+  }
+
+  dispose(): void {
+    clearInterval(this.reaper);
+    this.rescoreTimers.forEach((t) => clearTimeout(t));
+    this.serves.forEach((s) => s.dispose());
+    this.serves.clear();
+    this.subs.forEach((d) => d.dispose());
+  }
+}
+
+function raceCancel<T>(p: Promise<T>, token: vscode.CancellationToken): Promise<T> {
+  if (token.isCancellationRequested) return Promise.reject(new vscode.CancellationError());
+  return new Promise<T>((resolve, reject) => {
+    const sub = token.onCancellationRequested(() => {
+      sub.dispose();
+      reject(new vscode.CancellationError());
+    });
+    p.then((v) => (sub.dispose(), resolve(v)), (e) => (sub.dispose(), reject(e)));
+  });
+}
+
+const clip = (s: string) => (s.length > 40 ? `${s.slice(0, 40)}…` : s);
+const describeTarget = (t: Target) => (t.checkpoint ? `${path.basename(t.checkpoint)} of ${path.basename(t.runDir)}` : `run ${path.basename(t.runDir)}`);
+const describeOrigin = (o: GroupOrigin) => (o.checkpoint ? path.basename(o.checkpoint) : o.logged ? `training step ${o.step}` : `live trainer, step ${o.step ?? '?'}`);
+

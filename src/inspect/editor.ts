@@ -1,0 +1,158 @@
+/**
+ * The editor side of inspection:
+ *  - completions open as read-only documents under the `grpo-completion:` scheme (the URI carries run,
+ *    checkpoint, question, prompt and the text itself, so a restored editor still has its content);
+ *  - per-token background shading (KL or advantage, togglable), re-applied throttled as editors show;
+ *  - a hover on every shaded token, answered from the scores cached for that document version.
+ */
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import type { GroupOrigin, GroupRecord } from '../protocol';
+import { canShade, fromGroup, hoverAt, shadingRuns, type DocScores, type ShadeMode } from './docScores';
+
+export const COMPLETION_SCHEME = 'grpo-completion';
+
+export interface CompletionRef {
+  run: string;
+  checkpoint: string | null;
+  step: number | null;
+  question: string;
+  prompt: string;
+  index: number;
+  text: string;
+}
+
+export function completionUri(ref: CompletionRef, label: string): vscode.Uri {
+  const safe = label.replace(/[^A-Za-z0-9_.-]+/g, '-');
+  return vscode.Uri.from({ scheme: COMPLETION_SCHEME, path: `/${path.basename(ref.run)}/${safe}.txt`, query: JSON.stringify(ref) });
+}
+
+export function completionRef(uri: vscode.Uri): CompletionRef | null {
+  if (uri.scheme !== COMPLETION_SCHEME) return null;
+  try {
+    const r = JSON.parse(uri.query) as CompletionRef;
+    return typeof r.text === 'string' && typeof r.prompt === 'string' && typeof r.run === 'string' ? r : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Read-only: a content provider's documents cannot be edited or saved. */
+export class CompletionDocuments implements vscode.TextDocumentContentProvider {
+  provideTextDocumentContent(uri: vscode.Uri): string {
+    return completionRef(uri)?.text ?? '(this completion is no longer available)';
+  }
+}
+
+const REAPPLY_MS = 80;
+
+export class TokenShading implements vscode.Disposable, vscode.HoverProvider {
+  private readonly cache = new Map<string, { version: number; scores: DocScores }>();
+  private readonly types = new Map<string, vscode.TextEditorDecorationType>();
+  private mode: ShadeMode = 'kl';
+  private timer: NodeJS.Timeout | null = null;
+  private readonly subs: vscode.Disposable[] = [];
+  private readonly invalidated = new vscode.EventEmitter<vscode.TextDocument>();
+  /** A scored document changed: its scores no longer match (the owner may re-score it). */
+  readonly onDidInvalidate = this.invalidated.event;
+
+  constructor() {
+    this.subs.push(
+      vscode.window.onDidChangeVisibleTextEditors(() => this.applySoon()),
+      vscode.workspace.onDidChangeTextDocument((e) => {
+        const key = e.document.uri.toString();
+        if (this.cache.has(key) && e.contentChanges.length) {
+          this.cache.delete(key);
+          this.applySoon();
+          this.invalidated.fire(e.document);
+        }
+      }),
+      vscode.workspace.onDidCloseTextDocument((d) => this.cache.delete(d.uri.toString())),
+      this.invalidated,
+    );
+  }
+
+  get shadeMode(): ShadeMode {
+    return this.mode;
+  }
+
+  scoresOf(doc: vscode.TextDocument): DocScores | undefined {
+    const c = this.cache.get(doc.uri.toString());
+    return c && c.version === doc.version ? c.scores : undefined;
+  }
+
+  set(doc: vscode.TextDocument, scores: DocScores): void {
+    this.cache.set(doc.uri.toString(), { version: doc.version, scores });
+    this.applySoon();
+  }
+
+  clear(doc: vscode.TextDocument): void {
+    this.cache.delete(doc.uri.toString());
+    this.applySoon();
+  }
+
+  /** KL ↔ advantage. Returns the new mode, or a message when no shaded document has advantages. */
+  toggle(): { mode: ShadeMode; note: string | null } {
+    this.mode = this.mode === 'kl' ? 'advantage' : 'kl';
+    const visible = vscode.window.visibleTextEditors.map((e) => this.scoresOf(e.document)).filter((s): s is DocScores => !!s);
+    const note = this.mode === 'advantage' && visible.length && !visible.some((s) => canShade(s, 'advantage'))
+      ? 'advantages exist only for completions of a sampled or logged group; scored documents stay shaded by KL' : null;
+    this.applySoon();
+    return { mode: this.mode, note };
+  }
+
+  applySoon(): void {
+    this.timer ??= setTimeout(() => {
+      this.timer = null;
+      for (const e of vscode.window.visibleTextEditors) this.apply(e);
+    }, REAPPLY_MS);
+  }
+
+  private typeFor(colour: string): vscode.TextEditorDecorationType {
+    let t = this.types.get(colour);
+    if (!t) {
+      t = vscode.window.createTextEditorDecorationType({ backgroundColor: colour, rangeBehavior: vscode.DecorationRangeBehavior.ClosedClosed });
+      this.types.set(colour, t);
+    }
+    return t;
+  }
+
+  private apply(editor: vscode.TextEditor): void {
+    const scores = this.scoresOf(editor.document);
+    const runs = scores ? shadingRuns(scores, this.mode) : new Map<string, [number, number][]>();
+    const doc = editor.document;
+    for (const colour of runs.keys()) this.typeFor(colour);
+    for (const [colour, type] of this.types) {
+      const ranges = runs.get(colour) ?? [];
+      editor.setDecorations(type, ranges.map(([a, b]) => new vscode.Range(doc.positionAt(a), doc.positionAt(b))));
+    }
+  }
+
+  provideHover(doc: vscode.TextDocument, pos: vscode.Position): vscode.Hover | undefined {
+    const scores = this.scoresOf(doc);
+    if (!scores) return undefined;
+    const h = hoverAt(scores, doc.offsetAt(pos));
+    if (!h) return undefined;
+    return new vscode.Hover(new vscode.MarkdownString(h.markdown), new vscode.Range(doc.positionAt(h.range[0]), doc.positionAt(h.range[1])));
+  }
+
+  dispose(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.types.forEach((t) => t.dispose());
+    this.subs.forEach((d) => d.dispose());
+  }
+}
+
+/** Opens completion `index` of a group as a read-only document, shaded with the group's own numbers. */
+export async function openCompletion(shading: TokenShading, group: GroupRecord, origin: GroupOrigin, index: number): Promise<vscode.TextEditor> {
+  const ref: CompletionRef = {
+    run: origin.runDir, checkpoint: origin.checkpoint, step: origin.step, question: group.question, prompt: group.prompt, index, text: group.completions[index],
+  };
+  const label = `${origin.logged ? `step${group.step ?? origin.step ?? ''}` : origin.checkpoint ? path.basename(origin.checkpoint) : 'live'}-completion-${index}`;
+  const doc = await vscode.workspace.openTextDocument(completionUri(ref, label));
+  const editor = await vscode.window.showTextDocument(doc, { preview: false, viewColumn: vscode.ViewColumn.Beside });
+  const source = origin.logged ? `logged at training step ${group.step ?? '?'} (run ${path.basename(origin.runDir)})` : `sampled from ${origin.checkpoint ? path.basename(origin.checkpoint) : 'the live trainer'} (run ${path.basename(origin.runDir)})`;
+  const scores = fromGroup(group, index, doc.getText(), `completion ${index}, ${source}`);
+  if (scores) shading.set(doc, scores);
+  return editor;
+}

@@ -1,0 +1,99 @@
+/**
+ * The inspection panels: the group inspector (rows + token heatmap) and the policy-vs-reference compare
+ * view. One of each, reused; the host posts nothing until the page says `ready` and re-sends the whole
+ * content when a hidden page is re-created.
+ */
+import * as vscode from 'vscode';
+import {
+  isCompareToHost, isInspectorToHost, type CompareResult, type CompareToHost, type GroupOrigin, type GroupRecord, type HostToCompare, type HostToInspector,
+  type InspectorToHost, type Quantity,
+} from '../protocol';
+import { WebviewChannel, webviewHtml, webviewOptions } from './webviewHtml';
+
+export interface ShownGroup { group: GroupRecord; origin: GroupOrigin; title: string }
+
+export class InspectorPanel implements vscode.Disposable {
+  static readonly viewType = 'grpo.inspector';
+  private static current: InspectorPanel | undefined;
+  private readonly channel: WebviewChannel<InspectorToHost, HostToInspector>;
+  private readonly subs: vscode.Disposable[] = [];
+  private shown: (ShownGroup & { focus: number | null; quantity: Quantity | null }) | null = null;
+
+  static show(extensionUri: vscode.Uri, log: vscode.LogOutputChannel, g: ShownGroup, opts: { focus?: number | null; quantity?: Quantity | null; onOpenCompletion(g: ShownGroup, index: number): void }): InspectorPanel {
+    let p = InspectorPanel.current;
+    if (!p) {
+      const panel = vscode.window.createWebviewPanel(InspectorPanel.viewType, 'GRPO Group Inspector', vscode.ViewColumn.Active, { ...webviewOptions(extensionUri), retainContextWhenHidden: true });
+      p = InspectorPanel.current = new InspectorPanel(panel, extensionUri, log, opts.onOpenCompletion);
+    } else p.panel.reveal();
+    p.shown = { ...g, focus: opts.focus ?? null, quantity: opts.quantity ?? null };
+    p.panel.title = `GRPO: ${g.title}`;
+    p.send();
+    return p;
+  }
+
+  private constructor(readonly panel: vscode.WebviewPanel, extensionUri: vscode.Uri, log: vscode.LogOutputChannel, onOpen: (g: ShownGroup, index: number) => void) {
+    panel.iconPath = vscode.Uri.joinPath(extensionUri, 'media', 'grpo.svg');
+    this.channel = new WebviewChannel<InspectorToHost, HostToInspector>(panel.webview, isInspectorToHost, {
+      onReady: () => this.send(),
+      onMessage: (m) => {
+        if (m.type === 'openCompletion' && this.shown && m.index < this.shown.group.completions.length) onOpen(this.shown, m.index);
+        else if (m.type === 'log') (m.level === 'error' ? log.error(m.message) : log.info(m.message));
+      },
+      onInvalid: (v) => log.warn(`inspector: dropped an invalid message ${JSON.stringify(v)?.slice(0, 200)}`),
+    });
+    panel.webview.html = webviewHtml(panel.webview, extensionUri, { script: 'inspector.js', style: 'inspect.css', title: 'GRPO Group Inspector' });
+    this.subs.push(this.channel, panel.onDidDispose(() => this.dispose()));
+  }
+
+  private send(): void {
+    const s = this.shown;
+    if (s) this.channel.post({ type: 'group', group: s.group, origin: s.origin, title: s.title, focus: s.focus, quantity: s.quantity });
+  }
+
+  dispose(): void {
+    if (InspectorPanel.current === this) InspectorPanel.current = undefined;
+    this.subs.forEach((d) => d.dispose());
+    this.panel.dispose();
+  }
+}
+
+export class ComparePanel implements vscode.Disposable {
+  static readonly viewType = 'grpo.compare';
+  private static current: ComparePanel | undefined;
+  private readonly channel: WebviewChannel<CompareToHost, HostToCompare>;
+  private readonly subs: vscode.Disposable[] = [];
+  private shown: { result: CompareResult; title: string } | null = null;
+
+  static show(extensionUri: vscode.Uri, log: vscode.LogOutputChannel, result: CompareResult, title: string): ComparePanel {
+    let p = ComparePanel.current;
+    if (!p) {
+      const panel = vscode.window.createWebviewPanel(ComparePanel.viewType, 'GRPO Compare', vscode.ViewColumn.Active, { ...webviewOptions(extensionUri), retainContextWhenHidden: true });
+      p = ComparePanel.current = new ComparePanel(panel, extensionUri, log);
+    } else p.panel.reveal();
+    p.shown = { result, title };
+    p.panel.title = `GRPO: ${title}`;
+    p.send();
+    return p;
+  }
+
+  private constructor(readonly panel: vscode.WebviewPanel, extensionUri: vscode.Uri, log: vscode.LogOutputChannel) {
+    panel.iconPath = vscode.Uri.joinPath(extensionUri, 'media', 'grpo.svg');
+    this.channel = new WebviewChannel<CompareToHost, HostToCompare>(panel.webview, isCompareToHost, {
+      onReady: () => this.send(),
+      onMessage: (m) => m.type === 'log' && (m.level === 'error' ? log.error(m.message) : log.info(m.message)),
+      onInvalid: (v) => log.warn(`compare: dropped an invalid message ${JSON.stringify(v)?.slice(0, 200)}`),
+    });
+    panel.webview.html = webviewHtml(panel.webview, extensionUri, { script: 'compare.js', style: 'inspect.css', title: 'GRPO Compare' });
+    this.subs.push(this.channel, panel.onDidDispose(() => this.dispose()));
+  }
+
+  private send(): void {
+    if (this.shown) this.channel.post({ type: 'compare', result: this.shown.result, title: this.shown.title });
+  }
+
+  dispose(): void {
+    if (ComparePanel.current === this) ComparePanel.current = undefined;
+    this.subs.forEach((d) => d.dispose());
+    this.panel.dispose();
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * The extension's per-token values (onnxruntime-node on the exported models, src/onnx/) equal the
+ * trainer's (PyTorch, through `python -m grpo serve` and its `score` request) on the same checkpoint and
+ * text, to 1e-4. Also: serve answers sample_group with a valid group, refuses bad input with a message
+ * naming it, and a serve process that dies mid-request fails that request clearly.
+ *
+ * The fixture is real (test/fixtures/tiny_run.py): the built-in model saved as step_000000 (the
+ * reference) and after a few SFT steps as step_000003 (a policy that differs from it), exported with
+ * `python -m grpo export-onnx`.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, test } from 'node:test';
+import { findExport } from '../../src/onnx/exports';
+import { OnnxScorer } from '../../src/onnx/scorer';
+import { trainerEnv } from '../../src/python';
+import { TrainerGoneError, TrainerRequestError } from '../../src/requests';
+import { ServeProcess } from '../../src/serve';
+
+const repo = path.resolve(__dirname, '../..');
+const trainerDir = path.join(repo, 'trainer');
+const python = process.env.GRPO_TEST_PYTHON ?? path.join(repo, '.venv', 'bin', 'python');
+const ready = fs.existsSync(python) && fs.existsSync(path.join(trainerDir, 'grpo', 'onnx_export.py'));
+const skip = !ready && '.venv (scripts/setup.sh) or the trainer\'s ONNX export is missing';
+
+const MAKE_RUN = path.join(repo, 'test', 'fixtures', 'tiny_run.py');
+
+let run = '';
+let checkpoint = '';
+let serve: ServeProcess | undefined;
+let scorer: OnnxScorer | undefined;
+
+before(async () => {
+  if (skip) return;
+  run = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-parity-')), 'run');
+  const env = trainerEnv(trainerDir);
+  execFileSync(python, [MAKE_RUN, run], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  checkpoint = path.join(run, 'checkpoints', 'step_000003');
+  execFileSync(python, ['-m', 'grpo', 'export-onnx', '--checkpoint', checkpoint, '--out', path.join(checkpoint, 'onnx')], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  serve = new ServeProcess(python, checkpoint, { trainerDir });
+  scorer = await OnnxScorer.load(findExport(run));
+  await serve.ready;
+}, { timeout: 600_000 });
+
+after(() => {
+  serve?.dispose();
+  if (run) fs.rmSync(path.dirname(run), { recursive: true, force: true });
+});
+
+const TEXTS: { name: string; text: string; prompt?: string }[] = [
+  { name: 'a worked solution as a continuation of its question', prompt: '(3+1)*3+4*1\n', text: '3+1=4\n4*3=12\n4*1=4\n12+4=16\n#### 16' },
+  { name: 'a pasted document scored whole (first character unscored)', text: 'The answer is 42, because 6*7=42.\nCheck: 42/7 = 6!' },
+  { name: 'text with special-token strings in it', prompt: '1+2\n', text: '3<eos>#### 3' },
+  { name: 'a long document (1,000 characters)', text: Array.from({ length: 1000 }, (_, i) => '0123456789+-*=\n #()'[(i * 7) % 19]).join('') },
+];
+
+for (const c of TEXTS) {
+  test(`ONNX per-token values equal PyTorch's to 1e-4: ${c.name}`, { skip, timeout: 120_000 }, async () => {
+    const torch = await serve!.request('score', { text: c.text, ...(c.prompt ? { prompt: c.prompt } : {}) });
+    const onnx = await scorer!.score(c.text, c.prompt ?? '');
+    assert.deepEqual(onnx.offsets, torch.offsets, 'same tokens at the same character offsets');
+    assert.equal(onnx.tokens.length, torch.tokens.length);
+    let worst = 0;
+    for (const k of ['logp', 'ref_logp', 'kl', 'entropy'] as const) {
+      for (let i = 0; i < torch[k].length; i++) {
+        const d = Math.abs(onnx[k][i] - torch[k][i]);
+        worst = Math.max(worst, d);
+        assert.ok(d <= 1e-4, `${k}[${i}] (token ${JSON.stringify(torch.tokens[i])}): onnx ${onnx[k][i]} vs torch ${torch[k][i]}`);
+      }
+    }
+    assert.ok(Math.abs(onnx.sequence_kl - torch.sequence_kl) <= 1e-4);
+    assert.ok(Math.abs(onnx.sum_logp - torch.sum_logp) <= 1e-4 * torch.tokens.length);
+    assert.ok(torch.kl.some((x) => x > 1e-4), 'the policy differs from its reference, so KL is not trivially 0');
+    console.log(`# ${c.name}: ${torch.tokens.length} tokens, max |onnx − torch| = ${worst.toExponential(2)}`);
+  });
+}
+
+test('both paths refuse characters outside the vocabulary, naming them', { skip, timeout: 60_000 }, async () => {
+  await assert.rejects(serve!.request('score', { text: '1+2=3 ☃' }), (e: Error) => e instanceof TrainerRequestError && /☃/.test(e.message));
+  await assert.rejects(scorer!.score('1+2=3 ☃'), /outside the model's vocabulary: '☃'/);
+  await assert.rejects(scorer!.score('1'.repeat(1030)), /1030 tokens long; the model's context is 1024 tokens/);
+});
+
+test('serve answers sample_group with a whole group; a question longer than the prompt limit is refused', { skip, timeout: 120_000 }, async () => {
+  const g = await serve!.request('sample_group', { question: '(3+1)*3', num_generations: 3, max_completion_length: 16, seed: 1 });
+  assert.equal(g.completions.length, 3);
+  assert.equal(g.tokens.length, 3);
+  assert.equal(g.question, '(3+1)*3');
+  assert.equal(g.answer, '12');
+  assert.ok(g.step_rewards && g.step_ends, 'arith groups carry per-step rewards');
+  await assert.rejects(serve!.request('sample_group', { question: '1+'.repeat(600) + '1' }), (e: Error) => e instanceof TrainerRequestError && /max_prompt_length|context/.test(e.message));
+});
+
+test('a serve process that dies mid-request fails it with a message naming the request', { skip, timeout: 120_000 }, async () => {
+  const doomed = new ServeProcess(python, checkpoint, { trainerDir });
+  await doomed.ready;
+  const pending = doomed.request('sample_group', { question: '(3+1)*3+4*1', num_generations: 64, max_completion_length: 200 });
+  setTimeout(() => doomed.kill('SIGKILL'), 300);
+  await assert.rejects(pending, (e: Error) => e instanceof TrainerGoneError && /step_000003 exited \(SIGKILL\) while answering sample_group/.test(e.message));
+  assert.equal(doomed.alive, false);
+  await assert.rejects(doomed.request('score', { text: 'ab' }), /exited|not running/);
+});

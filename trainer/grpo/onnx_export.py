@@ -1,0 +1,194 @@
+"""ONNX export of a checkpoint's policy and reference, for the extension's in-editor scoring.
+
+Each exported model takes `input_ids` int64 [batch, seq] (both dynamic) and returns, for every position t
+< seq − 1, the log-probability of token t+1 given tokens ≤ t (`logp`) and the entropy of that next-token
+distribution (`entropy`), both float32 [batch, seq − 1]. The log-softmax, the gather and the entropy are
+inside the graph, so a reader only tokenizes and runs it. The distribution is the model's own
+(temperature 1), the same one the `score` request reports.
+
+Beside the two models go `tokenizer.json` — OUR description of the tokenizer (not Hugging Face's file),
+enough to tokenize exactly as the trainer does — and `manifest.json`. Only character-level tokenizers
+(the built-in model's) can be described that way; other models are refused with a clear message.
+
+The exporter is torch's dynamo exporter (`torch.onnx.export(..., dynamo=True)`, which needs `onnxscript`):
+the TorchScript exporter (`dynamo=False`) cannot export transformers' Llama mask code (aten::diff).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import os
+import shutil
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from . import sft
+
+FORMAT = 1
+OPSET = 18
+MAX_AUTO_PARAMETERS = 50_000_000  # automatic export beside checkpoints only for models up to this size
+POLICY, REFERENCE, TOKENIZER, MANIFEST = "policy.onnx", "reference.onnx", "tokenizer.json", "manifest.json"
+INPUTS = [{"name": "input_ids", "dtype": "int64", "shape": ["batch", "seq"]}]
+OUTPUTS = [{"name": "logp", "dtype": "float32", "shape": ["batch", "seq-1"]},
+           {"name": "entropy", "dtype": "float32", "shape": ["batch", "seq-1"]}]
+
+
+class UnsupportedModel(ValueError):
+    """The model cannot be exported for the extension (its tokenizer cannot be described)."""
+
+
+class NextTokenLogProbs(torch.nn.Module):
+    """A causal LM → (log p(x_{t+1} | x_≤t), entropy of p(· | x_≤t)) for t = 0 … seq−2."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(input_ids=input_ids, use_cache=False).logits[:, :-1, :].float()
+        logp_all = F.log_softmax(logits, dim=-1)
+        logp = logp_all.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        return logp, entropy
+
+
+# ---------------------------------------------------------------------------------------------- tokenizer
+def tokenizer_kind(tokenizer) -> str:
+    """'char' when the tokenizer maps each character to one token (the built-in model's), else 'hf'."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return "hf"
+    spec = json.loads(backend.to_str())
+    pre, model = spec.get("pre_tokenizer") or {}, spec.get("model") or {}
+    specials = {t["content"] for t in spec.get("added_tokens", [])}
+    if (model.get("type") == "WordLevel" and spec.get("normalizer") is None
+            and pre.get("type") == "Split" and pre.get("pattern") == {"Regex": r"[\s\S]"}
+            and pre.get("behavior") == "Isolated" and not pre.get("invert")
+            and all(len(tok) == 1 for tok in model.get("vocab", {}) if tok not in specials)):
+        return "char"
+    return "hf"
+
+
+def tokenizer_description(tokenizer, max_length: int, max_prompt_length: int | None = None) -> dict[str, Any]:
+    """Everything needed to turn a question or a text into the trainer's token ids, without the trainer.
+
+    Text is read left to right: a special token's string (e.g. "<eos>") is one token, any other character
+    is its own token, or `unk_token_id` if it is not in `vocab`. The trainer never adds a BOS token."""
+    kind = tokenizer_kind(tokenizer)
+    if kind != "char":
+        raise UnsupportedModel("ONNX export needs a character-level tokenizer (the built-in model's); this model "
+                               "has a Hugging Face subword tokenizer (kind 'hf'), which the extension cannot "
+                               "reproduce exactly — use `python -m grpo serve` for it instead")
+    vocab = tokenizer.get_vocab()
+    desc = {
+        "kind": "char",
+        "vocab": dict(sorted(vocab.items(), key=lambda kv: kv[1])),
+        "special_tokens": sorted(tokenizer.all_special_tokens, key=lambda t: vocab[t]),
+        "unk_token_id": tokenizer.unk_token_id, "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id,
+        "add_bos": False,
+        "prompt_template": sft.prompt_text("{question}"),
+        "max_length": int(max_length),
+    }
+    if max_prompt_length is not None:
+        desc["max_prompt_length"] = int(max_prompt_length)
+    return desc
+
+
+def context_length(model) -> int:
+    return int(getattr(model.config, "max_position_embeddings", 0) or 1 << 20)
+
+
+def num_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())  # tied weights are counted once
+
+
+# ---------------------------------------------------------------------------------------------- export
+@contextlib.contextmanager
+def _quiet():
+    """The exporter prints progress and warnings; stdout may be the protocol stream, so send it to stderr."""
+    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def export_model(model: torch.nn.Module, path: Path, max_length: int | None = None) -> None:
+    """Write `model` (a transformers causal LM) as an ONNX graph of NextTokenLogProbs to `path`.
+    The model itself is left untouched (a float32 CPU copy is exported); the caller's RNG streams too."""
+    max_length = max_length or context_length(model)
+    clone = copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
+    wrapper = NextTokenLogProbs(clone).eval()
+    vocab = int(clone.config.vocab_size)
+    example = (torch.arange(16, dtype=torch.long).view(2, 8) % vocab)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    seq = torch.export.Dim("seq", min=2, max=max(3, max_length))
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad(), _quiet():
+        torch.onnx.export(wrapper, (example,), str(tmp), dynamo=True, input_names=["input_ids"],
+                          output_names=["logp", "entropy"], dynamic_shapes={"input_ids": {0: batch, 1: seq}},
+                          opset_version=OPSET, optimize=True, verbose=False, external_data=False)
+    os.replace(tmp, path)
+
+
+def fingerprint(model: torch.nn.Module) -> str:
+    """A digest of a model's configuration and weights: equal digests ⇒ identical exported graphs."""
+    h = hashlib.sha256(model.config.to_json_string().encode())
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class Exporter:
+    """Exports policy + reference + tokenizer.json + manifest.json into a folder. Remembers where it already
+    wrote a model with given weights, so an unchanged reference is copied instead of exported again."""
+
+    def __init__(self):
+        self._written: dict[str, Path] = {}  # fingerprint → an .onnx file holding those weights
+
+    def _model(self, model, out: Path, digest: str, max_length: int, later: Path | None) -> None:
+        known = self._written.get(digest)
+        if known is not None and known.is_file():
+            shutil.copyfile(known, out)
+        else:
+            export_model(model, out, max_length)
+        self._written[digest] = later if later is not None else out
+
+    def export(self, out_dir: Path, policy, reference, tokenizer, *, step: int | None, checkpoint: str,
+               max_prompt_length: int | None = None, final_dir: Path | None = None) -> dict[str, Any]:
+        """`final_dir`: where `out_dir` will end up after the caller renames it (a checkpoint's tmp dir)."""
+        out_dir = Path(out_dir)
+        max_length = context_length(policy)
+        desc = tokenizer_description(tokenizer, max_length, max_prompt_length)  # refuses unsupported kinds first
+        out_dir.mkdir(parents=True, exist_ok=True)
+        p_digest = fingerprint(policy)
+        r_digest = p_digest if reference is policy else fingerprint(reference)
+        later = (lambda name: Path(final_dir) / name) if final_dir is not None else (lambda name: None)
+        self._model(policy, out_dir / POLICY, p_digest, max_length, later(POLICY))
+        if r_digest == p_digest:
+            shutil.copyfile(out_dir / POLICY, out_dir / REFERENCE)
+        else:
+            self._model(reference, out_dir / REFERENCE, r_digest, max_length, later(REFERENCE))
+        _write_json(out_dir / TOKENIZER, desc)
+        manifest = {"format": FORMAT, "step": step, "checkpoint": checkpoint, "opset": OPSET,
+                    "inputs": INPUTS, "outputs": OUTPUTS, "policy": POLICY, "reference": REFERENCE,
+                    "tokenizer": TOKENIZER, "num_parameters": num_parameters(policy),
+                    "max_length": max_length, "temperature": 1.0}
+        _write_json(out_dir / MANIFEST, manifest)  # last: a manifest means the folder is complete
+        return manifest

@@ -1,0 +1,43 @@
+"""Shared fixtures: a small run directory written the way training writes it, without training for minutes."""
+
+import json
+import random
+
+import pytest
+import torch
+
+from grpo import models, sft
+from grpo.config import Config
+from grpo.tasks import arith
+
+
+def _save(model, tok, ckpt, step):
+    model.save_pretrained(ckpt)
+    tok.save_pretrained(ckpt)
+    (ckpt / "trainer_state.json").write_text(json.dumps({"step": step, "phase": "grpo", "sft_step": 0,
+                                                         "ref_reset_at": None}))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """runs/…/checkpoints/step_000000 (the untrained built-in model: the reference) and step_000005 (the
+    same model after 5 SFT steps: a policy that differs from it), with the run's config.json."""
+    run = tmp_path_factory.mktemp("run")
+    ckpts = run / "checkpoints"
+    model, tok = models.load(models.BUILTIN, 0, torch.device("cpu"))
+    _save(model, tok, ckpts / "step_000000", 0)
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    rng = random.Random(0)
+    for _ in range(5):
+        qs = [arith.random_expression(rng) for _ in range(16)]
+        batch = sft.teacher_batch(tok, [sft.prompt_text(q) for q in qs], [arith.worked_solution(q) for q in qs],
+                                  torch.device("cpu"))
+        loss = sft.sft_loss(model, batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    _save(model, tok, ckpts / "step_000005", 5)
+    cfg = Config(num_generations=4, max_completion_length=24, temperature=1.0).to_dict()
+    (run / "config.json").write_text(json.dumps(cfg))
+    (run / "status.json").write_text(json.dumps({"state": "stopped", "step": 5}))
+    return run

@@ -1,0 +1,167 @@
+/**
+ * The group inspector: one row per completion (text, reward with per-step rewards, advantage, length,
+ * truncation; sortable; each row carries `data-completion-index`), and below it the token heatmap of
+ * every completion coloured by a chosen quantity, exact values on hover, step boundaries marked.
+ */
+import { tooltipText } from '../../src/inspect/hover';
+import { fmt, QUANTITY_LABEL, quantityValues, scaleFor, sortRows, stepOfTokens, type SortKey } from '../../src/inspect/values';
+import { isHostToInspector, QUANTITIES, type GroupOrigin, type GroupRecord, type HostToInspector, type InspectorToHost, type Quantity } from '../../src/protocol';
+import { button, dropdown, el, registerComponents } from '../components';
+import { heatmap, legend, type HeatRow } from '../heatmap';
+import { describe, getState, listen, post, setState } from '../host';
+
+registerComponents();
+const send = (m: InspectorToHost) => post(m);
+const app = document.getElementById('app') as HTMLElement;
+
+interface State { quantity: Quantity; sort: SortKey; desc: boolean }
+const saved = getState() as Partial<State> | undefined;
+let quantity: Quantity = saved?.quantity ?? 'advantage';
+let sort: SortKey = saved?.sort ?? 'index';
+let desc = saved?.desc ?? false;
+let group: GroupRecord | null = null;
+let origin: GroupOrigin | null = null;
+let focus: number | null = null;
+
+const title = el('h2', { id: 'title' });
+const meta = el('div', { class: 'meta', id: 'meta' });
+const errorBox = el('div', { class: 'error', id: 'error', role: 'alert' });
+errorBox.hidden = true;
+const table = el('table', { class: 'group', id: 'group-table' });
+const legendBox = el('div', { class: 'legend-box' });
+const quantityPick = dropdown('Colour tokens by', QUANTITIES.map((q) => ({ value: q, label: QUANTITY_LABEL[q] })), quantity, (v) => {
+  quantity = v as Quantity;
+  persist();
+  drawHeatmap();
+}, { id: 'quantity' });
+const heat = heatmap((row, tok) => tokenTooltip(row, tok), (row) => select(row));
+app.append(
+  el('header', {}, title, meta),
+  errorBox,
+  table,
+  el('div', { class: 'heat-head' }, el('h3', {}, 'Tokens'), quantityPick.element, legendBox),
+  heat.element,
+);
+
+function persist(): void {
+  setState({ quantity, sort, desc } satisfies State);
+}
+
+function select(i: number): void {
+  focus = i;
+  for (const tr of table.querySelectorAll('tr[data-completion-index]')) tr.classList.toggle('focused', Number((tr as HTMLElement).dataset.completionIndex) === i);
+  heat.highlight(i);
+}
+
+const COLUMNS: { key: SortKey | null; label: string; title: string }[] = [
+  { key: 'index', label: '#', title: 'completion index in the group' },
+  { key: 'reward', label: 'reward', title: 'outcome reward, and the reward of each reasoning step' },
+  { key: 'advantage', label: 'advantage', title: 'group-relative advantage, computed as training does' },
+  { key: 'length', label: 'tokens', title: 'completion length in tokens (EOS included)' },
+  { key: 'truncated', label: 'truncated', title: 'hit the maximum completion length without EOS' },
+  { key: 'correct', label: 'correct', title: 'final answer right' },
+  { key: null, label: 'completion', title: 'the completion text (click a row to find it in the heatmap; Open shows it in an editor with per-token shading)' },
+];
+
+function renderTable(): void {
+  const g = group;
+  if (!g) return;
+  const head = el('tr', {}, ...COLUMNS.map((c) => {
+    const th = el('th', { title: c.title, class: c.key ? 'sortable' : undefined }, c.label + (c.key === sort ? (desc ? ' ▼' : ' ▲') : ''));
+    if (c.key) th.addEventListener('click', () => {
+      if (sort === c.key) desc = !desc;
+      else {
+        sort = c.key!;
+        desc = c.key !== 'index';
+      }
+      persist();
+      renderTable();
+      drawHeatmap();
+    });
+    return th;
+  }));
+  const body = sortRows(g, sort, desc).map((i) => {
+    const steps = g.step_rewards?.[i];
+    const reward = el('td', { class: 'num' }, fmt(g.rewards[i], 3));
+    if (steps?.length) reward.append(el('div', { class: 'steps', title: 'reward per reasoning step' }, ...steps.map((r, j) => el('span', { class: `step ${r > 0 ? 'good' : 'bad'}`, title: `step ${j + 1}: ${r}` }, fmt(r, 2)))));
+    const open = button('Open', () => send({ type: 'openCompletion', index: i }), { secondary: true, title: 'Open as a read-only document with per-token shading and hovers' });
+    const tr = el('tr', { 'data-completion-index': String(i) },
+      el('td', { class: 'num' }, String(i)),
+      reward,
+      el('td', { class: `num ${g.advantages[i] > 0 ? 'pos' : g.advantages[i] < 0 ? 'neg' : ''}` }, fmt(g.advantages[i], 3)),
+      el('td', { class: 'num' }, String(g.tokens[i].text.length)),
+      el('td', {}, g.truncated[i] ? 'yes' : ''),
+      el('td', {}, g.correct ? (g.correct[i] ? '✓' : '✗') : ''),
+      el('td', { class: 'text' }, el('pre', {}, g.completions[i]), open.element),
+    );
+    tr.addEventListener('click', (e) => {
+      if ((e.target as HTMLElement).closest('vscode-button')) return;
+      select(i);
+    });
+    if (focus === i) tr.classList.add('focused');
+    return tr;
+  });
+  table.replaceChildren(el('thead', {}, head), el('tbody', {}, ...body));
+}
+
+function tokenTooltip(row: number, t: number): string {
+  const g = group!;
+  const a = g.tokens[row];
+  const stepIdx = stepOfTokens(a.text.length, g.step_ends?.[row])?.[t];
+  return tooltipText({
+    token: a.text[t], index: t, count: a.text.length, logp: a.logp[t], refLogp: a.ref_logp[t], kl: a.kl[t], oldLogp: a.old_logp[t],
+    ratio: Math.exp(a.logp[t] - a.old_logp[t]), advantage: a.advantage[t], entropy: a.entropy[t],
+    step: stepIdx === undefined ? null : { index: stepIdx < 0 ? (g.step_ends?.[row].length ?? 0) : stepIdx, reward: stepIdx < 0 ? null : g.step_rewards?.[row]?.[stepIdx] ?? null },
+  }, `completion ${row}`);
+}
+
+function drawHeatmap(): void {
+  const g = group;
+  if (!g) return;
+  const t0 = performance.now();
+  const order = sortRows(g, sort, desc);
+  const rows: HeatRow[] = order.map((i) => ({ index: i, label: `#${i}`, tokens: g.tokens[i].text, values: quantityValues(g.tokens[i], quantity), stepEnds: g.step_ends?.[i] }));
+  const scale = scaleFor(quantity, (function* () { for (const r of rows) yield* r.values; })());
+  const build = heat.draw(rows, quantity, scale);
+  legendBox.replaceChildren(legend(quantity, scale, QUANTITY_LABEL[quantity]));
+  if (focus !== null) heat.highlight(focus);
+  const tokens = rows.reduce((n, r) => n + r.tokens.length, 0);
+  document.body.dataset.tokens = String(tokens);
+  // Drawn = laid out: reading a layout property forces it now, so the time covers style + layout.
+  void heat.element.offsetHeight;
+  const ms = performance.now() - t0;
+  window.dispatchEvent(new CustomEvent('grpo-drawn', { detail: { ms, build, tokens } }));
+}
+
+function render(m: Extract<HostToInspector, { type: 'group' }>): void {
+  group = m.group;
+  origin = m.origin;
+  focus = m.focus;
+  if (m.quantity) {
+    quantity = m.quantity;
+    quantityPick.setValue(quantity);
+    persist();
+  }
+  errorBox.hidden = true;
+  title.textContent = m.title;
+  const g = m.group;
+  const mean = g.rewards.reduce((a, b) => a + b, 0) / Math.max(1, g.rewards.length);
+  meta.replaceChildren(
+    el('div', {}, el('span', { class: 'k' }, 'question '), el('code', { id: 'question' }, g.question)),
+    el('div', {}, el('span', { class: 'k' }, 'answer '), el('code', {}, g.answer ?? '–'), el('span', { class: 'k' }, '  mean reward '), fmt(mean, 3),
+      el('span', { class: 'k' }, '  source '), origin.logged ? `logged at training step ${g.step ?? '?'}` : origin.checkpoint ? `sampled from ${origin.checkpoint.split(/[\\/]/).pop()}` : 'sampled from the live trainer'),
+  );
+  document.body.dataset.completions = String(g.completions.length);
+  renderTable();
+  drawHeatmap();
+  if (focus !== null) select(focus);
+}
+
+listen(isHostToInspector, (m) => {
+  if (m.type === 'group') render(m);
+  else {
+    errorBox.textContent = m.message;
+    errorBox.hidden = false;
+  }
+}, (v) => send({ type: 'log', level: 'error', message: `inspector: invalid message from the host: ${describe(v)}` }));
+send({ type: 'ready' });
