@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
+from . import verify
 from .tasks import arith
 
 _LAST_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
@@ -54,14 +55,15 @@ def load_user_function(spec: str) -> Callable:
 
 
 class Rewarder:
-    def __init__(self, task: str, supervision: str, user_function: str = ""):
+    def __init__(self, task: str, supervision: str, user_function: str = "", verifier: str = "number"):
         if supervision == "process" and task != "arith":
             raise ValueError("setting 'reward': process supervision needs a task with a step checker (arith)")
         self.task, self.supervision = task, supervision
         self.user_fn = load_user_function(user_function) if user_function else None
+        self.check = verify.checker(verifier)
 
     def __call__(self, questions: list[str], completions: list[str], answers: list[str]) -> Scored:
-        correct = [answer_matches(c, a) for c, a in zip(completions, answers)]
+        correct = [self.check(c, a) for c, a in zip(completions, answers)]
         errors: list[str] = []
         if self.user_fn is not None:
             rewards = self._user(questions, completions, answers, errors)

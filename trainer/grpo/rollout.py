@@ -106,12 +106,18 @@ def sample(model, prompts: list[list[int]], *, max_new_tokens: int, eos_id: int,
     return Batch(prompt_ids, prompt_mask, completion, completion_mask, truncated)
 
 
-def token_logprobs(model, batch: Batch, temperature: float = 1.0, with_entropy: bool = False
-                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def token_logprobs(model, batch: Batch, temperature: float = 1.0, with_entropy: bool = False,
+                   chunk_tokens: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probabilities [N, C] of the completion tokens under `model` (logits / temperature, as at
-    sampling time), and optionally the per-token entropy of that distribution."""
+    sampling time), and optionally the per-token entropy of that distribution. `chunk_tokens` > 0 computes
+    the log-softmax that many positions at a time (`logprobs.chunked_token_logprobs`)."""
     input_ids, attention_mask = batch.input_ids, batch.attention_mask
     p = batch.prompt_ids.shape[1]
+    if chunk_tokens > 0:
+        from .logprobs import chunked_token_logprobs
+
+        return chunked_token_logprobs(model, input_ids, attention_mask, positions(attention_mask), p,
+                                      batch.completion_ids, temperature, with_entropy, chunk_tokens)
     logits = model(input_ids=input_ids, attention_mask=attention_mask,
                    position_ids=positions(attention_mask), use_cache=False).logits
     logits = logits[:, p - 1:-1, :].float()
