@@ -16,15 +16,16 @@ from typing import Callable
 from . import verify
 from .tasks import arith
 
-_LAST_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?")  # 1,000.5 or 1000.5
 
 
 def answer_matches(completion: str, answer: str) -> bool:
-    """The `####` marker's value, else the last number in the completion, compared with the answer."""
-    got = arith.extract_answer(completion)
+    """The `####` marker's value, else the last number in the completion (thousands separators allowed),
+    compared numerically with the answer."""
+    got = verify.marked_answer(completion)
     if got is None:
-        nums = _LAST_NUMBER.findall(completion)
-        got = nums[-1] if nums else None
+        nums = _NUMBER.findall(completion)
+        got = nums[-1].replace(",", "") if nums else None
     if got is None:
         return False
     try:
