@@ -158,3 +158,15 @@ class WorkerRunDir(RunDir):
 
 def run_dir(path: Path, stream: protocol.Stream) -> RunDir:
     return RunDir(path, stream) if is_main() else WorkerRunDir(path, stream)
+
+
+def check_in_sync(model: torch.nn.Module) -> None:
+    """Every rank must hold the same trainable weights (DDP's invariant); checked at each checkpoint with one
+    checksum per rank, so a broken gradient synchronisation fails loudly instead of saving rank 0's drift."""
+    if not active():
+        return
+    with torch.no_grad():
+        total = sum(float(p.detach().double().sum()) for p in model.parameters() if p.requires_grad)
+    sums = gather(total)
+    if max(sums) - min(sums) > 1e-6 * max(1.0, abs(sums[0])):
+        raise RuntimeError(f"ranks disagree on the weights (checksums {sums}); gradient synchronisation failed")

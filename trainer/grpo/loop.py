@@ -206,6 +206,7 @@ class Trainer:
     def _save(self) -> str:
         rng = checkpoint.rng_state(self.data_rng, self.sample_gen)
         if distributed.active():
+            distributed.check_in_sync(self.policy)
             rng = {"per_rank": distributed.gather(rng)}
             if not distributed.is_main():
                 return ""
