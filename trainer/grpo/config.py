@@ -101,6 +101,8 @@ class Config:
                                "CUDA), hf_generate (transformers generate(), the baseline), vllm (needs the vllm "
                                "package); auto: static on CUDA, else kv_cache",
                                choices=("auto", "kv_cache", "static", "hf_generate", "vllm"))
+    micro_batch_size: int = _opt(0, "sequences per forward/backward pass; gradients accumulate over the step's "
+                                 "batch (0: the whole batch at once)", minimum=0)
     logprob_chunk_tokens: int = _opt(4096, "token positions per chunk when computing log-softmax over the "
                                      "vocabulary (bounds the fp32 logits in memory; 0: all at once)", minimum=0)
 

@@ -90,7 +90,8 @@ class StaticCacheEngine(KVCacheEngine):
     def _step_fn(self, model):
         def step(input_ids, attention_mask, position_ids, cache_position, cache):
             return model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         cache_position=cache_position, past_key_values=cache, use_cache=True).logits[:, -1, :]
+                         cache_position=cache_position, past_key_values=cache, use_cache=True,
+                         logits_to_keep=1).logits[:, -1, :]
 
         if not self.compile:
             return step
@@ -122,7 +123,7 @@ class StaticCacheEngine(KVCacheEngine):
             # prefill (eager: its shape changes with the prompt length)
             logits = model(input_ids=prompt_ids, attention_mask=mask, position_ids=pos,
                            cache_position=torch.arange(p, device=device), past_key_values=cache,
-                           use_cache=True).logits[:, -1, :]
+                           use_cache=True, logits_to_keep=1).logits[:, -1, :]
             for t in range(max_new_tokens):
                 token = rollout._pick(logits, temperature, top_p, generator)
                 token = torch.where(done, torch.full_like(token, pad_id), token)

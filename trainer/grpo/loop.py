@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from . import algorithm, checkpoint, data, distributed, engines, logprobs, models, prompts, protocol, sft, verify
+from . import (algorithm, checkpoint, data, distributed, engines, logprobs, microbatch, models, prompts, protocol, sft,
+               verify)
 from .config import Config
 from .progress import Progress
 from .rewards import Rewarder
@@ -344,33 +345,31 @@ class Trainer:
 
         # 3. π_old and π_ref log-probs (no grad)
         with torch.no_grad():
-            ref_logp, _ = self._ref_logprobs(batch)
+            ref_logp = microbatch.score_in_parts(lambda b: self._ref_logprobs(b)[0], batch, cfg.micro_batch_size)
             old_logp = None
             if cfg.num_iterations > 1:
                 self.policy.eval()
-                old_logp, _ = logprobs.score(self.scorer, batch, cfg.temperature)
+                old_logp = microbatch.score_in_parts(lambda b: logprobs.score(self.scorer, b, cfg.temperature)[0],
+                                                     batch, cfg.micro_batch_size)
                 self.policy.train()
 
         # 4. μ policy updates
         t_train0 = time.time()
-        losses, grad_norms, stats_acc, entropy = [], [], [], None
+        losses, grad_norms, stats_acc = [], [], []
+        first_logp, entropy = ref_logp, torch.zeros_like(ref_logp)  # what is recorded if no update runs
         lr = self.opt.param_groups[0]["lr"]
         skipped_update = False
         for it in range(cfg.num_iterations):
-            logp, ent = logprobs.score(self.scorer, batch, cfg.temperature, with_entropy=(it == 0))
-            if it == 0:
-                entropy = ent.detach()
-                first_logp = logp.detach()
-            old = logp.detach() if old_logp is None else old_logp
-            loss, stats = algorithm.grpo_loss(logp, old, ref_logp, advantages, mask, epsilon=cfg.epsilon,
-                                              beta=cfg.beta, loss_type=cfg.loss_type,
-                                              epsilon_high=cfg.epsilon_high,
-                                              max_completion_length=cfg.max_completion_length)
-            if not distributed.all_true(torch.isfinite(loss)):
+            # forward + backward, micro-batched (gradients accumulate to the whole batch's)
+            out = microbatch.forward_backward(self.scorer, batch, old_logp, ref_logp, advantages, mask, cfg,
+                                              with_entropy=(it == 0), zero_grad=self.opt.zero_grad)
+            if out is None:
                 skipped_update = True
                 break
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
+            logp, ent, loss, stats = out
+            if it == 0:
+                entropy = ent
+                first_logp = logp
             gn = torch.nn.utils.clip_grad_norm_(self.policy.parameters(),
                                                 cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
             if not torch.isfinite(gn):

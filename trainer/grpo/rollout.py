@@ -82,7 +82,7 @@ def sample(model, prompts: list[list[int]], *, max_new_tokens: int, eos_id: int,
     written = 0
     for t in range(max_new_tokens):
         logits = model(input_ids=step_input, attention_mask=mask, position_ids=step_pos,
-                       past_key_values=cache, use_cache=use_cache).logits[:, -1, :]
+                       past_key_values=cache, use_cache=use_cache, logits_to_keep=1).logits[:, -1, :]
         token = _pick(logits, temperature, top_p, generator)
         token = torch.where(done, torch.full_like(token, pad_id), token)
         out[:, t] = token
