@@ -20,6 +20,7 @@ Every engine samples all G × questions sequences of a step as one batch.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 
 import torch
@@ -63,20 +64,41 @@ def _completion_batch(prompt_ids, prompt_mask, completion: torch.Tensor, eos_id:
 
 
 class KVCacheEngine:
+    """Also the base of the other engines: `rollout_model` gives the weights decoding runs on. Decoding is
+    bound by reading the weights, so when training keeps float32 weights and the compute dtype is 16-bit,
+    decoding uses a 16-bit copy (refreshed by `sync` after each update) instead of casting every weight on
+    every decode step under autocast. LoRA models (16-bit base already) and float32 runs use the model."""
+
     name = "kv_cache"
 
     def __init__(self, dtype: torch.dtype = torch.float32):
         self.dtype = dtype
+        self._shadow = None
+        self._shadow_of = None
+
+    def rollout_model(self, model):
+        wants_copy = self.dtype != torch.float32 and not models.is_lora(model) and \
+            next(model.parameters()).dtype == torch.float32
+        if not wants_copy:
+            return model
+        if self._shadow is None or self._shadow_of is not model:
+            self._shadow = copy.deepcopy(model).to(self.dtype).eval().requires_grad_(False)
+            self._shadow_of = model
+        return self._shadow
+
+    def sync(self, model) -> None:
+        if self._shadow is not None and self._shadow_of is model:
+            with torch.no_grad():
+                for dst, src in zip(self._shadow.parameters(), model.parameters()):
+                    dst.copy_(src)
 
     def generate(self, model, prompts, *, max_new_tokens, eos_id, pad_id, temperature=1.0, top_p=1.0,
                  generator=None) -> rollout.Batch:
+        model = self.rollout_model(model)
         device = next(model.parameters()).device
         with models.autocast(device, self.dtype):
             return rollout.sample(model, prompts, max_new_tokens=max_new_tokens, eos_id=eos_id, pad_id=pad_id,
                                   temperature=temperature, top_p=top_p, generator=generator)
-
-    def sync(self, model) -> None:
-        pass
 
 
 class StaticCacheEngine(KVCacheEngine):
@@ -105,6 +127,7 @@ class StaticCacheEngine(KVCacheEngine):
                  generator=None) -> rollout.Batch:
         from transformers import StaticCache
 
+        model = self.rollout_model(model)
         device = next(model.parameters()).device
         prompt_ids, prompt_mask = rollout.left_pad(prompts, pad_id, device)
         n, p = prompt_ids.shape
@@ -151,6 +174,7 @@ class HFGenerateEngine(KVCacheEngine):
     @torch.no_grad()
     def generate(self, model, prompts, *, max_new_tokens, eos_id, pad_id, temperature=1.0, top_p=1.0,
                  generator=None) -> rollout.Batch:
+        model = self.rollout_model(model)
         device = next(model.parameters()).device
         prompt_ids, prompt_mask = rollout.left_pad(prompts, pad_id, device)
         seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device).item()) \
@@ -176,6 +200,7 @@ class VLLMEngine(KVCacheEngine):
 
     def __init__(self, dtype: torch.dtype, model_path: str | None, gpu_memory_utilization: float = 0.3):
         super().__init__(dtype)
+        self.rollout_model = lambda model: model  # vLLM holds its own copy
         if not model_path:
             raise ValueError("setting 'rollout_engine': vllm needs 'model' to be a Hugging Face model directory")
         import os

@@ -218,3 +218,21 @@ def test_lora_training_saves_adapters_and_resumes(tiny_dirs, gsm_file, tmp_path)
                          "--data", str(gsm_file), "--max-new-tokens", "4"], capture_output=True, text=True, env=env)
     assert ev.returncode == 0, ev.stderr
     assert json.loads(ev.stdout)["n"] == 20
+
+
+def test_sixteen_bit_rollout_copy_follows_the_policy():
+    """With float32 training weights and a 16-bit compute dtype, engines decode on a 16-bit copy that
+    `sync` refreshes after an update."""
+    model, tok = models.load(models.BUILTIN, 0, CPU)
+    eng = engines.make("kv_cache", CPU, torch.bfloat16)
+    shadow = eng.rollout_model(model)
+    assert shadow is not model and next(shadow.parameters()).dtype == torch.bfloat16
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    eng.sync(model)
+    assert eng.rollout_model(model) is shadow
+    assert torch.allclose(next(shadow.parameters()).float(), next(model.parameters()), atol=0.05)
+    out = eng.generate(model, [tok("1+2\n")["input_ids"]], max_new_tokens=3, eos_id=tok.eos_token_id,
+                       pad_id=tok.pad_token_id, generator=torch.Generator().manual_seed(0))
+    assert out.completion_ids.shape == (1, 3)
+    assert engines.make("kv_cache", CPU).rollout_model(model) is model  # float32: no copy
