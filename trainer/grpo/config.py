@@ -29,7 +29,7 @@ def _opt(default: Any, help: str, choices: tuple | None = None, minimum: float |
 class Config:
     # What to train on and with
     task: str = _opt("arith", "built-in task (arith) or a path to a JSONL or Parquet file of question/answer rows")
-    model: str = _opt("builtin:tiny", "builtin:tiny (a tiny Qwen2 with a character tokenizer) or a local "
+    model: str = _opt("builtin:tiny", "builtin:tiny (a tiny Llama with a character tokenizer) or a local "
                       "Hugging Face model directory")
     reward: str = _opt("outcome", "outcome: one reward per completion; process: one per reasoning step",
                        choices=("outcome", "process"))
