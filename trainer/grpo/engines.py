@@ -108,6 +108,20 @@ class StaticCacheEngine(KVCacheEngine):
         super().__init__(dtype)
         self.compile = compile
         self._compiled = {}
+        self._caches = {}  # (model, rows, length) -> StaticCache, reused so compiled graphs see one object
+
+    def _cache(self, model, n: int, total: int):
+        from transformers import StaticCache
+
+        key = (id(model), n, total)
+        cache = self._caches.get(key)
+        if cache is None:
+            if len(self._caches) >= 4:
+                self._caches.pop(next(iter(self._caches)))
+            cache = self._caches[key] = StaticCache(config=model.config, max_cache_len=total)
+        else:
+            cache.reset()
+        return cache
 
     def _step_fn(self, model):
         def step(input_ids, attention_mask, position_ids, cache_position, cache):
@@ -125,14 +139,12 @@ class StaticCacheEngine(KVCacheEngine):
     @torch.no_grad()
     def generate(self, model, prompts, *, max_new_tokens, eos_id, pad_id, temperature=1.0, top_p=1.0,
                  generator=None) -> rollout.Batch:
-        from transformers import StaticCache
-
         model = self.rollout_model(model)
         device = next(model.parameters()).device
         prompt_ids, prompt_mask = rollout.left_pad(prompts, pad_id, device)
         n, p = prompt_ids.shape
         total = p + max_new_tokens
-        cache = StaticCache(config=model.config, max_cache_len=total)
+        cache = self._cache(model, n, total)
         mask = torch.zeros((n, total), dtype=torch.long, device=device)
         mask[:, :p] = prompt_mask
         pos = rollout.positions(prompt_mask)

@@ -236,3 +236,16 @@ def test_sixteen_bit_rollout_copy_follows_the_policy():
                        pad_id=tok.pad_token_id, generator=torch.Generator().manual_seed(0))
     assert out.completion_ids.shape == (1, 3)
     assert engines.make("kv_cache", CPU).rollout_model(model) is model  # float32: no copy
+
+
+def test_static_engine_reuses_its_cache_and_still_matches(tiny_dirs):
+    model, tok = models.load(tiny_dirs["qwen2"], 0, CPU)
+    model.eval()
+    prompts_ = [tok("What is 3+4?")["input_ids"], tok("x")["input_ids"]]
+    kw = dict(max_new_tokens=8, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, temperature=0.0)
+    static, kv = engines.make("static", CPU), engines.make("kv_cache", CPU)
+    first = static.generate(model, prompts_, **kw)
+    second = static.generate(model, prompts_[::-1], **kw)  # same shapes: the same cache object, reset
+    assert len(static._caches) == 1
+    assert torch.equal(second.completion_ids, kv.generate(model, prompts_[::-1], **kw).completion_ids)
+    assert torch.equal(first.completion_ids, kv.generate(model, prompts_, **kw).completion_ids)
