@@ -116,3 +116,19 @@ export function diffFromDefaults(values: SettingValues, schema: readonly Setting
   const d = defaultValues(schema);
   return Object.fromEntries(Object.entries(values).filter(([k, v]) => k in d && d[k] !== v));
 }
+
+export type Launcher = 'python' | 'torchrun';
+
+/**
+ * The interpreter's arguments for a launcher (`grpo.launcher`, `grpo.processes`): `python -m grpo train …`
+ * as it is, or the same under torchrun with N processes (data parallel, one GPU each; rank 0 writes the run
+ * directory). torchrun is started as `python -m torch.distributed.run` so the interpreter that has torch
+ * launches it; `--standalone` picks a free local rendezvous port.
+ */
+export function launchArgs(trainerArgs: readonly string[], launcher: Launcher, processes: number): string[] {
+  if (launcher === 'python') return [...trainerArgs];
+  if (launcher !== 'torchrun') throw new Error(`grpo.launcher must be python or torchrun, not ${JSON.stringify(launcher)}`);
+  if (!Number.isInteger(processes) || processes < 1) throw new Error(`grpo.processes must be a whole number ≥ 1, not ${processes}`);
+  if (trainerArgs[0] !== '-m') throw new Error('torchrun launches a module: the trainer arguments must start with -m');
+  return ['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', String(processes), ...trainerArgs];
+}

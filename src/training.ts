@@ -9,7 +9,7 @@ import type { ControlType, LiveSummary, MetricsRow, SettingValues } from './prot
 import { checkInterpreter, findInterpreter, SOURCE_LABEL, type Discovery } from './python';
 import { isPidAlive, isResumable, listRuns, newRunName, readStatus, effectiveState } from './runDir';
 import { RunSession, type SessionChange } from './session';
-import { defaultValues, diffFromDefaults, EMBEDDED_SCHEMA, sanitizeValues, trainArgs } from './settings';
+import { defaultValues, diffFromDefaults, EMBEDDED_SCHEMA, launchArgs, sanitizeValues, trainArgs, type Launcher } from './settings';
 
 const VALUES_KEY = 'grpo.settingsValues';
 const LIVE_RUN_KEY = 'grpo.liveRun';
@@ -120,7 +120,15 @@ export class TrainingController implements vscode.Disposable {
     return this.launch(dir, trainArgs({ runDir: dir, resume: true }), `Resuming ${path.basename(dir)}`);
   }
 
-  private async launch(dir: string, args: string[], title: string): Promise<RunSession | undefined> {
+  private async launch(dir: string, trainerArgs: string[], title: string): Promise<RunSession | undefined> {
+    const cfg = vscode.workspace.getConfiguration('grpo');
+    let args: string[];
+    try {
+      args = launchArgs(trainerArgs, cfg.get<Launcher>('launcher', 'python'), cfg.get<number>('processes', 1));
+    } catch (e) {
+      void vscode.window.showErrorMessage(`GRPO: ${(e as Error).message}`);
+      return undefined;
+    }
     this.starting = true;
     try {
       const found = await vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: 'GRPO: checking the Python interpreter…' }, () => this.discoverInterpreter());

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
-import { defaultValues, diffFromDefaults, EMBEDDED_SCHEMA, parseFieldText, PRESETS, presetValues, sanitizeValues, trainArgs, validateValue } from '../../src/settings';
+import { defaultValues, diffFromDefaults, EMBEDDED_SCHEMA, launchArgs, parseFieldText, PRESETS, presetValues, sanitizeValues, trainArgs, validateValue } from '../../src/settings';
 
 const spec = (key: string) => EMBEDDED_SCHEMA.find((s) => s.key === key)!;
 
@@ -53,4 +53,14 @@ test('persisted values keep only differences; unknown or invalid keys are droppe
 test('the embedded schema is in sync with trainer/grpo/config.py', () => {
   const out = execFileSync(process.execPath, ['scripts/gen-config-schema.mjs', '--check'], { encoding: 'utf8' });
   assert.match(out, /up to date/);
+});
+
+test('launchArgs: python as is, torchrun with the process count, bad values named', () => {
+  const t = trainArgs({ runDir: '/r' });
+  assert.deepEqual(launchArgs(t, 'python', 4), t);
+  assert.deepEqual(launchArgs(t, 'torchrun', 2),
+    ['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m', 'grpo', 'train', '--run-dir', '/r']);
+  assert.throws(() => launchArgs(t, 'torchrun', 0), /grpo.processes/);
+  assert.throws(() => launchArgs(t, 'torchrun', 1.5), /grpo.processes/);
+  assert.throws(() => launchArgs(t, 'mpirun' as never, 2), /grpo.launcher/);
 });

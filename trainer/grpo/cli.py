@@ -79,6 +79,11 @@ def _fail(message: str, code: int = 2) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    from . import distributed
+
+    if distributed.launched():  # under torchrun: join the group; rank 0 names the run directory
+        distributed.init()
+        run_dir = Path(distributed.broadcast(str(run_dir)))
     try:
         base: dict = {}
         if args.resume:
@@ -92,9 +97,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = config_mod.build_config(base, args.set)
     except ConfigError as e:
         return _fail(str(e))
-    run_dir.mkdir(parents=True, exist_ok=True)
+    distributed.barrier()  # every rank has checked the run directory before rank 0 writes to it
+    if distributed.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
     sys.stderr = _TolerantStream(sys.__stderr__)
-    _setup_logging(run_dir / "trainer.log")
+    _setup_logging(run_dir / "trainer.log" if distributed.is_main() else None)
     _quiet_libraries()
     import torch
 
@@ -103,13 +110,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .progress import Progress
 
     torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
-    stream = protocol.Stream(sys.__stdout__)
+    # only rank 0 speaks the protocol on stdout
+    stream = protocol.Stream(sys.__stdout__ if distributed.is_main() else open(os.devnull, "w"))
     sys.stdout = sys.stderr  # stray prints from libraries must never reach the protocol stream
     try:
         return run_training(cfg, run_dir, stream, args.resume, Progress(enabled=not args.quiet))
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         log.error("%s", e)
         return 1
+    finally:
+        distributed.shutdown()
 
 
 def _load_checkpoint(path: str):
@@ -118,7 +128,7 @@ def _load_checkpoint(path: str):
     from . import models
 
     p = Path(path)
-    if not (p / "config.json").is_file():
+    if not (p / "config.json").is_file() and not models.is_adapter_dir(p):
         raise FileNotFoundError(f"--checkpoint {path}: not a checkpoint or model directory (no config.json)")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return models.load(str(p), 0, device)
@@ -130,7 +140,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from . import data, sft
 
     try:
-        rows, bad = data.load_jsonl_rows(args.data)
+        rows, bad = data.load_rows(args.data)
         model, tok = _load_checkpoint(args.checkpoint)
     except (FileNotFoundError, OSError, ValueError) as e:
         return _fail(str(e), 1)

@@ -28,7 +28,7 @@ def _opt(default: Any, help: str, choices: tuple | None = None, minimum: float |
 @dataclass
 class Config:
     # What to train on and with
-    task: str = _opt("arith", "built-in task (arith) or a path to a JSONL file of {question, answer} rows")
+    task: str = _opt("arith", "built-in task (arith) or a path to a JSONL or Parquet file of question/answer rows")
     model: str = _opt("builtin:tiny", "builtin:tiny (a tiny Llama with a character tokenizer) or a local "
                       "Hugging Face model directory")
     reward: str = _opt("outcome", "outcome: one reward per completion; process: one per reasoning step",
@@ -70,6 +70,41 @@ class Config:
     max_completion_length: int = _opt(64, "maximum completion tokens", minimum=1)
     temperature: float = _opt(1.0, "sampling temperature", minimum=0, exclusive_min=True)
     top_p: float = _opt(1.0, "nucleus sampling", minimum=0, maximum=1, exclusive_min=True)
+
+    # Hugging Face models, datasets and verifiers (docs/models.md)
+    dtype: str = _opt("auto", "weights and compute dtype; auto: bfloat16 on a CUDA GPU that supports it, else "
+                      "float32", choices=("auto", "float32", "bfloat16", "float16"))
+    attn_implementation: str = _opt("auto", "attention kernel; auto: flash_attention_2 when the flash-attn "
+                                    "package is importable on CUDA with 16-bit weights, else sdpa",
+                                    choices=("auto", "sdpa", "eager", "flash_attention_2"))
+    gradient_checkpointing: bool = _opt(False, "recompute activations in the backward pass (less memory)")
+    lora_r: int = _opt(0, "LoRA rank (peft); 0 trains every weight. With LoRA the reference is the base model "
+                       "with adapters disabled", minimum=0)
+    lora_alpha: float = _opt(32.0, "LoRA scaling alpha", minimum=0, exclusive_min=True)
+    lora_dropout: float = _opt(0.0, "LoRA dropout", minimum=0, maximum=1)
+    lora_target_modules: str = _opt("all-linear", "comma-separated module names for LoRA adapters, or "
+                                    "all-linear")
+    question_column: str = _opt("question", "dataset column holding the question (JSONL key or Parquet column)")
+    answer_column: str = _opt("answer", "dataset column holding the answer or worked solution")
+    answer_format: str = _opt("auto", "how the reference answer is read from answer_column: gsm8k (after "
+                              "'####'), math (the last \\boxed{...}), plain (the whole field), auto (gsm8k if "
+                              "'####' is present, else math if \\boxed is, else plain)",
+                              choices=("auto", "gsm8k", "math", "plain"))
+    chat_template: str = _opt("auto", "format prompts with the tokenizer's chat template; auto: when it has one",
+                              choices=("auto", "on", "off"))
+    system_prompt: str = _opt("", "system message for chat-formatted prompts (empty: none)")
+    verifier: str = _opt("auto", "answer checking: number ('####' value or last number, compared numerically), "
+                         "math_verify (Hugging Face math-verify: LaTeX, fractions, sets...), auto (number for "
+                         "arith, else math_verify)", choices=("auto", "number", "math_verify"))
+    rollout_engine: str = _opt("auto", "how completions are sampled: kv_cache (incremental decoding with a "
+                               "dynamic KV cache), static (preallocated KV cache; compiled with CUDA graphs on "
+                               "CUDA), hf_generate (transformers generate(), the baseline), vllm (needs the vllm "
+                               "package); auto: static on CUDA, else kv_cache",
+                               choices=("auto", "kv_cache", "static", "hf_generate", "vllm"))
+    micro_batch_size: int = _opt(0, "sequences per forward/backward pass; gradients accumulate over the step's "
+                                 "batch (0: the whole batch at once)", minimum=0)
+    logprob_chunk_tokens: int = _opt(4096, "token positions per chunk when computing log-softmax over the "
+                                     "vocabulary (bounds the fp32 logits in memory; 0: all at once)", minimum=0)
 
     # Logging, evaluation, checkpoints
     logging_steps: int = _opt(1, "write a metrics row every N steps", minimum=1)
@@ -183,6 +218,17 @@ def build_config(base: dict[str, Any] | None = None, overrides: list[str] | None
         resolved[key] = v
     cfg = Config(**resolved)
     _check_range("max_steps", cfg.max_steps, by_name["max_steps"].metadata)
+    if cfg.lora_r and cfg.model == "builtin:tiny":
+        raise ConfigError("setting 'lora_r' needs a Hugging Face model directory in 'model' (LoRA keeps the "
+                          "base weights frozen; builtin:tiny has none saved)")
+    if cfg.lora_r and cfg.ref_reset_steps:
+        raise ConfigError("setting 'ref_reset_steps' cannot be used with 'lora_r' > 0: the LoRA reference is the "
+                          "base model with adapters disabled")
+    if not [m for m in cfg.lora_target_modules.split(",") if m.strip()]:
+        raise ConfigError("setting 'lora_target_modules' must name at least one module (or all-linear)")
+    for key in ("question_column", "answer_column"):
+        if not getattr(cfg, key).strip():
+            raise ConfigError(f"setting '{key}' must not be empty")
     if cfg.reward_function and ":" not in cfg.reward_function:
         raise ConfigError(f"setting 'reward_function' must look like 'module:function'; got {cfg.reward_function!r}")
     return cfg

@@ -1,6 +1,9 @@
-"""Question sources: the built-in `arith` generator, or a JSONL file of {question, answer} rows.
+"""Question sources: the built-in `arith` generator, or a JSONL or Parquet file of question/answer rows.
 
-A bad row (not JSON, not an object, a missing or non-string question/answer) is skipped and counted; the
+Column names are settings (`question_column`, `answer_column`: GSM8K has question/answer, MATH
+problem/solution). The reference answer is read from the answer field by `answer_format`: GSM8K's worked
+solution ends `#### 72`; MATH's solution holds the answer in its last `\\boxed{…}`. A bad row (not JSON, not
+an object, a missing or non-string field, no answer where the format needs one) is skipped and counted; the
 count is reported once as a warning event by the caller.
 """
 
@@ -36,8 +39,58 @@ class Dataset:
         return [self.train[rng.randrange(len(self.train))] for _ in range(n)]
 
 
-def load_jsonl_rows(path: str | Path) -> tuple[list[dict], int]:
-    """Rows with string `question` and `answer` (numbers are accepted as answers); bad rows counted."""
+def extract_boxed(text: str) -> str | None:
+    """The contents of the last `\\boxed{…}` (or `\\fbox{…}`), braces balanced; None if there is none or it
+    is not closed."""
+    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    if start < 0:
+        return None
+    i = text.find("{", start)
+    if i < 0:
+        return None
+    depth = 0
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1:j].strip()
+    return None
+
+
+def reference_answer(field_text: str, answer_format: str = "plain") -> str | None:
+    """The answer to check against, read from a dataset's answer field; None when the format finds none."""
+    text = field_text.strip()
+    fmt = answer_format
+    if fmt == "auto":
+        fmt = "gsm8k" if arith.ANSWER_MARKER in text else "math" if ("\\boxed" in text or "\\fbox" in text) else "plain"
+    if fmt == "gsm8k":
+        if arith.ANSWER_MARKER not in text:
+            return None
+        got = text.rsplit(arith.ANSWER_MARKER, 1)[1].strip().replace(",", "")
+    elif fmt == "math":
+        got = extract_boxed(text)
+    else:
+        got = text
+    return got or None
+
+
+def _clean_row(obj, question_column: str, answer_column: str, answer_format: str) -> dict | None:
+    if not isinstance(obj, dict):
+        return None
+    q, a = obj.get(question_column), obj.get(answer_column)
+    if isinstance(a, (int, float)) and not isinstance(a, bool):
+        a = str(a)
+    if not isinstance(q, str) or not q.strip() or not isinstance(a, str) or not a.strip():
+        return None
+    ref = reference_answer(a, answer_format)
+    return None if ref is None else {"question": q, "answer": ref}
+
+
+def load_jsonl_rows(path: str | Path, question_column: str = "question", answer_column: str = "answer",
+                    answer_format: str = "plain") -> tuple[list[dict], int]:
+    """Rows with string question and answer (numbers are accepted as answers); bad rows counted."""
     rows, bad = [], 0
     with Path(path).open("r", encoding="utf-8", errors="replace") as f:
         for line in f:
@@ -48,26 +101,58 @@ def load_jsonl_rows(path: str | Path) -> tuple[list[dict], int]:
             except json.JSONDecodeError:
                 bad += 1
                 continue
-            if not isinstance(obj, dict):
+            row = _clean_row(obj, question_column, answer_column, answer_format)
+            if row is None:
                 bad += 1
-                continue
-            q, a = obj.get("question"), obj.get("answer")
-            if isinstance(a, (int, float)) and not isinstance(a, bool):
-                a = str(a)
-            if not isinstance(q, str) or not q.strip() or not isinstance(a, str) or not a.strip():
-                bad += 1
-                continue
-            rows.append({"question": q, "answer": a.strip()})
+            else:
+                rows.append(row)
     return rows, bad
 
 
-def load(task: str, eval_size: int, seed: int) -> Dataset:
+def load_parquet_rows(path: str | Path, question_column: str = "question", answer_column: str = "answer",
+                      answer_format: str = "plain") -> tuple[list[dict], int]:
+    """The same rows from a Parquet file (read with pyarrow). A missing column is an error naming it."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ValueError("setting 'task': reading Parquet needs the pyarrow package "
+                         "(pip install -r trainer/requirements.txt)") from None
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for unreadable files
+        raise ValueError(f"setting 'task': {path} is not a readable Parquet file: {e}") from None
+    for key, col in (("question_column", question_column), ("answer_column", answer_column)):
+        if col not in table.column_names:
+            raise ValueError(f"setting '{key}': {path} has no column {col!r} (columns: "
+                             f"{', '.join(table.column_names)})")
+    rows, bad = [], 0
+    qs = table.column(question_column).to_pylist()
+    answers = table.column(answer_column).to_pylist()
+    for q, a in zip(qs, answers):
+        row = _clean_row({question_column: q, answer_column: a}, question_column, answer_column, answer_format)
+        if row is None:
+            bad += 1
+        else:
+            rows.append(row)
+    return rows, bad
+
+
+def load_rows(path: str | Path, question_column: str = "question", answer_column: str = "answer",
+              answer_format: str = "plain") -> tuple[list[dict], int]:
+    """JSONL or Parquet by the file's extension (.parquet / .pq; anything else is read as JSONL)."""
+    reader = load_parquet_rows if Path(path).suffix.lower() in (".parquet", ".pq") else load_jsonl_rows
+    return reader(path, question_column, answer_column, answer_format)
+
+
+def load(task: str, eval_size: int, seed: int, question_column: str = "question", answer_column: str = "answer",
+         answer_format: str = "plain") -> Dataset:
     if task == "arith":
         return Dataset("arith", held_out=arith.make_split(HELD_OUT_SEED, eval_size), generated=True)
     path = Path(task)
     if not path.is_file():
-        raise FileNotFoundError(f"setting 'task': {task!r} is neither a built-in task (arith) nor a JSONL file")
-    rows, bad = load_jsonl_rows(path)
+        raise FileNotFoundError(f"setting 'task': {task!r} is neither a built-in task (arith) nor a JSONL or "
+                                "Parquet file")
+    rows, bad = load_rows(path, question_column, answer_column, answer_format)
     if len(rows) < 2:
         raise ValueError(f"setting 'task': {task} has {len(rows)} usable rows ({bad} bad); need at least 2")
     rows = rows[:]

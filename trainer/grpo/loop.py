@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from . import algorithm, checkpoint, data, inspector, models, onnx_export, protocol, rollout, sft
+from . import (algorithm, checkpoint, data, distributed, engines, inspector, logprobs, microbatch, models,
+               onnx_export, prompts, protocol, sft, verify)
 from .config import Config
 from .progress import Progress
 from .rewards import Rewarder
@@ -41,7 +42,7 @@ def pick_device(setting: str) -> torch.device:
     if setting == "cuda" or (setting == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise RuntimeError("setting 'device' is cuda but no CUDA device is available")
-        return torch.device("cuda")
+        return distributed.device_for(torch.device("cuda"))
     return torch.device("cpu")
 
 
@@ -79,20 +80,30 @@ class Trainer:
     def setup(self) -> None:
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
-        self.data_rng = random.Random(cfg.seed)
-        self.sample_gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
-        self.dataset = data.load(cfg.task, cfg.eval_size, cfg.seed)
+        self.data_rng = random.Random(cfg.seed + distributed.seed_offset())
+        self.sample_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + distributed.seed_offset())
+        self.dataset = data.load(cfg.task, cfg.eval_size, cfg.seed, cfg.question_column, cfg.answer_column,
+                                 cfg.answer_format)
         if self.dataset.bad_rows:
             self.run.event("warning", 0, code="bad_rows", count=self.dataset.bad_rows,
                            message=f"skipped {self.dataset.bad_rows} bad rows in {cfg.task}")
-        self.rewarder = Rewarder(cfg.task, cfg.reward, cfg.reward_function)
+        self.check = verify.checker(verify.resolve(cfg.verifier, cfg.task))
+        self.rewarder = Rewarder(cfg.task, cfg.reward, cfg.reward_function, verify.resolve(cfg.verifier, cfg.task))
 
         latest = self.run.latest_checkpoint() if self.resume else None
         if self.resume and latest is None:
             log.info("no checkpoint to resume from in %s; starting from scratch", self.run.path)
         source = str(latest) if latest is not None else cfg.model
-        self.policy, self.tokenizer = models.load(source, cfg.seed, self.device)
+        self.policy, self.tokenizer = models.load(source, cfg.seed, self.device, models.Options.from_config(cfg))
         self.policy.train()
+        self.lora = models.is_lora(self.policy)
+        self.dtype = models.compute_dtype(cfg.dtype, self.device)
+        self.prompt_text = prompts.formatter(self.tokenizer, "off" if cfg.model == models.BUILTIN else cfg.chat_template,
+                                             cfg.system_prompt)
+        self.engine = engines.make(cfg.rollout_engine, self.device, self.dtype,
+                                   None if cfg.model == models.BUILTIN else cfg.model)
+        # the training forward (log-probs, chunked over the vocabulary), wrapped in DDP under torchrun
+        self.scorer = distributed.wrap(logprobs.Scorer(self.policy, cfg.logprob_chunk_tokens, self.dtype), self.device)
         self.state = checkpoint.read_state(latest) if latest is not None else {}
         self.phase = self.state.get("phase", "sft")
         self.step = self.state.get("step", 0)
@@ -106,11 +117,13 @@ class Trainer:
             return
         checkpoint.load_optimizer(self._latest, self.opt, self.sched)
         rng = checkpoint.load_rng(self._latest)
+        if rng and "per_rank" in rng:  # a multi-process run: each rank its own streams
+            rng = rng["per_rank"][distributed.rank()] if len(rng["per_rank"]) == distributed.world() else None
         if rng:
             checkpoint.restore_rng(rng, self.data_rng, self.sample_gen)
 
     def _make_optimizer(self, lr: float, total: int, warmup: int, schedule: str):
-        opt = torch.optim.AdamW(self.policy.parameters(), lr=lr, weight_decay=self.cfg.weight_decay,
+        opt = torch.optim.AdamW([p for p in self.policy.parameters() if p.requires_grad], lr=lr, weight_decay=self.cfg.weight_decay,
                                 betas=(0.9, 0.99))
 
         def factor(s: int) -> float:
@@ -125,9 +138,13 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ control
     def _control(self) -> None:
-        """Obey queued requests; while paused, block here (time paused is not counted as training)."""
-        if self.requests is None:
-            return
+        """Obey queued requests; while paused, block here (time paused is not counted as training). Under
+        torchrun every rank then agrees on stop and save (only rank 0 reads requests)."""
+        if self.requests is not None:
+            self._obey()
+        self.stop_requested, self.save_requested = distributed.any_of(self.stop_requested, self.save_requested)
+
+    def _obey(self) -> None:
         for msg in self.requests.poll():
             self._apply(msg)
         while self.run.status.get("state") == protocol.PAUSED and not self.stop_requested:
@@ -157,7 +174,10 @@ class Trainer:
         """The live policy and reference for inspection requests. Before GRPO starts the reference is not
         fixed yet (it becomes the policy as SFT leaves it), so the policy stands in for it."""
         ref = getattr(self, "ref", None)
-        if ref is None:
+        if getattr(self, "lora", False):
+            # TODO(issue 5): score the reference with the adapters disabled instead
+            where = "the policy itself (LoRA runs: reference inspection is not supported yet)"
+        elif ref is None:
             where = "the policy itself (the reference is fixed when GRPO starts)"
         elif self.ref_reset_at is None:
             where = "step_000000 (the policy when GRPO started)"
@@ -210,6 +230,11 @@ class Trainer:
 
     def _save(self) -> str:
         rng = checkpoint.rng_state(self.data_rng, self.sample_gen)
+        if distributed.active():
+            distributed.check_in_sync(self.policy)
+            rng = {"per_rank": distributed.gather(rng)}
+            if not distributed.is_main():
+                return ""
         state = {"sft_step": self.sft_step, "ref_reset_at": self.ref_reset_at}
         ref = self.ref if (self.phase == "grpo" and self.ref_reset_at is not None) else None
         return checkpoint.save(self.run, step=self.step, phase=self.phase, policy=self.policy,
@@ -266,7 +291,7 @@ class Trainer:
             rows = self.dataset.batch(self.data_rng, cfg.sft_batch_size)
             batch = sft.teacher_batch(self.tokenizer, [sft.prompt_text(r["question"]) for r in rows],
                                       [arith.worked_solution(r["question"]) for r in rows], self.device)
-            loss = sft.sft_loss(self.policy, batch)
+            loss = sft.sft_loss(self.scorer, batch)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.policy.parameters(), 1.0)
@@ -279,7 +304,8 @@ class Trainer:
                                      loss=loss.item(), elapsed=elapsed)
                 self.run.update(sft_step=self.sft_step)
                 self.progress.show("sft", self.sft_step, cfg.sft_steps, elapsed, loss=loss.item())
-        acc, _ = sft.greedy_accuracy(self.policy, self.tokenizer, self.dataset.held_out, cfg.max_completion_length)
+        acc, _ = sft.greedy_accuracy(self.policy, self.tokenizer, self.dataset.held_out, cfg.max_completion_length,
+                                     prompt_fn=self.prompt_text, check=self.check, engine=self.engine)
         self.run.event("phase", 0, phase="grpo", sft_accuracy=acc)
         log.info("SFT done: held-out greedy accuracy %.3f", acc)
         self.phase = "grpo"
@@ -290,9 +316,12 @@ class Trainer:
     def _grpo_setup(self) -> None:
         cfg = self.cfg
         self.phase = "grpo"
-        self.ref = copy.deepcopy(self.policy).eval().requires_grad_(False)
+        # LoRA: the reference is the base model with adapters disabled (no second copy of the weights)
+        self.ref = None if self.lora else copy.deepcopy(self.policy).eval().requires_grad_(False).to(self.dtype)
         ckpts = self.run.path / "checkpoints"
-        if self.ref_reset_at is not None and self._latest is not None and (self._latest / "ref").is_dir():
+        if self.ref is None:
+            pass
+        elif self.ref_reset_at is not None and self._latest is not None and (self._latest / "ref").is_dir():
             ref, _ = models.load(str(self._latest / "ref"), cfg.seed, self.device)
             self.ref.load_state_dict(ref.state_dict())
         elif self.step > 0 and (ckpts / "step_000000").is_dir():
@@ -306,8 +335,22 @@ class Trainer:
         self.last_eval_step = None
         self.run.update(phase="grpo", step=self.step)
 
+    def _ref_logprobs(self, batch):
+        if self.ref is None:
+            self.policy.eval()
+            out = logprobs.score(logprobs.Scorer(self.policy, self.cfg.logprob_chunk_tokens, self.dtype), batch,
+                                 self.cfg.temperature, disable_adapter=True)
+            self.policy.train()
+            return out
+        return logprobs.score(logprobs.Scorer(self.ref, self.cfg.logprob_chunk_tokens, self.dtype), batch,
+                              self.cfg.temperature)
+
     def _evaluate(self) -> float:
-        acc, _ = sft.greedy_accuracy(self.policy, self.tokenizer, self.dataset.held_out, self.cfg.max_completion_length)
+        if not distributed.is_main():  # rank 0 evaluates; the others wait at the next collective
+            self.last_eval_step = self.step
+            return float("nan")
+        acc, _ = sft.greedy_accuracy(self.policy, self.tokenizer, self.dataset.held_out, self.cfg.max_completion_length,
+                                     prompt_fn=self.prompt_text, check=self.check, engine=self.engine)
         self.last_eval_step = self.step
         self.run.event("eval", self.step, accuracy=acc, n=len(self.dataset.held_out))
         return acc
@@ -318,26 +361,26 @@ class Trainer:
         t_start = time.time()
 
         # 1. questions → G completions each from π_old
-        rows, prompts = [], []
+        rows, prompt_ids = [], []
         skipped = 0
         while len(rows) < cfg.questions_per_step:
             for r in self.dataset.batch(self.data_rng, cfg.questions_per_step - len(rows)):
-                ids = sft.encode(tok, sft.prompt_text(r["question"]))
+                ids = sft.encode(tok, self.prompt_text(r["question"]))
                 if len(ids) > cfg.max_prompt_length:
                     skipped += 1
                     if skipped > 100 * cfg.questions_per_step:
                         raise ValueError("setting 'max_prompt_length': every prompt is longer than it")
                     continue
-                rows.append(r)
-                prompts.append(ids)
+                rows.append({**r, "prompt": self.prompt_text(r["question"])})
+                prompt_ids.append(ids)
         if skipped:
             self.run.event("warning", self.step, code="long_prompts", count=skipped,
                            message=f"skipped {skipped} prompts longer than max_prompt_length")
         self.policy.eval()
-        batch = rollout.sample(self.policy, [p for p in prompts for _ in range(G)],
-                               max_new_tokens=cfg.max_completion_length, eos_id=tok.eos_token_id,
-                               pad_id=tok.pad_token_id, temperature=cfg.temperature, top_p=cfg.top_p,
-                               generator=self.sample_gen)
+        batch = self.engine.generate(self.policy, [p for p in prompt_ids for _ in range(G)],
+                                     max_new_tokens=cfg.max_completion_length, eos_id=tok.eos_token_id,
+                                     pad_id=tok.pad_token_id, temperature=cfg.temperature, top_p=cfg.top_p,
+                                     generator=self.sample_gen)
         self.policy.train()
         texts = tok.batch_decode(batch.completion_ids, skip_special_tokens=True)
         questions = [r["question"] for r in rows for _ in range(G)]
@@ -356,33 +399,31 @@ class Trainer:
 
         # 3. π_old and π_ref log-probs (no grad)
         with torch.no_grad():
-            ref_logp, _ = rollout.token_logprobs(self.ref, batch, cfg.temperature)
+            ref_logp = microbatch.score_in_parts(lambda b: self._ref_logprobs(b)[0], batch, cfg.micro_batch_size)
             old_logp = None
             if cfg.num_iterations > 1:
                 self.policy.eval()
-                old_logp, _ = rollout.token_logprobs(self.policy, batch, cfg.temperature)
+                old_logp = microbatch.score_in_parts(lambda b: logprobs.score(self.scorer, b, cfg.temperature)[0],
+                                                     batch, cfg.micro_batch_size)
                 self.policy.train()
 
         # 4. μ policy updates
         t_train0 = time.time()
-        losses, grad_norms, stats_acc, entropy = [], [], [], None
+        losses, grad_norms, stats_acc = [], [], []
+        first_logp, entropy = ref_logp, torch.zeros_like(ref_logp)  # what is recorded if no update runs
         lr = self.opt.param_groups[0]["lr"]
         skipped_update = False
         for it in range(cfg.num_iterations):
-            logp, ent = rollout.token_logprobs(self.policy, batch, cfg.temperature, with_entropy=(it == 0))
-            if it == 0:
-                entropy = ent.detach()
-                first_logp = logp.detach()
-            old = logp.detach() if old_logp is None else old_logp
-            loss, stats = algorithm.grpo_loss(logp, old, ref_logp, advantages, mask, epsilon=cfg.epsilon,
-                                              beta=cfg.beta, loss_type=cfg.loss_type,
-                                              epsilon_high=cfg.epsilon_high,
-                                              max_completion_length=cfg.max_completion_length)
-            if not torch.isfinite(loss):
+            # forward + backward, micro-batched (gradients accumulate to the whole batch's)
+            out = microbatch.forward_backward(self.scorer, batch, old_logp, ref_logp, advantages, mask, cfg,
+                                              with_entropy=(it == 0), zero_grad=self.opt.zero_grad)
+            if out is None:
                 skipped_update = True
                 break
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
+            logp, ent, loss, stats = out
+            if it == 0:
+                entropy = ent
+                first_logp = logp
             gn = torch.nn.utils.clip_grad_norm_(self.policy.parameters(),
                                                 cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
             if not torch.isfinite(gn):
@@ -406,6 +447,7 @@ class Trainer:
         else:
             self.nonfinite_in_row = 0
         self.sched.step()
+        self.engine.sync(self.policy)
         self.step += 1
         t_train = time.time() - t_train0
 
@@ -443,6 +485,7 @@ class Trainer:
             row["process_reward/mean"] = sum(flat) / max(1, len(flat))
         if (cfg.eval_steps and self.step % cfg.eval_steps == 0) or self.step == cfg.max_steps:
             row["eval/accuracy"] = self._evaluate()
+        row = distributed.reduce_row(row)
         if self.step % cfg.logging_steps == 0 or self.step == cfg.max_steps:
             self.run.metrics(row)
         if cfg.log_samples_steps and (self.step % cfg.log_samples_steps == 0 or self.step == 1):
@@ -499,7 +542,7 @@ def group_record(tokenizer, step: int, row: dict, idx: range, batch, texts, scor
                           "ref_logp": r6(ref_logp), "kl": r6(kl), "advantage": r6(adv_tok), "entropy": r6(entropy)})
     rec = {
         "step": step, "question": row["question"], "answer": row["answer"],
-        "prompt": sft.prompt_text(row["question"]),
+        "prompt": row.get("prompt") or sft.prompt_text(row["question"]),
         "completions": [texts[i] for i in idx], "rewards": [scored.rewards[i] for i in idx],
         "correct": [scored.correct[i] for i in idx],
         "advantages": [round(float(seq_adv[i]), 6) for i in idx],
@@ -514,13 +557,14 @@ def group_record(tokenizer, step: int, row: dict, idx: range, batch, texts, scor
 def run_training(cfg: Config, run_dir: Path, stream: protocol.Stream, resume: bool, progress: Progress) -> int:
     """Train in `run_dir`; returns the process exit code. Any exception marks the run failed (with its
     checkpoints intact) and is re-raised for the CLI to report."""
-    run = RunDir(run_dir, stream)
+    run = distributed.run_dir(run_dir, stream)
     resumed_from = None
     if resume:
         latest = run.latest_checkpoint()
         resumed_from = checkpoint.read_state(latest)["step"] if latest else None
     run.start(cfg.to_dict(), cfg.max_steps, cfg.sft_steps, resumed_from)
-    requests = protocol.Requests(stream, known=protocol.CONTROL_TYPES + protocol.INSPECT_TYPES)
+    requests = (protocol.Requests(stream, known=protocol.CONTROL_TYPES + protocol.INSPECT_TYPES)
+                if distributed.is_main() else None)
     trainer = Trainer(cfg, run, requests, resume=resume, progress=progress)
     try:
         state = trainer.train()

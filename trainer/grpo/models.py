@@ -8,6 +8,10 @@ so it saves and loads with `AutoModelForCausalLM` / `AutoTokenizer` like any rea
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -44,20 +48,112 @@ def tiny_model(tokenizer: PreTrainedTokenizerFast, seed: int) -> torch.nn.Module
         return AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
 
 
-def load(spec: str, seed: int, device: torch.device) -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
-    """`builtin:tiny` (fresh, seeded) or a local model directory (a checkpoint's or any HF model's)."""
+@dataclass
+class Options:
+    """How a model is loaded and trained (the settings dtype, attn_implementation, gradient_checkpointing and
+    lora_*; see config.py). The defaults are the built-in model's: float32, SDPA, no LoRA."""
+
+    dtype: str = "auto"
+    attn_implementation: str = "auto"
+    gradient_checkpointing: bool = False
+    lora_r: int = 0
+    lora_alpha: float = 32.0
+    lora_dropout: float = 0.0
+    lora_target_modules: str = "all-linear"
+
+    @classmethod
+    def from_config(cls, cfg) -> "Options":
+        return cls(**{f: getattr(cfg, f) for f in cls.__dataclass_fields__})
+
+
+def compute_dtype(setting: str, device: torch.device) -> torch.dtype:
+    """`auto`: bfloat16 on a CUDA device that supports it, else float32."""
+    if setting == "auto":
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[setting]
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """Mixed precision for forward passes: trainable weights stay float32 (AdamW needs the precision), matmuls
+    run in `dtype`. A no-op for float32."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def attention_kernel(setting: str, device: torch.device, dtype: torch.dtype) -> str:
+    if setting != "auto":
+        return setting
+    if device.type == "cuda" and dtype in (torch.bfloat16, torch.float16) and importlib.util.find_spec("flash_attn"):
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def is_adapter_dir(path: Path) -> bool:
+    return (path / "adapter_config.json").is_file() and not (path / "config.json").is_file()
+
+
+def is_lora(model) -> bool:
+    return hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
+
+
+def load(spec: str, seed: int, device: torch.device, options: Options | None = None
+         ) -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
+    """`builtin:tiny` (fresh, seeded), a local Hugging Face model directory (a checkpoint's or any HF
+    model's), or a LoRA checkpoint (adapter files + tokenizer; the base named in adapter_config.json).
+
+    Full training keeps float32 weights (mixed precision comes from `autocast`); with LoRA the frozen base is
+    stored in the compute dtype and the adapters in float32."""
+    opts = options or Options()
+    dtype = compute_dtype(opts.dtype, device)
+    attn = attention_kernel(opts.attn_implementation, device, dtype)
     if spec == BUILTIN:
         tok = char_tokenizer()
         model = tiny_model(tok, seed)
     else:
         path = Path(spec)
-        if not (path / "config.json").is_file():
+        adapter = is_adapter_dir(path)
+        if not (path / "config.json").is_file() and not adapter:
             raise FileNotFoundError(f"setting 'model': {spec} is not a model directory (no config.json)")
         tok = AutoTokenizer.from_pretrained(path, padding_side="left")
-        model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="sdpa", dtype=torch.float32)
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
+        if adapter:
+            model = _load_adapter_checkpoint(path, opts, dtype, attn)
+        else:
+            base_dtype = dtype if opts.lora_r else torch.float32
+            model = AutoModelForCausalLM.from_pretrained(path.resolve(), attn_implementation=attn, dtype=base_dtype)
+            if opts.lora_r:
+                model = _add_lora(model, opts)
+    if opts.gradient_checkpointing:
+        base = model.get_base_model() if is_lora(model) else model
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model.to(device), tok
+
+
+def _add_lora(model, opts: Options):
+    from peft import LoraConfig, get_peft_model
+
+    targets = opts.lora_target_modules.strip()
+    target_modules = targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()]
+    cfg = LoraConfig(r=opts.lora_r, lora_alpha=opts.lora_alpha, lora_dropout=opts.lora_dropout,
+                     target_modules=target_modules, task_type="CAUSAL_LM")
+    try:
+        return get_peft_model(model, cfg)
+    except ValueError as e:  # peft names the modules it could not find
+        raise ValueError(f"setting 'lora_target_modules': {e}") from None
+
+
+def _load_adapter_checkpoint(path: Path, opts: Options, dtype: torch.dtype, attn: str):
+    from peft import PeftModel
+
+    base_path = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base_path or not (Path(base_path) / "config.json").is_file():
+        raise FileNotFoundError(f"{path} is a LoRA checkpoint whose base model {base_path!r} is not a local model "
+                                "directory (it must stay where the run found it)")
+    base = AutoModelForCausalLM.from_pretrained(base_path, attn_implementation=attn, dtype=dtype)
+    return PeftModel.from_pretrained(base, path, is_trainable=True)
 
 
 def check_vocabulary(tokenizer, text: str) -> None:

@@ -13,17 +13,19 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
+from . import verify
 from .tasks import arith
 
-_LAST_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?")  # 1,000.5 or 1000.5
 
 
 def answer_matches(completion: str, answer: str) -> bool:
-    """The `####` marker's value, else the last number in the completion, compared with the answer."""
-    got = arith.extract_answer(completion)
+    """The `####` marker's value, else the last number in the completion (thousands separators allowed),
+    compared numerically with the answer."""
+    got = verify.marked_answer(completion)
     if got is None:
-        nums = _LAST_NUMBER.findall(completion)
-        got = nums[-1] if nums else None
+        nums = _NUMBER.findall(completion)
+        got = nums[-1].replace(",", "") if nums else None
     if got is None:
         return False
     try:
@@ -54,14 +56,15 @@ def load_user_function(spec: str) -> Callable:
 
 
 class Rewarder:
-    def __init__(self, task: str, supervision: str, user_function: str = ""):
+    def __init__(self, task: str, supervision: str, user_function: str = "", verifier: str = "number"):
         if supervision == "process" and task != "arith":
             raise ValueError("setting 'reward': process supervision needs a task with a step checker (arith)")
         self.task, self.supervision = task, supervision
         self.user_fn = load_user_function(user_function) if user_function else None
+        self.check = verify.checker(verifier)
 
     def __call__(self, questions: list[str], completions: list[str], answers: list[str]) -> Scored:
-        correct = [answer_matches(c, a) for c, a in zip(completions, answers)]
+        correct = [self.check(c, a) for c, a in zip(completions, answers)]
         errors: list[str] = []
         if self.user_fn is not None:
             rewards = self._user(questions, completions, answers, errors)

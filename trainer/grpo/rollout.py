@@ -82,7 +82,7 @@ def sample(model, prompts: list[list[int]], *, max_new_tokens: int, eos_id: int,
     written = 0
     for t in range(max_new_tokens):
         logits = model(input_ids=step_input, attention_mask=mask, position_ids=step_pos,
-                       past_key_values=cache, use_cache=use_cache).logits[:, -1, :]
+                       past_key_values=cache, use_cache=use_cache, logits_to_keep=1).logits[:, -1, :]
         token = _pick(logits, temperature, top_p, generator)
         token = torch.where(done, torch.full_like(token, pad_id), token)
         out[:, t] = token
@@ -106,12 +106,18 @@ def sample(model, prompts: list[list[int]], *, max_new_tokens: int, eos_id: int,
     return Batch(prompt_ids, prompt_mask, completion, completion_mask, truncated)
 
 
-def token_logprobs(model, batch: Batch, temperature: float = 1.0, with_entropy: bool = False
-                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def token_logprobs(model, batch: Batch, temperature: float = 1.0, with_entropy: bool = False,
+                   chunk_tokens: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probabilities [N, C] of the completion tokens under `model` (logits / temperature, as at
-    sampling time), and optionally the per-token entropy of that distribution."""
+    sampling time), and optionally the per-token entropy of that distribution. `chunk_tokens` > 0 computes
+    the log-softmax that many positions at a time (`logprobs.chunked_token_logprobs`)."""
     input_ids, attention_mask = batch.input_ids, batch.attention_mask
     p = batch.prompt_ids.shape[1]
+    if chunk_tokens > 0:
+        from .logprobs import chunked_token_logprobs
+
+        return chunked_token_logprobs(model, input_ids, attention_mask, positions(attention_mask), p,
+                                      batch.completion_ids, temperature, with_entropy, chunk_tokens)
     logits = model(input_ids=input_ids, attention_mask=attention_mask,
                    position_ids=positions(attention_mask), use_cache=False).logits
     logits = logits[:, p - 1:-1, :].float()

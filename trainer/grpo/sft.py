@@ -33,25 +33,35 @@ def teacher_batch(tokenizer, prompts: list[str], targets: list[str], device) -> 
 
 
 def sft_loss(model, batch: rollout.Batch) -> torch.Tensor:
-    """Mean negative log-likelihood of the target tokens."""
-    logp, _ = rollout.token_logprobs(model, batch)
+    """Mean negative log-likelihood of the target tokens. `model` is a causal LM or a `logprobs.Scorer`
+    (possibly inside DDP)."""
+    from .logprobs import Scorer
+
+    if isinstance(getattr(model, "module", model), Scorer):
+        from .logprobs import score
+
+        logp, _ = score(model, batch)
+    else:
+        logp, _ = rollout.token_logprobs(model, batch)
     mask = batch.completion_mask.float()
     return -(logp * mask).sum() / mask.sum()
 
 
 @torch.no_grad()
-def greedy_accuracy(model, tokenizer, rows: list[dict], max_new_tokens: int, batch_size: int = 256
-                    ) -> tuple[float, list[str]]:
-    """Fraction of rows whose greedy completion has the right final answer, and the completions."""
+def greedy_accuracy(model, tokenizer, rows: list[dict], max_new_tokens: int, batch_size: int = 256,
+                    prompt_fn=prompt_text, check=answer_matches, engine=None) -> tuple[float, list[str]]:
+    """Fraction of rows whose greedy completion has the right final answer (by `check`), and the completions.
+    `engine`: a rollout engine (engines.py); default the KV-cache sampler."""
     was_training = model.training
     model.eval()
     texts: list[str] = []
     for i in range(0, len(rows), batch_size):
         chunk = rows[i: i + batch_size]
-        batch = rollout.sample(model, [encode(tokenizer, prompt_text(r["question"])) for r in chunk],
-                               max_new_tokens=max_new_tokens, eos_id=tokenizer.eos_token_id,
-                               pad_id=tokenizer.pad_token_id, temperature=0.0)
+        sample = engine.generate if engine is not None else rollout.sample
+        batch = sample(model, [encode(tokenizer, prompt_fn(r["question"])) for r in chunk],
+                       max_new_tokens=max_new_tokens, eos_id=tokenizer.eos_token_id,
+                       pad_id=tokenizer.pad_token_id, temperature=0.0)
         texts += tokenizer.batch_decode(batch.completion_ids, skip_special_tokens=True)
     model.train(was_training)
-    correct = sum(answer_matches(t, r["answer"]) for t, r in zip(texts, rows))
+    correct = sum(check(t, r["answer"]) for t, r in zip(texts, rows))
     return correct / max(1, len(rows)), texts

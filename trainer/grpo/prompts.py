@@ -1,0 +1,33 @@
+"""How a question becomes the prompt text the model continues.
+
+Without a chat template the prompt is the question and a newline (the built-in model's format). A chat
+model is prompted the way it was tuned: its tokenizer's chat template over an optional system message and
+the question as the user's turn, ending with the assistant's header (`add_generation_prompt`). The template
+writes any special tokens itself, so prompts are encoded with `add_special_tokens=False`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .tasks import arith
+
+
+def uses_chat_template(tokenizer, setting: str) -> bool:
+    has = bool(getattr(tokenizer, "chat_template", None))
+    if setting == "on" and not has:
+        raise ValueError("setting 'chat_template' is on but the model's tokenizer has no chat template")
+    return has if setting == "auto" else setting == "on"
+
+
+def formatter(tokenizer, setting: str = "off", system_prompt: str = "") -> Callable[[str], str]:
+    """A function question -> prompt text."""
+    if not uses_chat_template(tokenizer, setting):
+        return arith.prompt_for
+
+    def chat(question: str) -> str:
+        messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+        messages.append({"role": "user", "content": question})
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    return chat

@@ -1,0 +1,104 @@
+"""Answer checkers: is a completion's final answer the reference answer?
+
+- `number`: the value after GSM8K's `####` marker, else the last number in the completion, compared
+  numerically (commas dropped). Exact and fast; the built-in `arith` task's convention.
+- `math_verify`: Hugging Face's `math-verify` (the checker TRL's accuracy reward uses). Both sides are parsed
+  to sympy — LaTeX (`\\frac`, `\\sqrt`, `\\boxed{…}`, sets, intervals, percentages) or plain expressions — and
+  compared for mathematical equality. A completion using the `####` convention is judged on the marker's
+  value; otherwise math-verify extracts the answer itself (a `\\boxed{…}` first, else the last expression).
+
+`checker(name)` returns a function (completion, answer) -> bool. A checker never raises: a completion it
+cannot parse is wrong.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from typing import Callable
+
+from .tasks import arith
+
+NAMES = ("number", "math_verify")
+
+
+def available(name: str) -> bool:
+    if name == "math_verify":
+        try:
+            import math_verify  # noqa: F401
+        except ImportError:
+            return False
+    return name in NAMES
+
+
+def resolve(setting: str, task: str) -> str:
+    """`auto`: `number` for the built-in arith task (integers, exact), else `math_verify`."""
+    if setting == "auto":
+        return "number" if task == "arith" or not available("math_verify") else "math_verify"
+    if not available(setting):
+        raise ValueError(f"setting 'verifier': {setting} needs the math-verify package "
+                         "(pip install -r trainer/requirements.txt)")
+    return setting
+
+
+def checker(name: str) -> Callable[[str, str], bool]:
+    if name == "number":
+        from .rewards import answer_matches
+
+        return answer_matches
+    if name == "math_verify":
+        return math_verify_matches
+    raise ValueError(f"setting 'verifier': unknown verifier {name!r}; one of {', '.join(NAMES)}")
+
+
+def _timeout() -> int | None:
+    # math-verify's timeouts use SIGALRM, which only the main thread may set
+    return 5 if threading.current_thread() is threading.main_thread() else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_gold(answer: str) -> tuple:
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+
+    text = answer.strip()
+    wrapped = text if text.startswith("$") or text.startswith("\\(") else f"${text}$"
+    return tuple(parse(wrapped, extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()],
+                       parsing_timeout=_timeout()))
+
+
+def marked_answer(completion: str) -> str | None:
+    """The text after the last `####` (to the end of that line), commas and a final period dropped."""
+    if arith.ANSWER_MARKER not in completion:
+        return None
+    tail = completion.rsplit(arith.ANSWER_MARKER, 1)[1].strip().split("\n", 1)[0]
+    tail = tail.replace(",", "").strip().rstrip(".").strip()
+    return tail or None
+
+
+def _parse_prediction(completion: str) -> list:
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+
+    marked = marked_answer(completion)
+    text = marked if marked is not None else completion
+    return parse(text, extraction_config=[LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()],
+                 parsing_timeout=_timeout())
+
+
+def math_verify_matches(completion: str, answer: str) -> bool:
+    from math_verify import verify
+
+    try:
+        gold = list(_parse_gold(answer))
+        if not gold:  # not mathematics (a word, a name): compare the marked or boxed text exactly
+            return _plain_text_answer(completion) == answer.strip()
+        pred = _parse_prediction(completion)
+        return bool(pred) and bool(verify(gold, pred, timeout_seconds=_timeout()))
+    except Exception:  # noqa: BLE001 - a checker never takes the run down; unparseable means wrong
+        return False
+
+
+def _plain_text_answer(completion: str) -> str | None:
+    from .data import extract_boxed
+
+    marked = marked_answer(completion)
+    return (marked if marked is not None else extract_boxed(completion) or "").strip() or None
