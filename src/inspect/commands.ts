@@ -132,6 +132,14 @@ export class InspectCommands implements vscode.Disposable {
     void vscode.window.showErrorMessage(`GRPO: ${err.message}`, ...(withLog ? ['Show Log'] : [])).then((a) => a && this.log.show());
   }
 
+  /** The question box of Sample Group and Compare: pre-filled from the selection or the run's data. */
+  private askQuestion(t: Target, title: string, prompt: string): Thenable<string | undefined> {
+    return vscode.window.showInputBox({
+      title, prompt, value: this.defaultQuestion(t),
+      validateInput: (v) => (v.trim() ? null : 'Type a question'), ignoreFocusOut: true,
+    });
+  }
+
   // --- GRPO: Sample Group ---------------------------------------------------------------------------
   async sampleGroup(arg?: unknown, presetQuestion?: string): Promise<void> {
     let t: Target;
@@ -140,13 +148,8 @@ export class InspectCommands implements vscode.Disposable {
     } catch (e) {
       return this.report(e);
     }
-    const question = presetQuestion ?? await vscode.window.showInputBox({
-      title: `Sample a group from ${describeTarget(t)}`,
-      prompt: 'The question to sample completions for (the answer is computed for the built-in arith task)',
-      value: this.defaultQuestion(t),
-      validateInput: (v) => (v.trim() ? null : 'Type a question'),
-      ignoreFocusOut: true,
-    });
+    const question = presetQuestion ?? await this.askQuestion(t, `Sample a group from ${describeTarget(t)}`,
+      'The question to sample completions for (the answer is computed for the built-in arith task)');
     if (!question) return;
     const done = await this.withProgress(`GRPO: sampling a group from ${describeTarget(t)}…`, (token) => this.request(t, 'sample_group', { question }, token));
     if (!done) return;
@@ -243,10 +246,8 @@ export class InspectCommands implements vscode.Disposable {
     } catch (e) {
       return this.report(e);
     }
-    const question = presetQuestion ?? await vscode.window.showInputBox({
-      title: `Compare policy and reference (${describeTarget(t)})`, prompt: 'The question for both models (greedy decoding)',
-      value: this.defaultQuestion(t), validateInput: (v) => (v.trim() ? null : 'Type a question'), ignoreFocusOut: true,
-    });
+    const question = presetQuestion ?? await this.askQuestion(t, `Compare policy and reference (${describeTarget(t)})`,
+      'The question for both models (greedy decoding)');
     if (!question) return;
     const done = await this.withProgress(`GRPO: policy vs reference on ${clip(question)}…`, (token) => this.request(t, 'compare', { question }, token));
     if (!done) return;
