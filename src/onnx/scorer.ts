@@ -40,7 +40,14 @@ function session(file: string): Promise<Ort.InferenceSession> {
   if (!s) {
     // Runs of one process do not overlap (measured: two at once take twice as long), so each run gets
     // every core (onnxruntime's default intra-op pool) and policy and reference go one after the other.
-    s = runtime().InferenceSession.create(file, { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
+    // No spinning: onnxruntime's pool threads busy-wait between operators by default, and in Node the run
+    // happens on a libuv worker that then competes with them for the cores; on 2 cores a 1,000-token
+    // forward took 40-50 ms spinning and 28 ms without (bench/inspect).
+    s = runtime().InferenceSession.create(file, {
+      executionProviders: ['cpu'],
+      graphOptimizationLevel: 'all',
+      extra: { session: { intra_op: { allow_spinning: '0' } } },
+    });
     s.catch(() => sessions.delete(key));
     sessions.set(key, s);
   }

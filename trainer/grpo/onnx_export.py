@@ -12,6 +12,13 @@ enough to tokenize exactly as the trainer does — and `manifest.json`. Only cha
 
 The exporter is torch's dynamo exporter (`torch.onnx.export(..., dynamo=True)`, which needs `onnxscript`):
 the TorchScript exporter (`dynamo=False`) cannot export transformers' Llama mask code (aten::diff).
+
+Attention is exported as ONNX opset 23's `Attention` operator with `is_causal=1` (see `_causal_attention`):
+the graph takes no attention mask (a scored text is one unpadded sequence), so the seq × seq mask that
+transformers would build is never materialised. On the built-in model and a 1,000-token document this made
+an onnxruntime forward 2× faster than eager attention's MatMul/Add-mask/Softmax (27 → 20 ms in
+onnxruntime 1.32, 61 → 44 ms in onnxruntime-node 1.30, 2 cores). Models whose attention is not plain
+causal (sliding windows, mixed layer types) keep eager attention.
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ import torch.nn.functional as F
 from . import sft
 
 FORMAT = 1
-OPSET = 18
+OPSET = 23  # the first opset with Attention (is_causal), RMSNormalization and RotaryEmbedding
+CAUSAL = "grpo_export_causal"
 MAX_AUTO_PARAMETERS = 50_000_000  # automatic export beside checkpoints only for models up to this size
 POLICY, REFERENCE, TOKENIZER, MANIFEST = "policy.onnx", "reference.onnx", "tokenizer.json", "manifest.json"
 INPUTS = [{"name": "input_ids", "dtype": "int64", "shape": ["batch", "seq"]}]
@@ -53,7 +61,11 @@ class NextTokenLogProbs(torch.nn.Module):
         self.model = model
 
     def forward(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.model(input_ids=input_ids, use_cache=False).logits[:, :-1, :].float()
+        # Positions per row (not one [1, seq] row broadcast): the exporter fuses rotary embeddings into
+        # opset 23's RotaryEmbedding, which wants its cos/sin caches batched like its input.
+        batch, seq = input_ids.shape
+        positions = torch.arange(seq, device=input_ids.device).unsqueeze(0).expand(batch, seq)
+        logits = self.model(input_ids=input_ids, position_ids=positions, use_cache=False).logits[:, :-1, :].float()
         logp_all = F.log_softmax(logits, dim=-1)
         logp = logp_all.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
         entropy = -(logp_all.exp() * logp_all).sum(-1)
@@ -112,6 +124,34 @@ def num_parameters(model) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- export
+def _causal_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **_):
+    """transformers' attention-function signature, for export only: causal SDPA with no mask (the
+    exporter turns it into one `Attention` node). Valid because exported graphs never see padding."""
+    groups = getattr(module, "num_key_value_groups", 1)
+    if groups > 1:
+        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
+    out = F.scaled_dot_product_attention(query, key, value, is_causal=True, scale=scaling)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _register_causal() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    AttentionInterface.register(CAUSAL, _causal_attention)
+    AttentionMaskInterface.register(CAUSAL, lambda *args, **kwargs: None)  # no mask is built at all
+
+
+def _plain_causal(config) -> bool:
+    """True when every layer attends to all earlier tokens (no sliding window, no local/chunked layers)."""
+    layer_types = getattr(config, "layer_types", None) or []
+    if any(t != "full_attention" for t in layer_types):
+        return False
+    if getattr(config, "use_sliding_window", False) and getattr(config, "sliding_window", None):
+        return False
+    return not getattr(config, "attention_chunk_size", None)
+
+
 @contextlib.contextmanager
 def _quiet():
     """The exporter prints progress and warnings; stdout may be the protocol stream, so send it to stderr."""
@@ -125,9 +165,13 @@ def export_model(model: torch.nn.Module, path: Path, max_length: int | None = No
     The model itself is left untouched (a float32 CPU copy is exported); the caller's RNG streams too."""
     max_length = max_length or context_length(model)
     clone = copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
-    # Eager attention exports as plain MatMul/Softmax; SDPA's export adds NaN-safe masking over the whole
-    # seq × seq grid (Where/IsNaN), which was half of onnxruntime's time on a 1,000-token document.
-    clone.set_attn_implementation("eager")
+    # SDPA's export adds NaN-safe masking over the whole seq × seq grid (Where/IsNaN), half of onnxruntime's
+    # time on a 1,000-token document; eager builds and adds the mask; the causal path builds none.
+    if _plain_causal(clone.config):
+        _register_causal()
+        clone.set_attn_implementation(CAUSAL)
+    else:
+        clone.set_attn_implementation("eager")
     wrapper = NextTokenLogProbs(clone).eval()
     vocab = int(clone.config.vocab_size)
     example = (torch.arange(16, dtype=torch.long).view(2, 8) % vocab)

@@ -179,3 +179,34 @@ def test_automatic_export_can_be_turned_off(tmp_path):
     assert p.returncode == 0, p.stderr
     assert (run / "checkpoints/step_000000/config.json").is_file()
     assert not (run / "checkpoints/step_000000/onnx").exists()
+
+
+def test_attention_is_one_causal_node_per_layer(exported):
+    """The built-in model exports attention as opset 23's causal Attention: no seq × seq mask is built."""
+    import onnx
+
+    graph = onnx.load(str(exported / "policy.onnx")).graph
+    attention = [n for n in graph.node if n.op_type == "Attention"]
+    assert len(attention) == 4  # the built-in model's layers
+    assert all(any(a.name == "is_causal" and a.i == 1 for a in n.attribute) for n in attention)
+    assert not any(n.op_type in ("Softmax", "Where", "Trilu") for n in graph.node)  # the log-softmax is LogSoftmax
+
+
+def test_sliding_window_models_keep_their_mask(tmp_path):
+    """A model whose layers see only a window must not get the plain causal path: its values still match."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    cfg = Qwen2Config(vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, max_position_embeddings=64, use_sliding_window=True, sliding_window=4,
+                      max_window_layers=0)
+    model = Qwen2ForCausalLM(cfg).eval()
+    assert not onnx_export._plain_causal(model.config)
+    onnx_export.export_model(model, tmp_path / "m.onnx")
+    ids = torch.randint(0, 40, (1, 16))
+    with torch.no_grad():
+        want = onnx_export.NextTokenLogProbs(model)(ids)[0].numpy()
+    got = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"input_ids": ids.numpy()})[0]
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    assert model.config._attn_implementation != onnx_export.CAUSAL  # the caller's model is untouched
