@@ -223,6 +223,9 @@ class Trainer:
         if self.phase == "grpo" and state == protocol.FINISHED and self.last_eval_step != self.step:
             self._evaluate()
         self._save()
+        # The other ranks wait for rank 0's last checkpoint (and its ONNX export) before they leave the process
+        # group: rank 1 tearing gloo down while rank 0 was still writing aborted it (SIGABRT) on a loaded machine.
+        distributed.barrier()
         self.run.event("phase", self.step, phase="done", state=state)
         self.run.update(state=state, phase="done" if state == protocol.FINISHED else self.phase)
         self.progress.done(state, self.step)
