@@ -57,7 +57,7 @@ test('train from the command palette, watch it live, stop it, find it in the Run
   await shot(rig, '01-status-bar-early');
 
   // The GRPO phase: metrics rows arrive after the SFT warm-up.
-  // The embedded default's 600-step SFT takes 2–15 min on a 2-core machine, depending on what else runs.
+  // The embedded default's 1,000-step SFT takes 2.5–15 min on a 2-core machine, depending on what else runs.
   await until('the first GRPO steps in metrics.jsonl', () => metricsRows(runDir!) >= 2, 25 * MIN, 2000);
   const grpoText = await until('"step N · reward" in the status bar', async () => {
     const t = await statusBarText(page);
