@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hostinfo import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 TRAINER_DIR = ROOT / "trainer"
 if str(TRAINER_DIR) not in sys.path:
@@ -200,14 +202,7 @@ def machine() -> dict[str, Any]:
     import torch
     import transformers
 
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     try:
         import trl
         trl_version = trl.__version__

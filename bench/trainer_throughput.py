@@ -18,17 +18,11 @@ import torch
 
 from grpo import algorithm, models, rollout, sft
 from grpo.tasks import arith
+from hostinfo import cpu_model
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return f"{platform.system()} {platform.machine()}, {cpu}, {torch.get_num_threads()} threads" + (f", {gpu}" if gpu else "")
 

@@ -12,23 +12,17 @@
  *
  * Run: npm run bench:dashboard   (needs `npm run build` and Chromium: scripts/setup-e2e.sh installs it)
  */
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { rowsToColumns } from '../../src/protocol';
 import { readMetrics } from '../../src/runDir';
+import { launchPage, machine, median, openWebview, repo, writeResult } from '../harness';
 
-const repo = path.resolve(__dirname, '../..');
 const STEPS = Number(process.env.BENCH_STEPS ?? 100_000);
 const LOADS = Number(process.env.BENCH_LOADS ?? 5);
 const UPDATES = Number(process.env.BENCH_UPDATES ?? 40);
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const r2 = (x: number) => Math.round(x * 100) / 100;
 
 /** A plausible GRPO run: rising reward and accuracy, KL creeping up, noisy everything (seeded). */
@@ -65,20 +59,7 @@ const THEME_VARS = `
   --vscode-charts-red: #f14c4c; --vscode-charts-yellow: #cca700; --vscode-editorWidget-border: #454545; --vscode-panel-border: #80808059;
   --vscode-badge-background: #4d4d4d; --vscode-badge-foreground: #ffffff; --vscode-editorWidget-background: #252526;`;
 
-async function openDashboard(page: Page): Promise<void> {
-  const css = fs.readFileSync(path.join(repo, 'media', 'dashboard.css'), 'utf8').replace(/@import[^;]+;/, '') + fs.readFileSync(path.join(repo, 'media', 'common.css'), 'utf8');
-  await page.setContent(`<!DOCTYPE html><html><head><style>body{${THEME_VARS}} ${css}</style></head><body class="vscode-dark"><div id="app"></div></body></html>`);
-  // tsx compiles functions passed to page.evaluate with esbuild's keepNames helper; give the page one.
-  await page.evaluate('window.__name = (f) => f');
-  await page.evaluate(() => {
-    const w = window as unknown as { __posted: unknown[]; acquireVsCodeApi: () => unknown };
-    w.__posted = [];
-    let state: unknown;
-    w.acquireVsCodeApi = () => ({ postMessage: (m: unknown) => w.__posted.push(m), getState: () => state, setState: (s: unknown) => (state = s) });
-  });
-  await page.addScriptTag({ path: path.join(repo, 'dist', 'webview', 'dashboard.js') });
-  await page.waitForFunction(() => (window as unknown as { __posted: { type: string }[] }).__posted.some((m) => m.type === 'ready'));
-}
+const openDashboard = (page: Page) => openWebview(page, 'dashboard', 'dashboard.css', THEME_VARS);
 
 /** Posts a message inside the page and resolves with the next drawn frame's {ms, points} and the latency. */
 async function postAndDraw(page: Page, msg: unknown): Promise<{ ms: number; points: number; latency: number }> {
@@ -111,11 +92,7 @@ async function main(): Promise<void> {
     if (rows.length !== STEPS || problems.length) throw new Error(`read ${rows.length} rows, ${problems.length} problems`);
   }
 
-  const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-  const browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'] });
-  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-  page.on("pageerror", (e) => console.error("page error:", e.message));
-  page.on("console", (m) => m.type() === "error" && console.error("console:", m.text()));
+  const { browser, page } = await launchPage();
   const run = { id: runDir, name: 'synthetic', live: true, status: null };
   const loads: { ms: number; latency: number; points: number }[] = [];
   const updates: { ms: number; latency: number }[] = [];
@@ -147,19 +124,10 @@ async function main(): Promise<void> {
     await browser.close();
   }
 
-  const chromiumVersion = execFileSync(chromiumPath, ['--version'], { encoding: 'utf8' }).trim();
   const result = {
     benchmark: 'dashboard',
     date: new Date().toISOString(),
-    machine: {
-      description: `${os.cpus().length}-core ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, ${os.type()} ${os.release()}, no GPU (Chromium --disable-gpu)`,
-      cpus: os.cpus().length,
-      cpu_model: os.cpus()[0]?.model ?? null,
-      memory_gib: Math.round(os.totalmem() / 2 ** 30),
-      node: process.version,
-      chromium: chromiumVersion,
-      note: process.env.BENCH_NOTE ?? null,
-    },
+    machine: machine('Chromium --disable-gpu'),
     input: { steps: STEPS, metric_keys: Object.keys(columns.values).length, metrics_jsonl_bytes: bytes, charts: 10, viewport: '1400x900' },
     host_read_metrics_ms: { median: r2(median(hostRead)), runs: hostRead.map(r2) },
     host_rows_to_columns_ms: { median: r2(median(hostColumns)), runs: hostColumns.map(r2) },
@@ -169,10 +137,7 @@ async function main(): Promise<void> {
     live_update_redraw_ms: { median: r2(median(updates.map((u) => u.ms))), p90: r2([...updates.map((u) => u.ms)].sort((a, b) => a - b)[Math.floor(updates.length * 0.9)]), n: updates.length, note: 'one new step on a 100k-step run: the draw function (incremental smoothing, decimation, 10 chart updates)' },
     live_update_latency_ms: { median: r2(median(updates.map((u) => u.latency))), note: 'post → drawn, including the wait for the next animation frame' },
   };
-  const out = process.env.BENCH_OUT ?? path.join(repo, 'bench', 'results', 'dashboard.json');
-  fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
-  console.log(JSON.stringify(result, null, 2));
+  writeResult('dashboard', result);
 }
 
 main().catch((e) => {

@@ -13,22 +13,17 @@
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { fromScoreResult, hoverAt } from '../../src/inspect/docScores';
 import { findExport } from '../../src/onnx/exports';
 import { OnnxScorer } from '../../src/onnx/scorer';
 import type { GroupRecord } from '../../src/protocol';
 import { trainerEnv } from '../../src/python';
+import { launchPage, machine, median, openWebview, repo, writeResult } from '../harness';
 
-const repo = path.resolve(__dirname, '../..');
 const python = process.env.GRPO_PYTHON ?? path.join(repo, '.venv', 'bin', 'python');
 const RUNS = Number(process.env.BENCH_RUNS ?? 20);
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
@@ -77,19 +72,7 @@ function bigGroup(G = 64, T = 512): GroupRecord {
 const THEME_VARS = `--vscode-foreground: #cccccc; --vscode-editor-background: #1e1e1e; --vscode-font-family: sans-serif; --vscode-font-size: 13px;
   --vscode-editor-font-family: monospace; --vscode-panel-border: #80808059; --vscode-focusBorder: #007fd4; --vscode-charts-blue: #3794ff;`;
 
-async function openInspector(page: Page): Promise<void> {
-  const css = fs.readFileSync(path.join(repo, 'media', 'inspect.css'), 'utf8').replace(/@import[^;]+;/, '') + fs.readFileSync(path.join(repo, 'media', 'common.css'), 'utf8');
-  await page.setContent(`<!DOCTYPE html><html><head><style>body{${THEME_VARS}} ${css}</style></head><body class="vscode-dark"><div id="app"></div></body></html>`);
-  await page.evaluate('window.__name = (f) => f');
-  await page.evaluate(() => {
-    const w = window as unknown as { __posted: unknown[]; acquireVsCodeApi: () => unknown };
-    w.__posted = [];
-    let state: unknown;
-    w.acquireVsCodeApi = () => ({ postMessage: (m: unknown) => w.__posted.push(m), getState: () => state, setState: (s: unknown) => (state = s) });
-  });
-  await page.addScriptTag({ path: path.join(repo, 'dist', 'webview', 'inspector.js') });
-  await page.waitForFunction(() => (window as unknown as { __posted: { type: string }[] }).__posted.some((m) => m.type === 'ready'));
-}
+const openInspector = (page: Page) => openWebview(page, 'inspector', 'inspect.css', THEME_VARS);
 
 async function main(): Promise<void> {
   if (!fs.existsSync(path.join(repo, 'dist', 'webview', 'inspector.js'))) throw new Error('build first: npm run build');
@@ -126,10 +109,7 @@ async function main(): Promise<void> {
   if (chars === 0) throw new Error('no hover text');
 
   // --- Heatmap 64 × 512 -----------------------------------------------------------------------------
-  const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-  const browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'] });
-  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-  page.on('pageerror', (e) => console.error('page error:', e.message));
+  const { browser, page } = await launchPage();
   const group = bigGroup();
   const draws: { ms: number; build: number; latency: number; tokens: number }[] = [];
   const redraws: number[] = [];
@@ -163,20 +143,11 @@ async function main(): Promise<void> {
     await browser.close();
   }
 
-  const chromiumVersion = execFileSync(chromiumPath, ['--version'], { encoding: 'utf8' }).trim();
+  const onnxruntimeNode = (JSON.parse(fs.readFileSync(path.join(repo, 'node_modules', 'onnxruntime-node', 'package.json'), 'utf8')) as { version: string }).version;
   const result = {
     benchmark: 'inspect',
     date: new Date().toISOString(),
-    machine: {
-      description: `${os.cpus().length}-core ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, ${os.type()} ${os.release()}, no GPU (onnxruntime-node CPU; Chromium --disable-gpu)`,
-      cpus: os.cpus().length,
-      cpu_model: os.cpus()[0]?.model ?? null,
-      memory_gib: Math.round(os.totalmem() / 2 ** 30),
-      node: process.version,
-      onnxruntime_node: (JSON.parse(fs.readFileSync(path.join(repo, 'node_modules', 'onnxruntime-node', 'package.json'), 'utf8')) as { version: string }).version,
-      chromium: chromiumVersion,
-      note: process.env.BENCH_NOTE ?? null,
-    },
+    machine: machine('onnxruntime-node CPU; Chromium --disable-gpu', { onnxruntime_node: onnxruntimeNode }),
     onnx_score_1000_tokens_ms: {
       median: r3(median(scoring)), p90: r3(pct(scoring, 0.9)), n: scoring.length, bar: 100,
       first_call_ms: r3(firstMs), session_load_ms: r3(loadMs),
@@ -191,10 +162,7 @@ async function main(): Promise<void> {
       note: 'inspector bundle in Chromium: group message → table + heatmap built and laid out (ms); post_to_painted adds validation of the message and the next animation frame',
     },
   };
-  const out = process.env.BENCH_OUT ?? path.join(repo, 'bench', 'results', 'inspect.json');
-  fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
-  console.log(JSON.stringify(result, null, 2));
+  writeResult('inspect', result);
 }
 
 main().catch((e) => {

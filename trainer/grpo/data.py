@@ -88,25 +88,33 @@ def _clean_row(obj, question_column: str, answer_column: str, answer_format: str
     return None if ref is None else {"question": q, "answer": ref}
 
 
+def _collect(objs, question_column: str, answer_column: str, answer_format: str) -> tuple[list[dict], int]:
+    """The clean rows of `objs` (decoded records; None for one that did not decode) and how many were bad."""
+    rows, bad = [], 0
+    for obj in objs:
+        row = None if obj is None else _clean_row(obj, question_column, answer_column, answer_format)
+        if row is None:
+            bad += 1
+        else:
+            rows.append(row)
+    return rows, bad
+
+
+def _json_lines(f):
+    for line in f:
+        if not line.strip():
+            continue
+        try:
+            yield json.loads(line)
+        except json.JSONDecodeError:
+            yield None
+
+
 def load_jsonl_rows(path: str | Path, question_column: str = "question", answer_column: str = "answer",
                     answer_format: str = "plain") -> tuple[list[dict], int]:
     """Rows with string question and answer (numbers are accepted as answers); bad rows counted."""
-    rows, bad = [], 0
     with Path(path).open("r", encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                bad += 1
-                continue
-            row = _clean_row(obj, question_column, answer_column, answer_format)
-            if row is None:
-                bad += 1
-            else:
-                rows.append(row)
-    return rows, bad
+        return _collect(_json_lines(f), question_column, answer_column, answer_format)
 
 
 def load_parquet_rows(path: str | Path, question_column: str = "question", answer_column: str = "answer",
@@ -125,16 +133,10 @@ def load_parquet_rows(path: str | Path, question_column: str = "question", answe
         if col not in table.column_names:
             raise ValueError(f"setting '{key}': {path} has no column {col!r} (columns: "
                              f"{', '.join(table.column_names)})")
-    rows, bad = [], 0
     qs = table.column(question_column).to_pylist()
     answers = table.column(answer_column).to_pylist()
-    for q, a in zip(qs, answers):
-        row = _clean_row({question_column: q, answer_column: a}, question_column, answer_column, answer_format)
-        if row is None:
-            bad += 1
-        else:
-            rows.append(row)
-    return rows, bad
+    objs = ({question_column: q, answer_column: a} for q, a in zip(qs, answers))
+    return _collect(objs, question_column, answer_column, answer_format)
 
 
 def load_rows(path: str | Path, question_column: str = "question", answer_column: str = "answer",

@@ -14,6 +14,7 @@ import pytest
 from grpo import config as config_mod
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))  # what `python bench/peer_trl.py` has: its folder's helpers (hostinfo)
 _spec = importlib.util.spec_from_file_location("peer_trl", ROOT / "bench" / "peer_trl.py")
 peer = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(peer)
