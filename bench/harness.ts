@@ -17,6 +17,9 @@ export const median = (xs: number[]): number => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
+/** The p-quantile by the nearest-rank rule (p in [0, 1]; the largest value for p = 1). */
+export const pct = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
+
 export const chromiumPath = (): string => process.env.CHROMIUM ?? '/usr/bin/chromium';
 
 /** Headless Chromium without GPU (the numbers are CPU-only) and one 1400×900 page that reports its errors. */

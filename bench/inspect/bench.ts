@@ -20,11 +20,10 @@ import { findExport } from '../../src/onnx/exports';
 import { OnnxScorer } from '../../src/onnx/scorer';
 import type { GroupRecord } from '../../src/protocol';
 import { trainerEnv } from '../../src/python';
-import { launchPage, machine, median, openWebview, repo, writeResult } from '../harness';
+import { launchPage, machine, median, openWebview, pct, repo, writeResult } from '../harness';
 
 const python = process.env.GRPO_PYTHON ?? path.join(repo, '.venv', 'bin', 'python');
 const RUNS = Number(process.env.BENCH_RUNS ?? 20);
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
 function fixture(): string {
