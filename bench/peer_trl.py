@@ -13,7 +13,7 @@
      times come from its metrics.jsonl (`time`, `time/generate`) and its held-out evaluations from events.jsonl.
    - TRL: `GRPOTrainer(model=START, reward_funcs=…, args=GRPOConfig(…), train_dataset=…)` in a child process
      of this script; a `TrainerCallback` evaluates and times the steps.
-4. Held-out greedy accuracy for both: `grpo.sft.greedy_accuracy` on `grpo.data.load("arith", eval_size)`'s
+4. Held-out greedy accuracy for both: `grpo.sft.greedy_accuracy` on `grpo.tasks.ArithTask(eval_size)`'s
    held-out split, every `eval_steps` steps and after the last. Evaluation time is excluded from the training
    clock of both; the clock starts at the first GRPO step (ours: the GRPO phase's start; TRL: on_train_begin).
 5. Writes `--out` (JSON: machine, versions, settings, per-seed curves and step times, medians with spread,
@@ -363,20 +363,21 @@ def trl_child(spec_path: str, out_path: str) -> int:
     import trl
     from transformers import AutoTokenizer, TrainerCallback
 
-    from grpo import data, sft
+    from grpo import prompts, sft
     from grpo.rewards import Rewarder
+    from grpo.tasks import ArithTask
 
     torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))  # as our CLI does
     cfg = config_mod.build_config(spec["config"])
     seed, start = spec["seed"], spec["start"]
     mu = cfg.num_iterations
-    dataset = data.load("arith", cfg.eval_size, seed)
+    task = ArithTask(cfg.eval_size)
     # the very questions our trainer draws for this seed, in its order (questions_per_step per step)
-    rows = dataset.batch(random.Random(seed), cfg.questions_per_step * cfg.max_steps)
-    train = datasets.Dataset.from_list([{"prompt": sft.prompt_text(r["question"]), "question": r["question"],
+    rows = task.questions(random.Random(seed), cfg.questions_per_step * cfg.max_steps)
+    train = datasets.Dataset.from_list([{"prompt": prompts.plain(r["question"]), "question": r["question"],
                                          "answer": r["answer"]} for r in rows])
     tokenizer = AutoTokenizer.from_pretrained(start, padding_side="left")
-    rewarder = Rewarder("arith", "outcome")
+    rewarder = Rewarder("number", "outcome")
 
     def arith_outcome(prompts, completions, question, answer, **kwargs):
         """Our outcome reward (grpo.rewards) in TRL's reward-function signature."""
@@ -392,7 +393,7 @@ def trl_child(spec_path: str, out_path: str) -> int:
 
         def _evaluate(self, model, step: int) -> None:
             t0 = time.perf_counter()
-            acc, _ = sft.greedy_accuracy(model, tokenizer, dataset.held_out, cfg.max_completion_length)
+            acc, _ = sft.greedy_accuracy(model, tokenizer, task.held_out(), cfg.max_completion_length)
             self.curve.append({"step": step, "clock_s": self.clock, "accuracy": acc,
                                "eval_s": time.perf_counter() - t0})
 
@@ -654,7 +655,7 @@ def _bench(args: argparse.Namespace, argv: list[str], cfg: config_mod.Config, wo
         "start_checkpoint": _shown(start),
         "start_accuracy": starts,
         "held_out": {"n": cfg.eval_size, "eval_steps": cfg.eval_steps,
-                     "function": "grpo.sft.greedy_accuracy on grpo.data.load('arith').held_out"},
+                     "function": "grpo.sft.greedy_accuracy on grpo.tasks.ArithTask().held_out()"},
         "target_accuracy": args.target,
         "seeds": args.seeds,
         "config": cfg.to_dict(),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from grpo import algorithm, models, rollout, sft
+from grpo import algorithm, logprobs, models, prompts, rollout, sft
 from grpo.tasks import arith
 from hostinfo import cpu_model
 
@@ -50,7 +50,7 @@ def main() -> None:
 
     # SFT: 64 worked solutions per step
     rows = [arith.random_expression(rng) for _ in range(64)]
-    sft_batch = sft.teacher_batch(tok, [arith.prompt_for(q) for q in rows], [arith.worked_solution(q) for q in rows], device)
+    sft_batch = sft.teacher_batch(tok, [prompts.plain(q) for q in rows], [arith.worked_solution(q) for q in rows], device)
     sft_tokens = float(sft_batch.attention_mask.sum())
 
     def sft_step():
@@ -62,8 +62,8 @@ def main() -> None:
     sft_times = timed(sft_step, args.repeats)
 
     # sampling 16 questions × G=16, 64 new tokens max, with and without the KV cache
-    prompts = [sft.encode(tok, arith.prompt_for(arith.random_expression(rng))) for _ in range(16)]
-    prompts = [p for p in prompts for _ in range(16)]
+    prompt_ids = [sft.encode(tok, prompts.plain(arith.random_expression(rng))) for _ in range(16)]
+    prompt_ids = [p for p in prompt_ids for _ in range(16)]
     gen = torch.Generator(device=device)
     results = {}
     for use_cache in (True, False):
@@ -71,7 +71,7 @@ def main() -> None:
 
         def sample():
             gen.manual_seed(0)
-            samples.append(rollout.sample(model, prompts, max_new_tokens=64, eos_id=tok.eos_token_id,
+            samples.append(rollout.sample(model, prompt_ids, max_new_tokens=64, eos_id=tok.eos_token_id,
                                           pad_id=tok.pad_token_id, generator=gen, use_cache=use_cache))
 
         times = timed(sample, args.repeats)
@@ -86,8 +86,8 @@ def main() -> None:
 
     def grpo_update():
         with torch.no_grad():
-            ref_logp, _ = rollout.token_logprobs(ref, batch)
-        logp, _ = rollout.token_logprobs(model, batch)
+            ref_logp, _ = logprobs.token_logprobs(ref, batch)
+        logp, _ = logprobs.token_logprobs(model, batch)
         loss, _ = algorithm.grpo_loss(logp, logp.detach(), ref_logp, adv, mask)
         opt.zero_grad()
         loss.backward()
@@ -108,7 +108,7 @@ def main() -> None:
         "kv_cache_speedup": statistics.median(nokv_t) / statistics.median(kv_t) * kv_tokens / nokv_tokens,
         "grpo_update_tokens_per_second": grpo_tokens / statistics.median(grpo_times),
         "grpo_step_tokens_per_second": grpo_tokens / step_time,
-        "batch": {"sft_sequences": 64, "grpo_completions": len(prompts), "max_new_tokens": 64},
+        "batch": {"sft_sequences": 64, "grpo_completions": len(prompt_ids), "max_new_tokens": 64},
         "median_seconds": {"sft_step": statistics.median(sft_times), "sample_kv": statistics.median(kv_t),
                            "sample_no_cache": statistics.median(nokv_t), "grpo_update": statistics.median(grpo_times)},
     }

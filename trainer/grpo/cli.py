@@ -122,29 +122,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         distributed.shutdown()
 
 
-def _load_checkpoint(path: str):
-    import torch
-
-    from . import models
-
-    p = Path(path)
-    if not (p / "config.json").is_file() and not models.is_adapter_dir(p):
-        raise FileNotFoundError(f"--checkpoint {path}: not a checkpoint or model directory (no config.json)")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return models.load(str(p), 0, device)
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     _setup_logging()
     _quiet_libraries()
-    from . import data, sft
+    from . import context, data
 
     try:
-        rows, bad = data.load_rows(args.data)
-        model, tok = _load_checkpoint(args.checkpoint)
+        ctx, _, _ = context.from_checkpoint(args.checkpoint)
+        s = ctx.settings  # the run's columns and answer format; its prompt, verifier and engine
+        rows, bad = data.load_rows(args.data, s.question_column, s.answer_column, s.answer_format)
     except (FileNotFoundError, OSError, ValueError) as e:
         return _fail(str(e), 1)
-    acc, texts = sft.greedy_accuracy(model, tok, rows, args.max_new_tokens)
+    acc, texts = ctx.greedy_accuracy(rows, args.max_new_tokens)
     out = {"accuracy": acc, "n": len(rows), "correct": round(acc * len(rows)), "bad_rows": bad,
            "checkpoint": str(args.checkpoint)}
     sys.stdout.write(json.dumps(out) + "\n")
@@ -156,39 +145,33 @@ def cmd_sample(args: argparse.Namespace) -> int:
     _quiet_libraries()
     import torch
 
-    from . import inspector, models, sft
+    from . import context, inspector, models
     from .protocol import to_json
-    from .rewards import Rewarder
-    from .tasks import arith
 
-    if args.num_generations < 2:
+    if args.num_generations is not None and args.num_generations < 2:
         return _fail("--num-generations must be ≥ 2 (a group needs at least two completions)")
+    flags = {"num_generations": args.num_generations, "temperature": args.temperature, "top_p": args.top_p,
+             "scale_rewards": args.scale_rewards, "reward": "process" if args.process else None}
     try:
-        policy, tok = _load_checkpoint(args.checkpoint)
-        ref, _ = models.load(str(inspector.reference_dir(Path(args.checkpoint))), 0, policy.device)
-        models.check_vocabulary(tok, args.question)
+        ctx, source, _ = context.from_checkpoint(args.checkpoint, **{k: v for k, v in flags.items() if v is not None})
+        models.check_vocabulary(ctx.tokenizer, args.question)
     except (FileNotFoundError, OSError, ValueError) as e:
         return _fail(str(e), 1)
-    answer = args.answer
-    if answer is None:
-        try:
-            answer = str(arith.evaluate(arith.parse(args.question)))
-        except ValueError:
-            answer = ""
-    limit = getattr(policy.config, "max_position_embeddings", 1 << 30)
-    n_prompt = len(sft.encode(tok, sft.prompt_text(args.question)))
-    if n_prompt + args.max_new_tokens > limit:
-        return _fail(f"the question is {n_prompt} tokens; with {args.max_new_tokens} new tokens it exceeds "
+    s = ctx.settings
+    max_new = args.max_new_tokens or s.max_completion_length
+    answer = args.answer if args.answer is not None else ctx.task.answer(args.question)
+    limit = getattr(ctx.policy.config, "max_position_embeddings", 1 << 30)
+    prompt = ctx.prompt(args.question)
+    n_prompt = len(ctx.prompt_ids(args.question))
+    if n_prompt + max_new > limit:
+        return _fail(f"the question is {n_prompt} tokens; with {max_new} new tokens it exceeds "
                      f"the model's context of {limit}", 1)
-    supervision = "process" if args.process and answer else "outcome"
     try:
         rec = inspector.sample_group(
-            policy, ref, tok, args.question, answer, num_generations=args.num_generations,
-            temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
-            supervision=supervision, scale_rewards=args.scale_rewards,
-            rewarder=Rewarder("arith" if supervision == "process" else "dataset", supervision),
-            generator=torch.Generator(device=policy.device).manual_seed(args.seed), step=None)
-    except inspector.RequestError as e:
+            ctx, args.question, answer, num_generations=s.num_generations, temperature=s.temperature,
+            max_new_tokens=max_new, generator=torch.Generator(device=ctx.device).manual_seed(args.seed),
+            step=source.step, prompt=(prompt, ctx.prompt_ids(args.question)))
+    except (inspector.RequestError, ValueError) as e:
         return _fail(str(e), 1)
     rec["checkpoint"] = str(args.checkpoint)
     rec.pop("step")
@@ -201,12 +184,12 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     _quiet_libraries()
     import torch
 
-    from . import inspector, onnx_export
+    from . import context, onnx_export
 
     try:
-        target, run_dir = inspector.load_target(args.checkpoint, torch.device("cpu"))
-        ckpt = Path(target.checkpoint)
-        onnx_export.tokenizer_description(target.tokenizer, onnx_export.context_length(target.policy))
+        ctx, source, run_dir = context.from_checkpoint(args.checkpoint, torch.device("cpu"))
+        ckpt = Path(source.checkpoint)
+        onnx_export.tokenizer_description(ctx.tokenizer, onnx_export.context_length(ctx.policy))
     except onnx_export.UnsupportedModel as e:
         return _fail(f"--checkpoint {args.checkpoint}: {e}", 1)
     except (FileNotFoundError, OSError, ValueError) as e:
@@ -218,9 +201,9 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
         manifest = onnx_export.Exporter().export(
-            out, target.policy, target.reference, target.tokenizer, step=target.step,
-            checkpoint=str(ckpt.resolve()),
-            max_prompt_length=target.settings.max_prompt_length if run_dir is not None else None)
+            out, ctx.policy, ctx.reference if ctx.reference is not None else ctx.policy, ctx.tokenizer,
+            step=source.step, checkpoint=str(ckpt.resolve()),
+            max_prompt_length=ctx.settings.max_prompt_length if run_dir is not None else None)
     except OSError as e:
         return _fail(f"--out {out}: {e}", 1)
     sys.stdout.write(json.dumps({"out": str(out.resolve()), **manifest}) + "\n")
@@ -233,18 +216,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _quiet_libraries()
     import torch
 
-    from . import inspector, protocol
+    from . import context, inspector, protocol
 
     torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
     try:
-        target, run_dir = inspector.load_target(args.checkpoint)
+        ctx, source, run_dir = context.from_checkpoint(args.checkpoint)
     except (FileNotFoundError, OSError, ValueError) as e:
         return _fail(str(e), 1)
     stream = protocol.Stream(sys.__stdout__)
     sys.stdout = sys.stderr  # stray prints from libraries must never reach the protocol stream
-    stream.send(protocol.STARTED, checkpoint=str(Path(target.checkpoint).resolve()), step=target.step,
+    stream.send(protocol.STARTED, checkpoint=str(Path(source.checkpoint).resolve()), step=source.step,
                 pid=os.getpid(), run_dir=str(run_dir.resolve()) if run_dir is not None else None)
-    return inspector.serve(target, stream, sys.stdin)
+    return inspector.serve(ctx, source, stream, sys.stdin)
 
 
 def cmd_schema(_: argparse.Namespace) -> int:
@@ -264,21 +247,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("eval", help="greedy accuracy of a checkpoint on a JSONL file of {question, answer}")
+    e = sub.add_parser("eval", help="greedy accuracy of a checkpoint on a JSONL or Parquet file of question/answer "
+                       "rows (the run's prompt, columns and verifier)")
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--data", required=True)
     e.add_argument("--max-new-tokens", type=int, default=64)
     e.set_defaults(func=cmd_eval)
 
-    s = sub.add_parser("sample", help="sample a group from a checkpoint and print it as JSON")
-    s.add_argument("--checkpoint", required=True)
+    s = sub.add_parser("sample", help="sample a group from a checkpoint as its run's training would and print it "
+                       "as JSON (the flags below default to the run's settings)")
+    s.add_argument("--checkpoint", required=True, help="a checkpoint directory, or a run directory (its latest)")
     s.add_argument("--question", required=True)
-    s.add_argument("--answer", help="the expected answer (computed for arith questions)")
-    s.add_argument("--num-generations", type=int, default=8)
-    s.add_argument("--max-new-tokens", type=int, default=64)
-    s.add_argument("--temperature", type=float, default=1.0)
-    s.add_argument("--top-p", type=float, default=1.0)
-    s.add_argument("--scale-rewards", choices=("group", "batch", "none"), default="group")
+    s.add_argument("--answer", help="the expected answer (default: the task's, if it knows the question)")
+    s.add_argument("--num-generations", type=int)
+    s.add_argument("--max-new-tokens", type=int)
+    s.add_argument("--temperature", type=float)
+    s.add_argument("--top-p", type=float)
+    s.add_argument("--scale-rewards", choices=("group", "batch", "none"))
     s.add_argument("--process", action="store_true", help="process supervision (per-step rewards)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_sample)

@@ -1,4 +1,7 @@
-"""Per-token log-probabilities without materialising fp32 logits for the whole vocabulary at once.
+"""Per-token log-probabilities of given completions (teacher-forced), without materialising fp32 logits
+for the whole vocabulary at once.
+
+`token_logprobs` with `chunk_tokens=0` is the plain way: one forward, one log-softmax over [N, C, V].
 
 For a batch of N completions of C tokens and a vocabulary V, the plain way builds [N, C, V] logits and a
 float32 log-softmax of the same size: with Qwen2.5's V = 151,936, 512 sequences × 512 tokens that is 160 GB.
@@ -20,7 +23,11 @@ from __future__ import annotations
 import contextlib
 
 import torch
+import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
+
+from . import models
+from .rollout import Batch, positions
 
 HIDDEN_PATH_MODEL_TYPES = {"llama", "qwen2", "qwen3", "mistral"}
 
@@ -82,6 +89,29 @@ def chunked_token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch
     return logp, entropy
 
 
+def token_logprobs(model, batch: Batch, temperature: float = 1.0, with_entropy: bool = False,
+                   chunk_tokens: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probabilities [N, C] of the completion tokens under `model` (logits / temperature, as at
+    sampling time), and optionally the per-token entropy of that distribution. `chunk_tokens` > 0 computes
+    the log-softmax that many positions at a time (`chunked_token_logprobs`)."""
+    input_ids, attention_mask = batch.input_ids, batch.attention_mask
+    p = batch.prompt_ids.shape[1]
+    if chunk_tokens > 0:
+        return chunked_token_logprobs(model, input_ids, attention_mask, positions(attention_mask), p,
+                                      batch.completion_ids, temperature, with_entropy, chunk_tokens)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask,
+                   position_ids=positions(attention_mask), use_cache=False).logits
+    logits = logits[:, p - 1:-1, :].float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    logp_all = F.log_softmax(logits, dim=-1)
+    logp = logp_all.gather(-1, batch.completion_ids.unsqueeze(-1)).squeeze(-1)
+    entropy = None
+    if with_entropy:
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, entropy
+
+
 class Scorer(torch.nn.Module):
     """model → (log-probs [N, C], entropy [N, C] or an empty tensor) of a batch's completion tokens, under
     mixed precision `dtype`, log-softmax chunked by `chunk_tokens` (0: all at once)."""
@@ -92,11 +122,9 @@ class Scorer(torch.nn.Module):
 
     def forward(self, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature: float = 1.0,
                 with_entropy: bool = False):
-        from . import models, rollout
-
-        batch = rollout.Batch(prompt_ids, prompt_mask, completion_ids, completion_mask, truncated=None)
+        batch = Batch(prompt_ids, prompt_mask, completion_ids, completion_mask, truncated=None)
         with models.autocast(prompt_ids.device, self.dtype):
-            logp, ent = rollout.token_logprobs(self.model, batch, temperature, with_entropy, self.chunk_tokens)
+            logp, ent = token_logprobs(self.model, batch, temperature, with_entropy, self.chunk_tokens)
         return logp, (ent if ent is not None else logp.new_zeros(0))
 
 

@@ -1,13 +1,13 @@
 """The training run: set-up, the SFT warm-up, then GRPO steps (DeepSeekMath Algorithm 1).
 
-One GRPO step, top to bottom:
-  1. take `questions_per_step` questions and sample G completions each from π_old (the current policy)
-  2. score them (outcome or process rewards) and compute advantages
-  3. cache log-probs under π_old (only needed when μ > 1) and under the frozen reference π_ref
-  4. μ = `num_iterations` policy updates on the GRPO loss, gradient clipping
-  5. log metrics / samples, evaluate, checkpoint, and every `ref_reset_steps` set π_ref ← π_θ
+One GRPO step reads top to bottom as `_collect` → `_score` → `_update` → `_record`:
+  collect  take `questions_per_step` questions from the task and sample G completions each from π_old (the
+           current policy), reward them (outcome or process) and compute advantages (context.roll_out)
+  score    log-probs under the frozen reference π_ref, and under π_old when μ > 1
+  update   μ = `num_iterations` policy updates on the GRPO loss, gradient clipping
+  record   metrics / samples, evaluation; then every `ref_reset_steps` π_ref ← π_θ (iterative RL)
 Between steps the loop obeys control requests from stdin (pause, resume, stop, save_checkpoint) and answers
-inspection requests (sample_group, score, compare: grpo/inspector.py) with the live policy and reference.
+inspection requests (sample_group, score, compare: grpo/inspector.py) in the very context it trains in.
 """
 
 from __future__ import annotations
@@ -19,17 +19,16 @@ import random
 import shutil
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from . import (algorithm, checkpoint, data, distributed, engines, inspector, logprobs, microbatch, models,
-               onnx_export, prompts, protocol, sft, verify)
+from . import algorithm, checkpoint, context, distributed, groups, inspector, logprobs, microbatch, onnx_export, \
+    protocol, sft
 from .config import Config
 from .progress import Progress
-from .rewards import Rewarder
 from .rundir import RunDir
-from .tasks import arith
 
 log = logging.getLogger("grpo")
 
@@ -46,33 +45,60 @@ def pick_device(setting: str) -> torch.device:
     return torch.device("cpu")
 
 
-def char_to_token_ends(tokenizer, completion_ids: list[int], char_ends: list[int]) -> list[int]:
-    """Map character indices in the decoded completion to the index of the token that holds them."""
-    cum, out, total = [], [], 0
-    for tid in completion_ids:
-        total += len(tokenizer.decode([tid], skip_special_tokens=True))
-        cum.append(total)  # characters covered after this token
-    for end in char_ends:
-        idx = next((i for i, c in enumerate(cum) if c > end), len(cum) - 1)
-        out.append(idx)
-    return out
+@dataclass
+class Scores:
+    """A collected batch's log-probs before any update: π_ref, and π_old when μ > 1."""
+
+    ref_logp: torch.Tensor
+    old_logp: torch.Tensor | None
+
+
+@dataclass
+class Update:
+    """What the μ policy updates of one step did."""
+
+    logp: torch.Tensor            # π_θ's log-probs in the first update (π_ref's if none ran)
+    entropy: torch.Tensor
+    losses: list[float]
+    grad_norms: list[float]
+    stats: dict[str, float]
+    learning_rate: float
+    skipped: bool                 # a non-finite loss or gradient: no update was applied
+    seconds: float
 
 
 class Trainer:
     def __init__(self, cfg: Config, run: RunDir, requests: protocol.Requests | None, resume: bool = False,
                  progress: Progress | None = None):
+        """Every piece of the trainer's state is named here; `setup` fills it from the settings and the
+        checkpoint it resumes from."""
         self.cfg, self.run, self.requests = cfg, run, requests
         self.progress = progress or Progress(enabled=False)
         self.resume = resume
         self.device = pick_device(cfg.device)
+        # what trains: the policy context (policy, reference, tokenizer, task, prompts, rewarder, engine) and
+        # the training forward (chunked log-probs, in DDP under torchrun)
+        self.ctx: context.PolicyContext | None = None
+        self.scorer = None
+        self.opt = self.sched = None
+        # where it is
+        self.phase = "setup"
         self.step = 0
         self.sft_step = 0
-        self.phase = "setup"
+        self.ref_reset_at: int | None = None  # step of the last π_ref ← π_θ (None: the reference is step_000000)
+        self.last_eval_step: int | None = None
+        self._latest: Path | None = None       # the checkpoint resumed from
+        self.state: dict = {}                  # its trainer_state.json
+        # random streams (seeded in setup, saved in checkpoints)
+        self.data_rng = random.Random(cfg.seed + distributed.seed_offset())
+        self.sample_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + distributed.seed_offset())
+        # time and control
+        self.grpo_t0 = 0.0
+        self.elapsed_before = 0.0
         self.paused_time = 0.0
         self.nonfinite_in_row = 0
         self.stop_requested = False
         self.save_requested = False
-        self.ref_reset_at = None  # step of the last π_ref ← π_θ (None: the reference is step_000000)
         self.exporter = onnx_export.Exporter()
         self.onnx_skip: str | None = None if cfg.onnx_export else "onnx_export is off"
 
@@ -80,36 +106,29 @@ class Trainer:
     def setup(self) -> None:
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
-        self.data_rng = random.Random(cfg.seed + distributed.seed_offset())
-        self.sample_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + distributed.seed_offset())
-        self.dataset = data.load(cfg.task, cfg.eval_size, cfg.seed, cfg.question_column, cfg.answer_column,
-                                 cfg.answer_format)
-        if self.dataset.bad_rows:
-            self.run.event("warning", 0, code="bad_rows", count=self.dataset.bad_rows,
-                           message=f"skipped {self.dataset.bad_rows} bad rows in {cfg.task}")
-        self.check = verify.checker(verify.resolve(cfg.verifier, cfg.task))
-        self.rewarder = Rewarder(cfg.task, cfg.reward, cfg.reward_function, verify.resolve(cfg.verifier, cfg.task))
-
         latest = self.run.latest_checkpoint() if self.resume else None
         if self.resume and latest is None:
             log.info("no checkpoint to resume from in %s; starting from scratch", self.run.path)
-        source = str(latest) if latest is not None else cfg.model
-        self.policy, self.tokenizer = models.load(source, cfg.seed, self.device, models.Options.from_config(cfg))
-        self.policy.train()
-        self.lora = models.is_lora(self.policy)
-        self.dtype = models.compute_dtype(cfg.dtype, self.device)
-        self.prompt_text = prompts.formatter(self.tokenizer, "off" if cfg.model == models.BUILTIN else cfg.chat_template,
-                                             cfg.system_prompt)
-        self.engine = engines.make(cfg.rollout_engine, self.device, self.dtype,
-                                   None if cfg.model == models.BUILTIN else cfg.model)
-        # the training forward (log-probs, chunked over the vocabulary), wrapped in DDP under torchrun
-        self.scorer = distributed.wrap(logprobs.Scorer(self.policy, cfg.logprob_chunk_tokens, self.dtype), self.device)
+        self.ctx = context.for_training(cfg, self.device, str(latest) if latest is not None else cfg.model)
+        if self.ctx.task.bad_rows:
+            self.run.event("warning", 0, code="bad_rows", count=self.ctx.task.bad_rows,
+                           message=f"skipped {self.ctx.task.bad_rows} bad rows in {cfg.task}")
+        self.ctx.policy.train()
+        self.scorer = distributed.wrap(logprobs.Scorer(self.policy, cfg.logprob_chunk_tokens, self.ctx.dtype), self.device)
         self.state = checkpoint.read_state(latest) if latest is not None else {}
         self.phase = self.state.get("phase", "sft")
         self.step = self.state.get("step", 0)
         self.sft_step = self.state.get("sft_step", 0)
         self.ref_reset_at = self.state.get("ref_reset_at")
         self._latest = latest
+
+    @property
+    def policy(self):
+        return self.ctx.policy
+
+    @property
+    def tokenizer(self):
+        return self.ctx.tokenizer
 
     def _restore_training_state(self, phase: str) -> None:
         """Continue `phase` where the resumed checkpoint left it: optimizer, scheduler and RNG streams."""
@@ -157,7 +176,7 @@ class Trainer:
     def _apply(self, msg: dict) -> None:
         kind = msg["type"]
         if kind in protocol.INSPECT_TYPES:
-            self.run.stream.send(protocol.RESPONSE, id=msg.get("id"), **inspector.answer(self._target(), msg))
+            self.run.stream.send(protocol.RESPONSE, id=msg.get("id"), **inspector.answer(self.ctx, self._source(), msg))
             return
         if kind == protocol.PAUSE and self.run.status.get("state") == protocol.RUNNING:
             self.run.update(state=protocol.PAUSED)
@@ -170,22 +189,17 @@ class Trainer:
         self.run.event("control", self.step, action=kind)
         self.run.stream.send(protocol.RESPONSE, id=msg.get("id"), ok=True, result={"action": kind})
 
-    def _target(self) -> inspector.Target:
-        """The live policy and reference for inspection requests. Before GRPO starts the reference is not
-        fixed yet (it becomes the policy as SFT leaves it), so the policy stands in for it."""
-        ref = getattr(self, "ref", None)
-        if getattr(self, "lora", False):
-            # TODO(issue 5): score the reference with the adapters disabled instead
-            where = "the policy itself (LoRA runs: reference inspection is not supported yet)"
-        elif ref is None:
+    def _source(self) -> context.Source:
+        """What inspection requests are answered against, in words: the live policy and its reference."""
+        if self.ctx.lora:
+            where = "the base model with adapters disabled (LoRA)"
+        elif self.phase != "grpo":
             where = "the policy itself (the reference is fixed when GRPO starts)"
         elif self.ref_reset_at is None:
             where = "step_000000 (the policy when GRPO started)"
         else:
             where = f"the policy at step {self.ref_reset_at} (iterative RL)"
-        return inspector.Target(policy=self.policy, reference=ref if ref is not None else self.policy,
-                                tokenizer=self.tokenizer, settings=self.cfg, step=self.step, checkpoint=None,
-                                phase=self.phase, reference_source=where, rewarder=self.rewarder)
+        return context.Source(checkpoint=None, step=self.step, phase=self.phase, reference=where)
 
     def request_stop(self, *_: object) -> None:
         self.stop_requested = True
@@ -239,7 +253,7 @@ class Trainer:
             if not distributed.is_main():
                 return ""
         state = {"sft_step": self.sft_step, "ref_reset_at": self.ref_reset_at}
-        ref = self.ref if (self.phase == "grpo" and self.ref_reset_at is not None) else None
+        ref = self.ctx.reference if (self.phase == "grpo" and self.ref_reset_at is not None) else None
         return checkpoint.save(self.run, step=self.step, phase=self.phase, policy=self.policy,
                                tokenizer=self.tokenizer, optimizer=self.opt, scheduler=self.sched, rng=rng,
                                trainer_state=state, ref=ref, before_commit=self._export_onnx)
@@ -258,7 +272,7 @@ class Trainer:
         if self.onnx_skip is not None:
             return
         name = tmp.name[: -len(".tmp")]
-        ref = getattr(self, "ref", None) if self.phase == "grpo" else None
+        ref = self.ctx.reference if self.phase == "grpo" else None
         t0 = time.time()
         try:
             self.exporter.export(tmp / "onnx", self.policy, ref if ref is not None else self.policy, self.tokenizer,
@@ -276,24 +290,24 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ SFT
     def _sft(self) -> bool:
-        """The paper's SFT stage on generated worked solutions. False if stopped before it ended."""
-        cfg = self.cfg
+        """The paper's SFT stage on the task's worked solutions. False if stopped before it ended."""
+        cfg, task = self.cfg, self.ctx.task
         self.opt, self.sched = self._make_optimizer(cfg.sft_learning_rate, cfg.sft_steps,
                                                     min(50, cfg.sft_steps // 10), "cosine")
         self._restore_training_state("sft")
-        if cfg.sft_steps and not self.dataset.generated:
+        if cfg.sft_steps and not task.has_solutions:
             log.info("SFT needs worked solutions; task %s has none, so the SFT stage is skipped", cfg.task)
         if self.sft_step == 0:
             self.run.event("phase", 0, phase="sft", steps=cfg.sft_steps)
         self.run.update(phase="sft", sft_step=self.sft_step)
         t0 = time.time()
-        while self.sft_step < cfg.sft_steps and self.dataset.generated:
+        while self.sft_step < cfg.sft_steps and task.has_solutions:
             self._control()
             if self.stop_requested:
                 return False
-            rows = self.dataset.batch(self.data_rng, cfg.sft_batch_size)
-            batch = sft.teacher_batch(self.tokenizer, [sft.prompt_text(r["question"]) for r in rows],
-                                      [arith.worked_solution(r["question"]) for r in rows], self.device)
+            rows = task.questions(self.data_rng, cfg.sft_batch_size)
+            batch = sft.teacher_batch(self.tokenizer, [self.ctx.prompt(r["question"]) for r in rows],
+                                      [task.solution(r["question"]) for r in rows], self.device)
             loss = sft.sft_loss(self.scorer, batch)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -307,8 +321,7 @@ class Trainer:
                                      loss=loss.item(), elapsed=elapsed)
                 self.run.update(sft_step=self.sft_step)
                 self.progress.show("sft", self.sft_step, cfg.sft_steps, elapsed, loss=loss.item())
-        acc, _ = sft.greedy_accuracy(self.policy, self.tokenizer, self.dataset.held_out, cfg.max_completion_length,
-                                     prompt_fn=self.prompt_text, check=self.check, engine=self.engine)
+        acc, _ = self.ctx.greedy_accuracy(task.held_out())
         self.run.event("phase", 0, phase="grpo", sft_accuracy=acc)
         log.info("SFT done: held-out greedy accuracy %.3f", acc)
         self.phase = "grpo"
@@ -317,19 +330,22 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ GRPO
     def _grpo_setup(self) -> None:
+        """Fix the reference, make the GRPO optimizer. LoRA: the reference is the base model with adapters
+        disabled (no second copy of the weights); otherwise a frozen copy of the policy as GRPO starts (or,
+        on resume, step_000000 or the checkpoint's ref/ after an iterative-RL reset)."""
         cfg = self.cfg
         self.phase = "grpo"
-        # LoRA: the reference is the base model with adapters disabled (no second copy of the weights)
-        self.ref = None if self.lora else copy.deepcopy(self.policy).eval().requires_grad_(False).to(self.dtype)
-        ckpts = self.run.path / "checkpoints"
-        if self.ref is None:
-            pass
-        elif self.ref_reset_at is not None and self._latest is not None and (self._latest / "ref").is_dir():
-            ref, _ = models.load(str(self._latest / "ref"), cfg.seed, self.device)
-            self.ref.load_state_dict(ref.state_dict())
-        elif self.step > 0 and (ckpts / "step_000000").is_dir():
-            ref, _ = models.load(str(ckpts / "step_000000"), cfg.seed, self.device)
-            self.ref.load_state_dict(ref.state_dict())
+        if not self.ctx.lora:
+            ref = copy.deepcopy(self.policy).eval().requires_grad_(False).to(self.ctx.dtype)
+            ckpts = self.run.path / "checkpoints"
+            saved = None
+            if self.ref_reset_at is not None and self._latest is not None and (self._latest / "ref").is_dir():
+                saved = self._latest / "ref"
+            elif self.step > 0 and (ckpts / "step_000000").is_dir():
+                saved = ckpts / "step_000000"
+            if saved is not None:
+                ref.load_state_dict(models.load(str(saved), cfg.seed, self.device)[0].state_dict())
+            self.ctx.reference = ref
         self.opt, self.sched = self._make_optimizer(cfg.learning_rate, cfg.max_steps, cfg.warmup_steps,
                                                     cfg.lr_scheduler_type)
         self._restore_training_state("grpo")
@@ -338,105 +354,96 @@ class Trainer:
         self.last_eval_step = None
         self.run.update(phase="grpo", step=self.step)
 
-    def _ref_logprobs(self, batch):
-        if self.ref is None:
-            self.policy.eval()
-            out = logprobs.score(logprobs.Scorer(self.policy, self.cfg.logprob_chunk_tokens, self.dtype), batch,
-                                 self.cfg.temperature, disable_adapter=True)
-            self.policy.train()
-            return out
-        return logprobs.score(logprobs.Scorer(self.ref, self.cfg.logprob_chunk_tokens, self.dtype), batch,
-                              self.cfg.temperature)
-
     def _evaluate(self) -> float:
         if not distributed.is_main():  # rank 0 evaluates; the others wait at the next collective
             self.last_eval_step = self.step
             return float("nan")
-        acc, _ = sft.greedy_accuracy(self.policy, self.tokenizer, self.dataset.held_out, self.cfg.max_completion_length,
-                                     prompt_fn=self.prompt_text, check=self.check, engine=self.engine)
+        held_out = self.ctx.task.held_out()
+        acc, _ = self.ctx.greedy_accuracy(held_out)
         self.last_eval_step = self.step
-        self.run.event("eval", self.step, accuracy=acc, n=len(self.dataset.held_out))
+        self.run.event("eval", self.step, accuracy=acc, n=len(held_out))
         return acc
 
     def _grpo_step(self) -> None:
-        cfg, tok = self.cfg, self.tokenizer
-        G, dev = cfg.num_generations, self.device
         t_start = time.time()
+        group = self._collect()
+        t_generate = time.time() - t_start
+        scores = self._score(group)
+        update = self._update(group, scores)
+        if update is None:  # too many non-finite steps in a row: the run has failed
+            return
+        self.step += 1
+        self._record(group, scores, update, t_start, t_generate)
+        self._reset_reference()
 
-        # 1. questions → G completions each from π_old
-        rows, prompt_ids = [], []
-        skipped = 0
+    def _questions(self) -> tuple[list[dict], list[list[int]]]:
+        """`questions_per_step` task rows with their prompts (text and ids); prompts longer than
+        max_prompt_length are skipped and counted."""
+        cfg = self.cfg
+        rows, prompt_ids, skipped = [], [], 0
         while len(rows) < cfg.questions_per_step:
-            for r in self.dataset.batch(self.data_rng, cfg.questions_per_step - len(rows)):
-                ids = sft.encode(tok, self.prompt_text(r["question"]))
+            for r in self.ctx.task.questions(self.data_rng, cfg.questions_per_step - len(rows)):
+                text = self.ctx.prompt(r["question"])
+                ids = sft.encode(self.tokenizer, text)
                 if len(ids) > cfg.max_prompt_length:
                     skipped += 1
                     if skipped > 100 * cfg.questions_per_step:
                         raise ValueError("setting 'max_prompt_length': every prompt is longer than it")
                     continue
-                rows.append({**r, "prompt": self.prompt_text(r["question"])})
+                rows.append({**r, "prompt": text})
                 prompt_ids.append(ids)
         if skipped:
             self.run.event("warning", self.step, code="long_prompts", count=skipped,
                            message=f"skipped {skipped} prompts longer than max_prompt_length")
-        self.policy.eval()
-        batch = self.engine.generate(self.policy, [p for p in prompt_ids for _ in range(G)],
-                                     max_new_tokens=cfg.max_completion_length, eos_id=tok.eos_token_id,
-                                     pad_id=tok.pad_token_id, temperature=cfg.temperature, top_p=cfg.top_p,
-                                     generator=self.sample_gen)
-        self.policy.train()
-        texts = tok.batch_decode(batch.completion_ids, skip_special_tokens=True)
-        questions = [r["question"] for r in rows for _ in range(G)]
-        answers = [r["answer"] for r in rows for _ in range(G)]
+        return rows, prompt_ids
 
-        # 2. rewards and advantages
-        scored = self.rewarder(questions, texts, answers)
-        if scored.errors:
-            self.run.event("warning", self.step, code="reward_error", count=len(scored.errors),
-                           message=f"reward function failed on {len(scored.errors)} samples: {scored.errors[0]}")
-        rewards = torch.tensor(scored.rewards, dtype=torch.float32).view(-1, G)
-        mask = batch.completion_mask.float()
-        advantages, seq_adv, step_ends_tok = compute_advantages(tok, batch, scored, G, cfg.reward, cfg.scale_rewards)
-        advantages = advantages.to(dev)
-        t_generate = time.time() - t_start
+    def _collect(self) -> context.Group:
+        """Questions → G completions each from π_old → rewards → advantages."""
+        rows, prompt_ids = self._questions()
+        group = self.ctx.roll_out(rows, prompt_ids, self.cfg.num_generations, self.sample_gen)
+        if group.scored.errors:
+            errors = group.scored.errors
+            self.run.event("warning", self.step, code="reward_error", count=len(errors),
+                           message=f"reward function failed on {len(errors)} samples: {errors[0]}")
+        group.advantages = group.advantages.to(self.device)
+        return group
 
-        # 3. π_old and π_ref log-probs (no grad)
-        with torch.no_grad():
-            ref_logp = microbatch.score_in_parts(lambda b: self._ref_logprobs(b)[0], batch, cfg.micro_batch_size)
-            old_logp = None
-            if cfg.num_iterations > 1:
-                self.policy.eval()
-                old_logp = microbatch.score_in_parts(lambda b: logprobs.score(self.scorer, b, cfg.temperature)[0],
-                                                     batch, cfg.micro_batch_size)
-                self.policy.train()
+    def _score(self, group: context.Group) -> Scores:
+        """π_ref's log-probs (and π_old's when μ > 1), no gradients."""
+        T = self.cfg.temperature
+        old = self.ctx.score(group.batch, T)[0] if self.cfg.num_iterations > 1 else None
+        return Scores(ref_logp=self.ctx.score(group.batch, T, reference=True)[0], old_logp=old)
 
-        # 4. μ policy updates
-        t_train0 = time.time()
+    def _update(self, group: context.Group, scores: Scores) -> Update | None:
+        """μ policy updates (forward + backward micro-batched; gradients accumulate to the whole batch's).
+        None when the run fails on too many non-finite steps in a row."""
+        cfg = self.cfg
+        t0 = time.time()
+        mask = group.batch.completion_mask.float()
+        logp, entropy = scores.ref_logp, torch.zeros_like(scores.ref_logp)  # recorded if no update runs
         losses, grad_norms, stats_acc = [], [], []
-        first_logp, entropy = ref_logp, torch.zeros_like(ref_logp)  # what is recorded if no update runs
         lr = self.opt.param_groups[0]["lr"]
-        skipped_update = False
+        skipped = False
         for it in range(cfg.num_iterations):
-            # forward + backward, micro-batched (gradients accumulate to the whole batch's)
-            out = microbatch.forward_backward(self.scorer, batch, old_logp, ref_logp, advantages, mask, cfg,
-                                              with_entropy=(it == 0), zero_grad=self.opt.zero_grad)
+            out = microbatch.forward_backward(self.scorer, group.batch, scores.old_logp, scores.ref_logp,
+                                              group.advantages, mask, cfg, with_entropy=(it == 0),
+                                              zero_grad=self.opt.zero_grad)
             if out is None:
-                skipped_update = True
+                skipped = True
                 break
-            logp, ent, loss, stats = out
+            it_logp, ent, loss, stats = out
             if it == 0:
-                entropy = ent
-                first_logp = logp
+                logp, entropy = it_logp, ent
             gn = torch.nn.utils.clip_grad_norm_(self.policy.parameters(),
                                                 cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
             if not torch.isfinite(gn):
-                skipped_update = True
+                skipped = True
                 break
             self.opt.step()
             losses.append(loss.item())
             grad_norms.append(gn.item())
             stats_acc.append(stats)
-        if skipped_update:
+        if skipped:
             self.opt.zero_grad(set_to_none=True)
             self.nonfinite_in_row += 1
             self.run.event("warning", self.step, code="nonfinite_loss", count=self.nonfinite_in_row,
@@ -446,22 +453,23 @@ class Trainer:
                 self.run.event("error", self.step, message=msg)
                 self._save()
                 self.run.update(state=protocol.FAILED, error=msg)
-                return
+                return None
         else:
             self.nonfinite_in_row = 0
         self.sched.step()
-        self.engine.sync(self.policy)
-        self.step += 1
-        t_train = time.time() - t_train0
+        self.ctx.engine.sync(self.policy)
+        stats = {k: sum(s[k].item() for s in stats_acc) / len(stats_acc) for k in stats_acc[0]} if stats_acc else {}
+        return Update(logp, entropy, losses, grad_norms, stats, lr, skipped, time.time() - t0)
 
-        # 5. record
-        tokens = float(mask.sum())
-        stats = {k: sum(s[k].item() for s in stats_acc) / max(1, len(stats_acc)) for k in stats_acc[0]} \
-            if stats_acc else {}
-        kl_tok = algorithm.kl_k3(first_logp, ref_logp) if not skipped_update else torch.zeros_like(mask)
-        adv_tok = (advantages if advantages.dim() == 2 else advantages[:, None].expand_as(mask))
-        sel = mask.bool()
-        adv_vals = adv_tok[sel].float()
+    def _record(self, group: context.Group, scores: Scores, update: Update, t_start: float,
+                t_generate: float) -> None:
+        """The step's metrics row, its logged group, evaluation, status and progress."""
+        cfg, G, batch, scored = self.cfg, self.cfg.num_generations, group.batch, group.scored
+        mask = batch.completion_mask.float()
+        rewards = torch.tensor(scored.rewards, dtype=torch.float32).view(-1, G)
+        kl_tok = algorithm.kl_k3(update.logp, scores.ref_logp) if not update.skipped else torch.zeros_like(mask)
+        adv = group.advantages
+        adv_vals = (adv if adv.dim() == 2 else adv[:, None].expand_as(mask))[mask.bool()].float()
         lens = batch.lengths.float()
         elapsed = time.time() - self.grpo_t0 - self.paused_time + self.elapsed_before
         row = {
@@ -470,18 +478,20 @@ class Trainer:
             "accuracy": sum(scored.correct) / len(scored.correct),
             "frac_reward_zero_std": (rewards == rewards[:, :1]).all(1).float().mean().item(),
             "kl": algorithm.masked_mean(kl_tok, mask).item(),
-            "clip_ratio/low": stats.get("clip_ratio/low", 0.0), "clip_ratio/high": stats.get("clip_ratio/high", 0.0),
-            "clip_ratio/region": stats.get("clip_ratio/region", 0.0),
-            "entropy": algorithm.masked_mean(entropy, mask).item() if entropy is not None else 0.0,
-            "loss": sum(losses) / len(losses) if losses else float("nan"),
-            "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else float("nan"),
-            "learning_rate": lr,
+            "clip_ratio/low": update.stats.get("clip_ratio/low", 0.0),
+            "clip_ratio/high": update.stats.get("clip_ratio/high", 0.0),
+            "clip_ratio/region": update.stats.get("clip_ratio/region", 0.0),
+            "entropy": algorithm.masked_mean(update.entropy, mask).item() if update.entropy is not None else 0.0,
+            "loss": sum(update.losses) / len(update.losses) if update.losses else float("nan"),
+            "grad_norm": sum(update.grad_norms) / len(update.grad_norms) if update.grad_norms else float("nan"),
+            "learning_rate": update.learning_rate,
             "completion_length/mean": lens.mean().item(), "completion_length/max": lens.max().item(),
             "truncated_ratio": batch.truncated.float().mean().item(),
-            "advantage/mean": adv_vals.mean().item(), "advantage/std": adv_vals.std().item() if adv_vals.numel() > 1 else 0.0,
+            "advantage/mean": adv_vals.mean().item(),
+            "advantage/std": adv_vals.std().item() if adv_vals.numel() > 1 else 0.0,
             "advantage/min": adv_vals.min().item(), "advantage/max": adv_vals.max().item(),
-            "time/generate": t_generate, "time/train": t_train,
-            "tokens_per_second": tokens / max(1e-9, time.time() - t_start),
+            "time/generate": t_generate, "time/train": update.seconds,
+            "tokens_per_second": float(mask.sum()) / max(1e-9, time.time() - t_start),
         }
         if cfg.reward == "process":
             flat = [r for rs in scored.step_rewards for r in rs]
@@ -492,69 +502,20 @@ class Trainer:
         if self.step % cfg.logging_steps == 0 or self.step == cfg.max_steps:
             self.run.metrics(row)
         if cfg.log_samples_steps and (self.step % cfg.log_samples_steps == 0 or self.step == 1):
-            self.run.samples(group_record(tok, self.step, rows[0], range(G), batch, texts, scored, seq_adv,
-                                          advantages, first_logp, old_logp, ref_logp, entropy, step_ends_tok))
+            self.run.samples(groups.group_record(
+                self.tokenizer, self.step, group.rows[0], range(G), batch, group.texts, scored, group.seq_adv,
+                group.advantages, update.logp, scores.old_logp, scores.ref_logp, update.entropy, group.step_ends))
         self.run.update(step=self.step, grpo_elapsed=elapsed)
         self.progress.show("grpo", self.step, cfg.max_steps, elapsed, reward=row["reward/mean"],
                            accuracy=row["accuracy"], kl=row["kl"])
 
-        # iterative RL: the reference becomes the current policy
+    def _reset_reference(self) -> None:
+        """Iterative RL: every `ref_reset_steps` the reference becomes the current policy."""
+        cfg = self.cfg
         if cfg.ref_reset_steps and self.step % cfg.ref_reset_steps == 0 and self.step < cfg.max_steps:
-            self.ref.load_state_dict(self.policy.state_dict())
+            self.ctx.reference.load_state_dict(self.policy.state_dict())
             self.ref_reset_at = self.step
             self.run.event("ref_reset", self.step)
-
-
-def compute_advantages(tokenizer, batch, scored, G: int, supervision: str, scale_rewards: str):
-    """Advantages exactly as training uses them: outcome → one value per completion [N] (group-centred,
-    scaled per `scale_rewards`); process → per token [N, T] from the step rewards (token-mapped step ends).
-    Returns (advantages, per-completion advantage, step ends in tokens or None)."""
-    if supervision != "process":
-        rewards = torch.tensor(scored.rewards, dtype=torch.float32).view(-1, G)
-        seq_adv = algorithm.scaled_advantages(rewards, scale_rewards).view(-1)
-        return seq_adv, seq_adv, None
-    lengths = batch.lengths.tolist()
-    ids_list = batch.completion_ids.tolist()
-    step_ends_tok = [char_to_token_ends(tokenizer, ids[:n], ends)
-                     for ids, n, ends in zip(ids_list, lengths, scored.step_ends)]
-    per_completion = []
-    for g in range(len(lengths) // G):
-        sl = slice(g * G, (g + 1) * G)
-        per_completion += algorithm.process_advantages(scored.step_rewards[sl], step_ends_tok[sl], lengths[sl],
-                                                       scale=scale_rewards != "none")
-    advantages = torch.zeros(batch.completion_mask.shape, dtype=torch.float32)
-    for i, a in enumerate(per_completion):
-        advantages[i, : len(a)] = a
-    seq_adv = torch.stack([a[0] if len(a) else torch.tensor(0.0) for a in per_completion])
-    return advantages, seq_adv, step_ends_tok
-
-
-def group_record(tokenizer, step: int, row: dict, idx: range, batch, texts, scored, seq_adv, advantages, logp,
-                 old_logp, ref_logp, entropy, step_ends_tok) -> dict:
-    """One whole group (completions `idx` of the batch) with per-token arrays: a samples.jsonl record,
-    also what `grpo sample` prints and the inspector shows."""
-    old = logp if old_logp is None else old_logp
-    kl = algorithm.kl_k3(logp, ref_logp)
-    adv_tok = advantages if advantages.dim() == 2 else advantages[:, None].expand_as(logp)
-    per_token = []
-    for i in idx:
-        n = int(batch.lengths[i])
-        ids = batch.completion_ids[i, :n].tolist()
-        r6 = lambda t: [round(float(x), 6) for x in t[i, :n].tolist()]  # noqa: E731
-        per_token.append({"text": tokenizer.convert_ids_to_tokens(ids), "logp": r6(logp), "old_logp": r6(old),
-                          "ref_logp": r6(ref_logp), "kl": r6(kl), "advantage": r6(adv_tok), "entropy": r6(entropy)})
-    rec = {
-        "step": step, "question": row["question"], "answer": row["answer"],
-        "prompt": row.get("prompt") or sft.prompt_text(row["question"]),
-        "completions": [texts[i] for i in idx], "rewards": [scored.rewards[i] for i in idx],
-        "correct": [scored.correct[i] for i in idx],
-        "advantages": [round(float(seq_adv[i]), 6) for i in idx],
-        "truncated": [bool(batch.truncated[i]) for i in idx], "tokens": per_token,
-    }
-    if scored.step_rewards:
-        rec["step_rewards"] = [scored.step_rewards[i] for i in idx]
-        rec["step_ends"] = [step_ends_tok[i] for i in idx]
-    return rec
 
 
 def run_training(cfg: Config, run_dir: Path, stream: protocol.Stream, resume: bool, progress: Progress) -> int:

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import sft
+from . import prompts
 
 FORMAT = 1
 OPSET = 23  # the first opset with Attention (is_causal), RMSNormalization and RotaryEmbedding
@@ -107,7 +107,7 @@ def tokenizer_description(tokenizer, max_length: int, max_prompt_length: int | N
         "unk_token_id": tokenizer.unk_token_id, "bos_token_id": tokenizer.bos_token_id,
         "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id,
         "add_bos": False,
-        "prompt_template": sft.prompt_text("{question}"),
+        "prompt_template": prompts.plain("{question}"),
         "max_length": int(max_length),
     }
     if max_prompt_length is not None:

@@ -1,16 +1,22 @@
 """How a question becomes the prompt text the model continues.
 
-Without a chat template the prompt is the question and a newline (the built-in model's format). A chat
-model is prompted the way it was tuned: its tokenizer's chat template over an optional system message and
-the question as the user's turn, ending with the assistant's header (`add_generation_prompt`). The template
-writes any special tokens itself, so prompts are encoded with `add_special_tokens=False`.
+The task words the question (`Task.prompt`); this module frames it. Without a chat template the prompt is
+those words and a newline (the built-in model's format). A chat model is prompted the way it was tuned: its
+tokenizer's chat template over an optional system message and the task's words as the user's turn, ending
+with the assistant's header (`add_generation_prompt`). The template writes any special tokens itself, so
+prompts are encoded with `add_special_tokens=False`.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
-from .tasks import arith
+from .tasks import Task
+
+
+def plain(text: str) -> str:
+    """The frame without a chat template: the text and a newline."""
+    return text + "\n"
 
 
 def uses_chat_template(tokenizer, setting: str) -> bool:
@@ -20,14 +26,17 @@ def uses_chat_template(tokenizer, setting: str) -> bool:
     return has if setting == "auto" else setting == "on"
 
 
-def formatter(tokenizer, setting: str = "off", system_prompt: str = "") -> Callable[[str], str]:
+def formatter(tokenizer, setting: str = "off", system_prompt: str = "", task: Task | None = None
+              ) -> Callable[[str], str]:
     """A function question -> prompt text."""
+    words = task.prompt if task is not None else (lambda q: q)
     if not uses_chat_template(tokenizer, setting):
-        return arith.prompt_for
+        return lambda question: plain(words(question))
 
     def chat(question: str) -> str:
         messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-        messages.append({"role": "user", "content": question})
+        messages.append({"role": "user", "content": words(question)})
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     return chat
+

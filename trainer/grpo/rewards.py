@@ -1,4 +1,5 @@
-"""Rewards behind one interface: the task's own checker, or a user function `module:function`.
+"""Rewards behind one interface: the configured verifier's verdict, or a user function `module:function`;
+under process supervision also the task's step rewards.
 
 A user function is called as fn(questions, completions, answers) -> list of floats. If it raises or
 returns something unusable, every sample of that call is retried one at a time so that one bad sample
@@ -7,31 +8,12 @@ cannot poison the rest; each failing sample gets reward 0 and is counted, never 
 
 from __future__ import annotations
 
-import importlib
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import verify
-from .tasks import arith
-
-_NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?")  # 1,000.5 or 1000.5
-
-
-def answer_matches(completion: str, answer: str) -> bool:
-    """The `####` marker's value, else the last number in the completion (thousands separators allowed),
-    compared numerically with the answer."""
-    got = verify.marked_answer(completion)
-    if got is None:
-        nums = _NUMBER.findall(completion)
-        got = nums[-1].replace(",", "") if nums else None
-    if got is None:
-        return False
-    try:
-        return math.isclose(float(got), float(answer.replace(",", "")), rel_tol=0, abs_tol=1e-9)
-    except ValueError:
-        return got.strip() == answer.strip()
+from . import plugins, verify
+from .tasks import Task
 
 
 @dataclass
@@ -44,21 +26,23 @@ class Scored:
 
 
 def load_user_function(spec: str) -> Callable:
-    module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as e:  # noqa: BLE001 - report any import failure with the setting's name
-        raise ValueError(f"setting 'reward_function': cannot import {module_name!r}: {e}") from None
-    fn = getattr(module, attr, None)
+    fn = plugins.load_object(spec, "reward_function")
     if not callable(fn):
-        raise ValueError(f"setting 'reward_function': {module_name!r} has no callable {attr!r}")
+        raise ValueError(f"setting 'reward_function': {spec} is not callable")
     return fn
 
 
 class Rewarder:
-    def __init__(self, task: str, supervision: str, user_function: str = "", verifier: str = "number"):
-        if supervision == "process" and task != "arith":
-            raise ValueError("setting 'reward': process supervision needs a task with a step checker (arith)")
+    """Training's rewards: `verifier` (verify.py) judges each completion right or wrong (the `accuracy`
+    metric); the reward is that verdict, or the user function's value; `supervision="process"` adds the
+    task's per-step rewards."""
+
+    def __init__(self, verifier: str = "number", supervision: str = "outcome", user_function: str = "",
+                 task: Task | None = None):
+        if supervision == "process" and (task is None or not task.has_steps):
+            name = task.name if task is not None else "none"
+            raise ValueError(f"setting 'reward': process supervision needs a task with a step checker (arith); "
+                             f"task {name!r} has none")
         self.task, self.supervision = task, supervision
         self.user_fn = load_user_function(user_function) if user_function else None
         self.check = verify.checker(verifier)
@@ -73,7 +57,7 @@ class Rewarder:
         scored = Scored(rewards, correct, errors=errors)
         if self.supervision == "process":
             for q, c in zip(questions, completions):
-                rs, ends = arith.process_rewards(q, c)
+                rs, ends = self.task.steps(q, c)
                 scored.step_rewards.append(rs)
                 scored.step_ends.append(ends)
         return scored

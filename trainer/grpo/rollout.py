@@ -1,9 +1,9 @@
-"""Sampling groups from the policy and scoring tokens under a model.
+"""Sampling groups from the policy, and the batch layout everything downstream scores (`Batch`).
 
 `sample` is an incremental decoding loop over a transformers causal LM with a KV cache (`DynamicCache`):
 the prompt is encoded once, then one token per step is fed for every unfinished sequence. `use_cache=False`
 re-runs the whole prefix each step; it exists as the baseline the benchmark measures against.
-`token_logprobs` scores given completions in one teacher-forced forward pass (the training path).
+Scoring given completions (teacher-forced log-probabilities) is logprobs.py's.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from transformers import DynamicCache
 
 
@@ -104,28 +103,3 @@ def sample(model, prompts: list[list[int]], *, max_new_tokens: int, eos_id: int,
     completion_mask = (~after_eos).long()
     truncated = ~is_eos.any(1)
     return Batch(prompt_ids, prompt_mask, completion, completion_mask, truncated)
-
-
-def token_logprobs(model, batch: Batch, temperature: float = 1.0, with_entropy: bool = False,
-                   chunk_tokens: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Log-probabilities [N, C] of the completion tokens under `model` (logits / temperature, as at
-    sampling time), and optionally the per-token entropy of that distribution. `chunk_tokens` > 0 computes
-    the log-softmax that many positions at a time (`logprobs.chunked_token_logprobs`)."""
-    input_ids, attention_mask = batch.input_ids, batch.attention_mask
-    p = batch.prompt_ids.shape[1]
-    if chunk_tokens > 0:
-        from .logprobs import chunked_token_logprobs
-
-        return chunked_token_logprobs(model, input_ids, attention_mask, positions(attention_mask), p,
-                                      batch.completion_ids, temperature, with_entropy, chunk_tokens)
-    logits = model(input_ids=input_ids, attention_mask=attention_mask,
-                   position_ids=positions(attention_mask), use_cache=False).logits
-    logits = logits[:, p - 1:-1, :].float()
-    if temperature != 1.0:
-        logits = logits / temperature
-    logp_all = F.log_softmax(logits, dim=-1)
-    logp = logp_all.gather(-1, batch.completion_ids.unsqueeze(-1)).squeeze(-1)
-    entropy = None
-    if with_entropy:
-        entropy = -(logp_all.exp() * logp_all).sum(-1)
-    return logp, entropy

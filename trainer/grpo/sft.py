@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from . import rollout
-from .rewards import answer_matches
-from .tasks import arith
-
-
-def prompt_text(question: str) -> str:
-    return arith.prompt_for(question)
+from . import logprobs, prompts, rollout, verify
 
 
 def encode(tokenizer, text: str) -> list[int]:
@@ -18,7 +12,7 @@ def encode(tokenizer, text: str) -> list[int]:
 
 
 def teacher_batch(tokenizer, prompts: list[str], targets: list[str], device) -> rollout.Batch:
-    """Prompts left-padded, targets (+ EOS) right-padded: the layout `rollout.token_logprobs` scores."""
+    """Prompts left-padded, targets (+ EOS) right-padded: the layout `logprobs.token_logprobs` scores."""
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     p_ids, p_mask = rollout.left_pad([encode(tokenizer, p) for p in prompts], pad, device)
     targets_ids = [encode(tokenizer, t) + [eos] for t in targets]
@@ -35,21 +29,17 @@ def teacher_batch(tokenizer, prompts: list[str], targets: list[str], device) -> 
 def sft_loss(model, batch: rollout.Batch) -> torch.Tensor:
     """Mean negative log-likelihood of the target tokens. `model` is a causal LM or a `logprobs.Scorer`
     (possibly inside DDP)."""
-    from .logprobs import Scorer
-
-    if isinstance(getattr(model, "module", model), Scorer):
-        from .logprobs import score
-
-        logp, _ = score(model, batch)
+    if isinstance(getattr(model, "module", model), logprobs.Scorer):
+        logp, _ = logprobs.score(model, batch)
     else:
-        logp, _ = rollout.token_logprobs(model, batch)
+        logp, _ = logprobs.token_logprobs(model, batch)
     mask = batch.completion_mask.float()
     return -(logp * mask).sum() / mask.sum()
 
 
 @torch.no_grad()
 def greedy_accuracy(model, tokenizer, rows: list[dict], max_new_tokens: int, batch_size: int = 256,
-                    prompt_fn=prompt_text, check=answer_matches, engine=None) -> tuple[float, list[str]]:
+                    prompt_fn=prompts.plain, check=verify.number_matches, engine=None) -> tuple[float, list[str]]:
     """Fraction of rows whose greedy completion has the right final answer (by `check`), and the completions.
     `engine`: a rollout engine (engines.py); default the KV-cache sampler."""
     was_training = model.training

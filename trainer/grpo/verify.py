@@ -8,16 +8,17 @@
   value; otherwise math-verify extracts the answer itself (a `\\boxed{…}` first, else the last expression).
 
 `checker(name)` returns a function (completion, answer) -> bool. A checker never raises: a completion it
-cannot parse is wrong.
+cannot parse is wrong. Where the answer sits in the text is `answers.py`'s business.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from typing import Callable
 
-from .tasks import arith
+from . import answers
 
 NAMES = ("number", "math_verify")
 
@@ -31,10 +32,11 @@ def available(name: str) -> bool:
     return name in NAMES
 
 
-def resolve(setting: str, task: str) -> str:
-    """`auto`: `number` for the built-in arith task (integers, exact), else `math_verify`."""
+def resolve(setting: str, task_default: str) -> str:
+    """The verifier to use: `auto` is the task's own (`Task.verifier`; `number` where math-verify is not
+    installed), anything else must be available."""
     if setting == "auto":
-        return "number" if task == "arith" or not available("math_verify") else "math_verify"
+        return task_default if available(task_default) else "number"
     if not available(setting):
         raise ValueError(f"setting 'verifier': {setting} needs the math-verify package "
                          "(pip install -r trainer/requirements.txt)")
@@ -43,12 +45,24 @@ def resolve(setting: str, task: str) -> str:
 
 def checker(name: str) -> Callable[[str, str], bool]:
     if name == "number":
-        from .rewards import answer_matches
-
-        return answer_matches
+        return number_matches
     if name == "math_verify":
         return math_verify_matches
     raise ValueError(f"setting 'verifier': unknown verifier {name!r}; one of {', '.join(NAMES)}")
+
+
+def number_matches(completion: str, answer: str) -> bool:
+    """The `####` marker's value, else the last number in the completion (thousands separators allowed),
+    compared numerically with the answer."""
+    got = answers.marked(completion)
+    if got is None:
+        got = answers.last_number(completion)
+    if got is None:
+        return False
+    try:
+        return math.isclose(float(got), float(answer.replace(",", "")), rel_tol=0, abs_tol=1e-9)
+    except ValueError:
+        return got.strip() == answer.strip()
 
 
 def _timeout() -> int | None:
@@ -66,19 +80,10 @@ def _parse_gold(answer: str) -> tuple:
                        parsing_timeout=_timeout()))
 
 
-def marked_answer(completion: str) -> str | None:
-    """The text after the last `####` (to the end of that line), commas and a final period dropped."""
-    if arith.ANSWER_MARKER not in completion:
-        return None
-    tail = completion.rsplit(arith.ANSWER_MARKER, 1)[1].strip().split("\n", 1)[0]
-    tail = tail.replace(",", "").strip().rstrip(".").strip()
-    return tail or None
-
-
 def _parse_prediction(completion: str) -> list:
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 
-    marked = marked_answer(completion)
+    marked = answers.marked(completion)
     text = marked if marked is not None else completion
     return parse(text, extraction_config=[LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()],
                  parsing_timeout=_timeout())
@@ -98,7 +103,5 @@ def math_verify_matches(completion: str, answer: str) -> bool:
 
 
 def _plain_text_answer(completion: str) -> str | None:
-    from .data import extract_boxed
-
-    marked = marked_answer(completion)
-    return (marked if marked is not None else extract_boxed(completion) or "").strip() or None
+    marked = answers.marked(completion)
+    return (marked if marked is not None else answers.boxed(completion) or "").strip() or None

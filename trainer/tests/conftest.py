@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from grpo import models, sft
+from grpo import models, prompts, sft
 from grpo.config import Config
 from grpo.tasks import arith
 
@@ -30,7 +30,7 @@ def tiny_run(tmp_path_factory):
     rng = random.Random(0)
     for _ in range(5):
         qs = [arith.random_expression(rng) for _ in range(16)]
-        batch = sft.teacher_batch(tok, [sft.prompt_text(q) for q in qs], [arith.worked_solution(q) for q in qs],
+        batch = sft.teacher_batch(tok, [prompts.plain(q) for q in qs], [arith.worked_solution(q) for q in qs],
                                   torch.device("cpu"))
         loss = sft.sft_loss(model, batch)
         opt.zero_grad()

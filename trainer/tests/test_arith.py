@@ -34,7 +34,6 @@ def test_worked_solution_and_rewards():
     q = "(3+1)*3+4*1"
     sol = arith.worked_solution(q)
     assert sol == "3+1=4\n4*3=12\n4*1=4\n12+4=16\n#### 16"
-    assert arith.outcome_reward(sol, "16") == 1.0
     rewards, ends = arith.process_rewards(q, sol)
     assert rewards == [1.0] * 5
     assert [sol[e] for e in ends[:-1]] == ["\n"] * 4 and ends[-1] == len(sol) - 1
@@ -54,10 +53,17 @@ def test_process_reward_checks_each_step():
     assert arith.process_rewards("2*3+4", "9+1=10\n#### 11")[0] == [0.0, 0.0]
 
 
-def test_outcome_reward_needs_the_marker_and_right_value():
-    assert arith.outcome_reward("3+1=4\n#### 4", "4") == 1.0
-    assert arith.outcome_reward("3+1=4\n#### 5", "4") == 0.0
-    assert arith.outcome_reward("3+1=4", "4") == 0.0
+def test_the_task_interface():
+    task = arith.ArithTask(eval_size=20)
+    held = {r["question"] for r in task.held_out()}
+    assert len(held) == 20 and task.held_out() == arith.ArithTask(eval_size=20).held_out()  # fixed
+    rows = task.questions(random.Random(0), 200)
+    assert not held & {r["question"] for r in rows}  # training never draws a held-out question
+    assert all(r["answer"] == task.answer(r["question"]) for r in rows)
+    assert task.answer("hello") is None and task.has_solutions and task.has_steps and task.verifier == "number"
+    assert task.solution("2-3-2").endswith("#### -3") and task.steps("2*3", "2*3=6\n#### 6") == ([1.0, 1.0], [5, 11])
+    with pytest.raises(ValueError):
+        task.steps("not arithmetic", "#### 1")
 
 
 def test_splits_are_distinct_and_reproducible():

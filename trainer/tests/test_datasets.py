@@ -6,7 +6,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from grpo import data
+from grpo import answers, data
+from grpo.tasks import FileTask
 
 GSM8K_SOLUTION = "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nAltogether 48+24 = <<48+24=72>>72 clips.\n#### 72"
 MATH_SOLUTION = "We have $x = \\frac{1}{2}$, so the answer is $\\boxed{\\frac{\\sqrt{3}}{2}}$."
@@ -27,7 +28,7 @@ MATH_SOLUTION = "We have $x = \\frac{1}{2}$, so the answer is $\\boxed{\\frac{\\
     ("#### ", "auto", None),
 ])
 def test_reference_answer_formats(field, fmt, expected):
-    assert data.reference_answer(field, fmt) == expected
+    assert answers.reference(field, fmt) == expected
 
 
 def test_jsonl_with_math_columns_and_bad_rows(tmp_path):
@@ -53,8 +54,9 @@ def test_parquet_rows_columns_and_bad_rows(tmp_path):
     }), f)
     got, bad = data.load_rows(f, answer_format="gsm8k")
     assert got == [{"question": "a?", "answer": "72"}, {"question": "b?", "answer": "1000"}] and bad == 3
-    ds = data.load(str(f), eval_size=10, seed=0, answer_format="gsm8k")
-    assert len(ds.train) + len(ds.held_out) == 2 and ds.bad_rows == 3
+    task = FileTask(f, eval_size=10, seed=0, answer_format="gsm8k")
+    assert len(task.train) + len(task.held_out()) == 2 and task.bad_rows == 3
+    assert task.answer("b?") == "1000" and task.answer("d?") is None
 
 
 def test_parquet_missing_column_names_the_setting(tmp_path):
@@ -72,4 +74,4 @@ def test_too_few_usable_rows_is_an_error(tmp_path):
     f = tmp_path / "d.jsonl"
     f.write_text(json.dumps({"question": "q", "answer": "no marker"}) + "\n")
     with pytest.raises(ValueError, match="0 usable rows \\(1 bad\\)"):
-        data.load(str(f), 10, 0, answer_format="gsm8k")
+        FileTask(f, 10, 0, answer_format="gsm8k")

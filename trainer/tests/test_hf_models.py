@@ -43,14 +43,14 @@ def test_chat_template_on_without_one_is_an_error():
 def test_chunked_logprobs_equal_the_full_log_softmax(tiny_dirs, arch):
     model, tok = models.load(tiny_dirs[arch], 0, CPU)
     batch = _batch(model, tok)
-    full, full_ent = rollout.token_logprobs(model, batch, 0.7, with_entropy=True)
+    full, full_ent = logprobs.token_logprobs(model, batch, 0.7, with_entropy=True)
     for chunk in (1, 7, 10_000):
-        part, part_ent = rollout.token_logprobs(model, batch, 0.7, with_entropy=True, chunk_tokens=chunk)
+        part, part_ent = logprobs.token_logprobs(model, batch, 0.7, with_entropy=True, chunk_tokens=chunk)
         assert torch.allclose(full, part, atol=1e-5) and torch.allclose(full_ent, part_ent, atol=1e-5)
     grads = []
     for chunk in (0, 4):
         model.zero_grad()
-        logp, _ = rollout.token_logprobs(model, batch, 1.0, chunk_tokens=chunk)
+        logp, _ = logprobs.token_logprobs(model, batch, 1.0, chunk_tokens=chunk)
         (logp * batch.completion_mask).sum().backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     assert torch.allclose(grads[0], grads[1], atol=1e-5)
@@ -64,8 +64,8 @@ def test_chunked_logprobs_for_an_architecture_without_the_hidden_state_path():
     model = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=32, n_layer=1, n_head=2, n_positions=64)).eval()
     prompts_ = [[1, 2, 3], [4, 5]]
     batch = rollout.sample(model, prompts_, max_new_tokens=6, eos_id=49, pad_id=0, generator=torch.Generator().manual_seed(0))
-    full, _ = rollout.token_logprobs(model, batch)
-    part, _ = rollout.token_logprobs(model, batch, chunk_tokens=3)
+    full, _ = logprobs.token_logprobs(model, batch)
+    part, _ = logprobs.token_logprobs(model, batch, chunk_tokens=3)
     assert torch.allclose(full, part, atol=1e-5)
 
 
@@ -109,7 +109,7 @@ def test_lora_reference_is_the_base_with_adapters_disabled(tiny_dirs):
         (-(logp * batch.completion_mask).sum()).backward()
         opt.step()
     with torch.no_grad():
-        want, _ = rollout.token_logprobs(base, batch)
+        want, _ = logprobs.token_logprobs(base, batch)
         ref, _ = logprobs.score(scorer, batch, disable_adapter=True)
         now, _ = logprobs.score(scorer, batch)
     assert torch.allclose(ref, want, atol=1e-5)
@@ -122,7 +122,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_dirs):
         model, tok = models.load(tiny_dirs["qwen2"], 0, CPU, models.Options(gradient_checkpointing=ckpt))
         batch = _batch(model.eval(), tok)  # sampling runs in eval mode, where the KV cache is allowed
         model.train()
-        logp, _ = rollout.token_logprobs(model, batch)
+        logp, _ = logprobs.token_logprobs(model, batch)
         (logp * batch.completion_mask).sum().backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     assert torch.allclose(grads[0], grads[1], atol=1e-5)

@@ -16,7 +16,7 @@ def test_micro_batches_give_the_whole_batch_gradient(loss_type):
                            generator=torch.Generator().manual_seed(0))
     mask = batch.completion_mask.float()
     with torch.no_grad():
-        ref, _ = rollout.token_logprobs(model, batch)
+        ref, _ = logprobs.token_logprobs(model, batch)
     ref = ref + 0.1 * torch.randn(ref.shape, generator=torch.Generator().manual_seed(1))
     old = ref + 0.05
     adv = torch.tensor([1.0, -0.5, 0.3, -1.2, 0.4])

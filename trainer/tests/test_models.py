@@ -1,6 +1,6 @@
 import torch
 
-from grpo import models, rollout
+from grpo import logprobs, models, rollout
 
 
 def test_builtin_model_saves_and_loads_like_any_checkpoint(tmp_path):
@@ -48,11 +48,11 @@ def test_sampled_tokens_score_consistently_with_teacher_forcing():
     prompts = [tok("1+2\n")["input_ids"], tok("(9-8)*7+1\n")["input_ids"]]
     batch = rollout.sample(model, prompts, max_new_tokens=8, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
                            generator=torch.Generator().manual_seed(0))
-    logp, _ = rollout.token_logprobs(model, batch)
+    logp, _ = logprobs.token_logprobs(model, batch)
     for i, p in enumerate(prompts):
         n = int(batch.lengths[i])
         single = rollout.Batch(torch.tensor([p]), torch.ones(1, len(p), dtype=torch.long),
                                batch.completion_ids[i:i + 1, :n], torch.ones(1, n, dtype=torch.long),
                                batch.truncated[i:i + 1])
-        alone, _ = rollout.token_logprobs(model, single)
+        alone, _ = logprobs.token_logprobs(model, single)
         assert torch.allclose(alone[0], logp[i, :n], atol=1e-5)

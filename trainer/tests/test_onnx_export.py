@@ -13,7 +13,7 @@ import torch
 from tokenizers import Tokenizer, models as tk_models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from grpo import inspector, models, onnx_export
+from grpo import context, inspector, models, onnx_export
 
 ort = pytest.importorskip("onnxruntime")
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +41,7 @@ def exported(tiny_run, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def target(tiny_run):
-    return inspector.load_target(tiny_run, torch.device("cpu"))[0]
+    return context.from_checkpoint(tiny_run, torch.device("cpu"))[0]
 
 
 def describe_tokenize(desc: dict, text: str) -> list[int]:
@@ -80,7 +80,7 @@ def test_onnx_equals_the_trainers_score(exported, target, which):
     sess = ort.InferenceSession(str(exported / f"{which}.onnx"), providers=["CPUExecutionProvider"])
     ref_sess = ort.InferenceSession(str(exported / "policy.onnx"), providers=["CPUExecutionProvider"])
     for prompt, text in TEXTS:
-        want = inspector.score(target.policy, target.reference, target.tokenizer, text, prompt)
+        want = inspector.score(target, text, prompt)
         ids = describe_tokenize(desc, prompt) + describe_tokenize(desc, text)
         logp, entropy = sess.run(None, {"input_ids": np.array([ids], dtype=np.int64)})
         assert logp.shape == entropy.shape == (1, len(ids) - 1) and logp.dtype == np.float32
@@ -114,7 +114,7 @@ def test_tokenizer_description_tokenizes_like_the_trainer(exported, target):
         assert describe_tokenize(desc, text) == target.tokenizer(text, add_special_tokens=False)["input_ids"], text
     question = "7-2*3"
     prompt = desc["prompt_template"].replace("{question}", question)
-    assert prompt == inspector.sft.prompt_text(question)
+    assert prompt == target.prompt(question)  # the run's training prompt
 
 
 def test_subword_tokenizers_are_refused_clearly():
@@ -163,10 +163,10 @@ def test_training_writes_onnx_beside_each_checkpoint(tmp_path):
     events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
     assert not [e for e in events if e.get("code") == "onnx_export"]
     # and the files beside the checkpoint give that checkpoint's values
-    target = inspector.load_target(ckpts / "step_000001", torch.device("cpu"))[0]
+    target = context.from_checkpoint(ckpts / "step_000001", torch.device("cpu"))[0]
     desc = json.loads((ckpts / "step_000001/onnx/tokenizer.json").read_text())
     prompt, text = "(3+1)*3\n", "3+1=4\n4*3=12\n#### 12"
-    want = inspector.score(target.policy, target.reference, target.tokenizer, text, prompt)
+    want = inspector.score(target, text, prompt)
     ids = np.array([describe_tokenize(desc, prompt + text)], dtype=np.int64)
     for which, key in (("policy", "logp"), ("reference", "ref_logp")):
         sess = ort.InferenceSession(str(ckpts / f"step_000001/onnx/{which}.onnx"), providers=["CPUExecutionProvider"])

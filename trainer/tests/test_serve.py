@@ -8,7 +8,7 @@ import torch
 from child import Proc
 
 from grpo import algorithm
-from grpo.rewards import answer_matches
+from grpo.verify import number_matches
 
 GROUP_KEYS = {"step", "question", "answer", "prompt", "completions", "rewards", "correct", "advantages",
               "truncated", "tokens", "step_rewards", "step_ends"}
@@ -58,7 +58,7 @@ def test_sample_group_advantages_are_the_training_ones(server):
     # make one completion right: the same seed gives the same group, scored against its last number
     texts = first["completions"]
     pick = next(c for c in texts if any(ch.isdigit() for ch in c))
-    answer = next(a for a in (str(i) for i in range(-99, 1000)) if answer_matches(pick, a))
+    answer = next(a for a in (str(i) for i in range(-99, 1000)) if number_matches(pick, a))
     g = server.ok("sample_group", question=q, answer=answer, num_generations=6, seed=11, temperature=1.5)
     assert g["completions"] == texts
     assert len(g["completions"]) == len(g["rewards"]) == len(g["advantages"]) == len(g["tokens"]) == 6

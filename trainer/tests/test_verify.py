@@ -4,6 +4,7 @@ import pytest
 
 from grpo import verify
 from grpo.rewards import Rewarder
+from grpo.tasks import ArithTask, FileTask
 
 # (completion, reference answer, right?) — judged by math-verify
 TRICKY = [
@@ -50,14 +51,15 @@ def test_number_checker(completion, answer, right):
 
 
 def test_auto_picks_number_for_arith_and_math_verify_for_datasets():
-    assert verify.resolve("auto", "arith") == "number"
-    assert verify.resolve("auto", "data.jsonl") == "math_verify"
+    assert verify.resolve("auto", ArithTask.verifier) == "number"
+    assert verify.resolve("auto", FileTask.verifier) == "math_verify"
+    assert verify.resolve("number", FileTask.verifier) == "number"
     with pytest.raises(ValueError, match="verifier"):
         verify.checker("nonsense")
 
 
 def test_rewarder_uses_the_chosen_verifier():
     comps, answers = ["\\boxed{\\frac{1}{2}}", "#### 0.5", "0.25"], ["0.5"] * 3
-    assert Rewarder("data", "outcome", verifier="math_verify")(["q"] * 3, comps, answers).rewards == [1.0, 1.0, 0.0]
+    assert Rewarder("math_verify")(["q"] * 3, comps, answers).rewards == [1.0, 1.0, 0.0]
     # the number convention sees "2" as the last number of \frac{1}{2}
-    assert Rewarder("data", "outcome", verifier="number")(["q"] * 3, comps, answers).rewards == [0.0, 1.0, 0.0]
+    assert Rewarder("number")(["q"] * 3, comps, answers).rewards == [0.0, 1.0, 0.0]

@@ -23,9 +23,13 @@ import random
 import re
 from dataclasses import dataclass
 
+from ..answers import MARKER as ANSWER_MARKER
+from ..answers import marked
+from .base import Task
+
 OPS = "+-*"
 PREC = {"+": 1, "-": 1, "*": 2}
-ANSWER_MARKER = "####"
+HELD_OUT_SEED = 987_654_321
 
 
 @dataclass(frozen=True)
@@ -153,23 +157,15 @@ def worked_solution(question: str) -> str:
     return "\n".join(lines + [f"{ANSWER_MARKER} {evaluate(tree)}"])
 
 
-def prompt_for(question: str) -> str:
-    return question + "\n"
-
-
 # ------------------------------------------------------------------------------------------- rewards
-_ANSWER = re.compile(r"####\s*(-?\d+)\s*$")
 _STEP = re.compile(r"^\s*(\(-\d+\)|-?\d+)\s*([-+*])\s*(\(-\d+\)|-?\d+)\s*=\s*(-?\d+)\s*$")
 
 
-def extract_answer(completion: str) -> str | None:
-    m = _ANSWER.search(completion.strip())
-    return m.group(1) if m else None
-
-
-def outcome_reward(completion: str, answer: str) -> float:
-    got = extract_answer(completion)
-    return 1.0 if got is not None and int(got) == int(answer) else 0.0
+def _integer(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
 
 
 def _value(tok: str) -> int:
@@ -203,9 +199,8 @@ def process_rewards(question: str, completion: str) -> tuple[list[float], list[i
     for line in completion.split("\n"):
         end = start + len(line)  # index of the '\n' after the line (or one past the text)
         if line.strip():
-            m_answer = _ANSWER.search(line.strip())
             if line.strip().startswith(ANSWER_MARKER):
-                ok = m_answer is not None and int(m_answer.group(1)) == answer
+                ok = _integer(marked(line)) == answer
             else:
                 m = _STEP.match(line)
                 ok = False
@@ -231,3 +226,38 @@ def make_split(seed: int, n: int, exclude: set[str] | None = None) -> list[dict]
         seen.add(q)
         rows.append({"question": q, "answer": str(evaluate(parse(q)))})
     return rows
+
+
+class ArithTask(Task):
+    """The built-in task: fresh random expressions for training, a fixed held-out split (`HELD_OUT_SEED`)
+    that training never draws, worked solutions for SFT and a step checker for process supervision."""
+
+    name = "arith"
+    verifier = "number"  # integer answers: exact and fast
+
+    def __init__(self, eval_size: int = 200):
+        self._held_out = make_split(HELD_OUT_SEED, eval_size)
+        self._held_questions = {r["question"] for r in self._held_out}
+
+    def questions(self, rng: random.Random, n: int) -> list[dict]:
+        rows = []
+        while len(rows) < n:
+            q = random_expression(rng)
+            if q not in self._held_questions:
+                rows.append({"question": q, "answer": str(evaluate(parse(q)))})
+        return rows
+
+    def held_out(self) -> list[dict]:
+        return self._held_out
+
+    def answer(self, question: str) -> str | None:
+        try:
+            return str(evaluate(parse(question)))
+        except ValueError:
+            return None
+
+    def solution(self, question: str) -> str | None:
+        return worked_solution(question)
+
+    def steps(self, question: str, completion: str) -> tuple[list[float], list[int]]:
+        return process_rewards(question, completion)

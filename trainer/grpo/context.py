@@ -1,0 +1,261 @@
+"""One policy context: what samples, rewards and scores a group, built once for training and inspection.
+
+From the settings and a model (`for_training`) or a checkpoint (`from_checkpoint`) it builds the policy, the
+reference, the tokenizer, the task, the prompt formatter (the task's words under the chat template and system
+prompt), the rewarder with the configured verifier, the rollout engine and the chunked scorer. `train`,
+`serve`, `sample`, `eval` and live inspection requests all go through it, so a group the inspector samples is
+prompted, sampled, rewarded and given advantages exactly as a training step would.
+
+The reference: a separate model (full fine-tuning: the policy when GRPO started, or after an iterative-RL
+reset its ref/), the policy with its adapters disabled (LoRA), or — before GRPO starts, when it is not fixed
+yet — the policy itself. Scoring is chunked over the vocabulary and micro-batched: inspection never holds
+whole-vocabulary logits for a whole batch (`INSPECT_LOGITS_BYTES`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from . import engines, groups, logprobs, microbatch, models, prompts, rollout, sft, tasks, verify
+from .config import Config, ConfigError, build_config
+from .rewards import Rewarder, Scored
+from .rundir import latest_checkpoint
+
+log = logging.getLogger("grpo")
+
+# float32 logits one inspection scoring chunk may hold (~128 MB: 220 positions of a 151,936-token vocabulary)
+INSPECT_LOGITS_BYTES = 128 << 20
+
+
+@dataclass
+class Source:
+    """Where a context's models come from, as inspection answers report it."""
+
+    checkpoint: str | None      # None: the live policy of a running trainer
+    step: int | None
+    phase: str | None
+    reference: str              # where the reference comes from, in words
+
+    def as_dict(self, **extra: Any) -> dict[str, Any]:
+        return {"checkpoint": self.checkpoint, "step": self.step, "phase": self.phase, "reference": self.reference,
+                **extra}
+
+
+@dataclass
+class Group:
+    """G completions for each of some questions, rewarded, with the advantages training optimises."""
+
+    rows: list[dict]              # question, answer (None: unknown), prompt (text)
+    batch: rollout.Batch
+    texts: list[str]
+    scored: Scored
+    advantages: torch.Tensor      # [N] (outcome) or [N, T] (process)
+    seq_adv: torch.Tensor         # [N]
+    step_ends: list | None        # token index of each step's end (process supervision)
+
+
+@contextlib.contextmanager
+def eval_mode(*modules) -> Iterator[None]:
+    """Sampling and scoring in eval mode, under no_grad; the previous modes are restored."""
+    was = [m.training for m in modules]
+    try:
+        with torch.no_grad():
+            for m in modules:
+                m.eval()
+            yield
+    finally:
+        for m, w in zip(modules, was):
+            m.train(w)
+
+
+class PolicyContext:
+    def __init__(self, settings: Config, device: torch.device, policy, tokenizer, task: tasks.Task,
+                 reference=None, model_path: str | None = None):
+        self.settings, self.device, self.policy, self.tokenizer, self.task = settings, device, policy, tokenizer, task
+        self.reference = reference        # a separate model; None: LoRA's adapter-free base, else the policy
+        self.lora = models.is_lora(policy)
+        self.dtype = models.compute_dtype(settings.dtype, device)
+        template = "off" if settings.model == models.BUILTIN else settings.chat_template
+        self.prompt = prompts.formatter(tokenizer, template, settings.system_prompt, task)
+        self.verifier = verify.resolve(settings.verifier, task.verifier)
+        self.check = verify.checker(self.verifier)
+        self.engine = engines.make(settings.rollout_engine, device, self.dtype, model_path)
+
+    @functools.cached_property
+    def rewarder(self) -> Rewarder:
+        """Built on first use: a `serve` whose run named a reward function this process cannot import still
+        answers `score` and `compare`."""
+        s = self.settings
+        return Rewarder(self.verifier, s.reward, s.reward_function, self.task)
+
+    @property
+    def inspect_chunk(self) -> int:
+        """Positions per scoring chunk for inspection: the run's setting, capped by INSPECT_LOGITS_BYTES."""
+        vocab = int(getattr(self.policy.config, "vocab_size", 0) or len(self.tokenizer))
+        cap = max(1, INSPECT_LOGITS_BYTES // (4 * vocab))
+        setting = self.settings.logprob_chunk_tokens
+        return min(setting, cap) if setting > 0 else cap
+
+    # ------------------------------------------------------------------------------------------ collect
+    def prompt_ids(self, question: str) -> list[int]:
+        return sft.encode(self.tokenizer, self.prompt(question))
+
+    def generate(self, prompt_ids: list[list[int]], *, temperature: float, max_new_tokens: int,
+                 generator: torch.Generator | None) -> rollout.Batch:
+        """Completions from the policy by the configured engine (one per prompt; repeat a prompt G times)."""
+        tok = self.tokenizer
+        with eval_mode(self.policy):
+            return self.engine.generate(self.policy, prompt_ids, max_new_tokens=max_new_tokens, eos_id=tok.eos_token_id,
+                                        pad_id=tok.pad_token_id, temperature=temperature, top_p=self.settings.top_p,
+                                        generator=generator)
+
+    def roll_out(self, rows: list[dict], prompt_ids: list[list[int]], G: int, generator: torch.Generator | None,
+                 temperature: float | None = None, max_new_tokens: int | None = None) -> Group:
+        """G completions of each row's prompt, rewarded, with advantages: a GRPO step's collect. A row whose
+        answer is None (a question from outside the task) gets reward 0."""
+        s, tok = self.settings, self.tokenizer
+        batch = self.generate([p for p in prompt_ids for _ in range(G)],
+                              temperature=s.temperature if temperature is None else temperature,
+                              max_new_tokens=s.max_completion_length if max_new_tokens is None else max_new_tokens,
+                              generator=generator)
+        texts = tok.batch_decode(batch.completion_ids, skip_special_tokens=True)
+        questions = [r["question"] for r in rows for _ in range(G)]
+        answers = [r["answer"] for r in rows for _ in range(G)]
+        if any(a is None for a in answers):
+            scored = Scored([0.0] * len(texts), [False] * len(texts))
+            if s.reward == "process":
+                for q, c in zip(questions, texts):
+                    rs, ends = self.task.steps(q, c)
+                    scored.step_rewards.append(rs)
+                    scored.step_ends.append(ends)
+        else:
+            scored = self.rewarder(questions, texts, answers)
+        advantages, seq_adv, ends = groups.compute_advantages(tok, batch, scored, G, s.reward, s.scale_rewards)
+        return Group(rows, batch, texts, scored, advantages, seq_adv, ends)
+
+    # ------------------------------------------------------------------------------------------ score
+    @contextlib.contextmanager
+    def as_reference(self) -> Iterator[Any]:
+        """The model to run as the reference."""
+        if self.reference is not None:
+            yield self.reference
+        elif self.lora:
+            with self.policy.disable_adapter():
+                yield self.policy
+        else:
+            yield self.policy
+
+    def score(self, batch: rollout.Batch, temperature: float, *, reference: bool = False, with_entropy: bool = False,
+              chunk_tokens: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-token log-probs (and entropy) of the batch's completions under the policy or the reference, no
+        gradients: chunked over the vocabulary, `micro_batch_size` sequences at a time."""
+        chunk = self.settings.logprob_chunk_tokens if chunk_tokens is None else chunk_tokens
+        with contextlib.ExitStack() as stack:
+            model = stack.enter_context(self.as_reference()) if reference else self.policy
+            stack.enter_context(eval_mode(self.policy, model))
+            scorer = logprobs.Scorer(model, chunk, self.dtype)
+
+            def part(mb: rollout.Batch) -> torch.Tensor:
+                logp, ent = logprobs.score(scorer, mb, temperature, with_entropy=with_entropy)
+                return torch.stack([logp, ent if ent is not None else torch.zeros_like(logp)], dim=-1)
+
+            out = microbatch.score_in_parts(part, batch, self.settings.micro_batch_size)
+        return out[..., 0], (out[..., 1] if with_entropy else None)
+
+    def greedy_accuracy(self, rows: list[dict], max_new_tokens: int | None = None) -> tuple[float, list[str]]:
+        """Held-out evaluation as training runs it: the training prompt, the configured verifier and engine."""
+        return sft.greedy_accuracy(self.policy, self.tokenizer, rows,
+                                   max_new_tokens or self.settings.max_completion_length, prompt_fn=self.prompt,
+                                   check=self.check, engine=self.engine)
+
+
+# ---------------------------------------------------------------------------------------------- factories
+def for_training(settings: Config, device: torch.device, source: str) -> PolicyContext:
+    """The context a run trains in: `source` is the model setting or the checkpoint it resumes from. The
+    reference is fixed later, when GRPO starts (`Trainer._grpo_setup`)."""
+    task = tasks.load(settings)
+    policy, tok = models.load(source, settings.seed, device, models.Options.from_config(settings))
+    model_path = None if settings.model == models.BUILTIN else settings.model
+    ctx = PolicyContext(settings, device, policy, tok, task, model_path=model_path)
+    ctx.rewarder  # noqa: B018 - a bad reward setting fails before any training
+    return ctx
+
+
+def from_checkpoint(path: str | Path, device: torch.device | None = None, **overrides: Any
+                    ) -> tuple[PolicyContext, Source, Path | None]:
+    """A checkpoint's policy, the reference that was in force for it, and its run's settings (`overrides`
+    replace some: `grpo sample`'s flags), for serving requests, sampling and evaluation."""
+    ckpt, run_dir = resolve_checkpoint(path)
+    settings = replace(run_settings(run_dir), **overrides)
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    options = models.Options(dtype=settings.dtype, attn_implementation=settings.attn_implementation)
+    policy, tok = models.load(str(ckpt), 0, device, options)
+    reference = None
+    if models.is_lora(policy):
+        where = "the base model with adapters disabled (LoRA)"
+    else:
+        ref_path = reference_dir(ckpt)
+        if ref_path != ckpt:
+            reference = models.load(str(ref_path), 0, device, options)[0].eval().requires_grad_(False)
+        where = "its own ref/ (iterative RL)" if ref_path.name == "ref" else (
+            "the policy itself" if ref_path == ckpt else ref_path.name)
+    try:
+        task = tasks.load(settings)
+    except (OSError, ValueError) as e:  # the run's data moved away: the checkpoint still answers
+        log.warning("the run's task is not available here (%s); questions get no reference answers", e)
+        task = tasks.Task()
+    state = {}
+    if (ckpt / "trainer_state.json").is_file():
+        state = json.loads((ckpt / "trainer_state.json").read_text())
+    ctx = PolicyContext(settings, device, policy.eval(), tok, task, reference, model_path=str(ckpt))
+    return ctx, Source(str(ckpt), state.get("step"), state.get("phase"), where), run_dir
+
+
+def reference_dir(ckpt: Path) -> Path:
+    """The reference that was in force for this checkpoint: its own ref/ after an iterative-RL reset, else
+    the run's starting policy (step_000000), else the checkpoint itself (SFT checkpoints: the reference is
+    only fixed when GRPO starts, so the policy is its own reference)."""
+    ckpt = Path(ckpt)
+    if (ckpt / "ref" / "config.json").is_file():
+        return ckpt / "ref"
+    start = ckpt.parent / "step_000000"
+    if ckpt.name.startswith("sft_") or not (start / "config.json").is_file():
+        return ckpt
+    return start
+
+
+def resolve_checkpoint(path: str | Path) -> tuple[Path, Path | None]:
+    """(checkpoint dir, run dir or None) for a checkpoint directory or a run directory (its latest one)."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"--checkpoint {path}: no such directory (not a checkpoint, model or run directory)")
+    if (p / "checkpoints").is_dir() or (p / "status.json").is_file():
+        latest = latest_checkpoint(p)
+        if latest is None:
+            raise FileNotFoundError(f"--checkpoint {path}: the run has no complete checkpoint yet")
+        return latest, p
+    if not (p / "config.json").is_file() and not models.is_adapter_dir(p):
+        raise FileNotFoundError(f"--checkpoint {path}: not a checkpoint, model or run directory (no config.json)")
+    run = p.parent.parent if p.parent.name == "checkpoints" and (p.parent.parent / "config.json").is_file() else None
+    return p, run
+
+
+def run_settings(run_dir: Path | None) -> Config:
+    """The run's settings (the task, prompt, verifier, G, temperature, lengths, reward), or the defaults."""
+    if run_dir is None:
+        return Config()
+    try:
+        base = json.loads((run_dir / "config.json").read_text())
+        known = {f for f in Config.__dataclass_fields__}
+        return build_config({k: v for k, v in base.items() if k in known})
+    except (OSError, json.JSONDecodeError, ConfigError, TypeError, AttributeError) as e:
+        log.warning("cannot read %s/config.json (%s); using default settings", run_dir, e)
+        return Config()

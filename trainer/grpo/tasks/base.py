@@ -1,0 +1,54 @@
+"""The Task interface: what GRPO trains on, and the only place that knows what a question means.
+
+A task gives training questions with their reference answers, a fixed held-out split, the words a question is
+asked in, and the verifier that suits its answers. Optionally it writes a reference solution (the SFT
+stage trains on them) and splits a completion into checked steps (process supervision). Everything else —
+the loop, the inspector, the rewarder — asks the task and never which task it is.
+
+Built in: `arith` (tasks/arith.py) and JSONL/Parquet files (tasks/files.py). A user task is a
+`module:object` path in the `task` setting: a `Task` instance, or a callable taking the settings and
+returning one.
+"""
+
+from __future__ import annotations
+
+import random
+
+
+class Task:
+    name = "task"
+    verifier = "math_verify"   # what `verifier: auto` means for this task (verify.py)
+    bad_rows = 0               # rows of the task's data that were skipped (reported once as a warning)
+
+    def questions(self, rng: random.Random, n: int) -> list[dict]:
+        """`n` training rows {"question", "answer"}, drawn with `rng` (never from the held-out split)."""
+        raise NotImplementedError(f"task {self.name!r} gives no training questions")
+
+    def held_out(self) -> list[dict]:
+        """The evaluation rows {"question", "answer"}: the same every time."""
+        return []
+
+    def answer(self, question: str) -> str | None:
+        """The reference answer for a question asked from outside training (the inspector), if known."""
+        return None
+
+    def prompt(self, question: str) -> str:
+        """What the model is asked: the user's turn under a chat template, else the text before a newline."""
+        return question
+
+    def solution(self, question: str) -> str | None:
+        """A worked solution ending in the answer, for the SFT stage; None: the task has none."""
+        return None
+
+    def steps(self, question: str, completion: str) -> tuple[list[float], list[int]]:
+        """Process supervision: one reward per reasoning step and the character index where each step ends.
+        Raises ValueError for a question the task cannot check step by step."""
+        raise ValueError(f"task {self.name!r} has no step checker")
+
+    @property
+    def has_solutions(self) -> bool:
+        return type(self).solution is not Task.solution
+
+    @property
+    def has_steps(self) -> bool:
+        return type(self).steps is not Task.steps
