@@ -28,7 +28,8 @@ def _opt(default: Any, help: str, choices: tuple | None = None, minimum: float |
 @dataclass
 class Config:
     # What to train on and with
-    task: str = _opt("arith", "built-in task (arith) or a path to a JSONL or Parquet file of question/answer rows")
+    task: str = _opt("arith", "built-in task (arith), a path to a JSONL or Parquet file of question/answer rows, "
+                     "or a user task 'module:object' (a grpo.tasks.Task, or a callable taking the settings)")
     model: str = _opt("builtin:tiny", "builtin:tiny (a tiny Llama with a character tokenizer) or a local "
                       "Hugging Face model directory")
     reward: str = _opt("outcome", "outcome: one reward per completion; process: one per reasoning step",
@@ -94,8 +95,8 @@ class Config:
                               choices=("auto", "on", "off"))
     system_prompt: str = _opt("", "system message for chat-formatted prompts (empty: none)")
     verifier: str = _opt("auto", "answer checking: number ('####' value or last number, compared numerically), "
-                         "math_verify (Hugging Face math-verify: LaTeX, fractions, sets...), auto (number for "
-                         "arith, else math_verify)", choices=("auto", "number", "math_verify"))
+                         "math_verify (Hugging Face math-verify: LaTeX, fractions, sets...), auto (the task's own: "
+                         "number for arith, math_verify for files)", choices=("auto", "number", "math_verify"))
     rollout_engine: str = _opt("auto", "how completions are sampled: kv_cache (incremental decoding with a "
                                "dynamic KV cache), static (preallocated KV cache; compiled with CUDA graphs on "
                                "CUDA), hf_generate (transformers generate(), the baseline), vllm (needs the vllm "

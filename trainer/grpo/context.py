@@ -83,8 +83,7 @@ class PolicyContext:
         self.reference = reference        # a separate model; None: LoRA's adapter-free base, else the policy
         self.lora = models.is_lora(policy)
         self.dtype = models.compute_dtype(settings.dtype, device)
-        template = "off" if settings.model == models.BUILTIN else settings.chat_template
-        self.prompt = prompts.formatter(tokenizer, template, settings.system_prompt, task)
+        self.prompt = prompts.formatter(tokenizer, settings.chat_template, settings.system_prompt, task)
         self.verifier = verify.resolve(settings.verifier, task.verifier)
         self.check = verify.checker(self.verifier)
         self.engine = engines.make(settings.rollout_engine, device, self.dtype, model_path)

@@ -127,7 +127,7 @@ def sample_group(ctx: PolicyContext, question: str, answer: str | None, *, num_g
     checks steps, the per-step rewards are added even under outcome supervision (they do not change the
     advantages then)."""
     G = num_generations
-    text, ids = prompt if prompt is not None else (ctx.prompt(question), sft.encode(ctx.tokenizer, ctx.prompt(question)))
+    text, ids = prompt if prompt is not None else (ctx.prompt(question), ctx.prompt_ids(question))
     if ctx.settings.reward == "process":
         try:
             ctx.task.steps(question, "")

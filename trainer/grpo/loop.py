@@ -114,7 +114,8 @@ class Trainer:
             self.run.event("warning", 0, code="bad_rows", count=self.ctx.task.bad_rows,
                            message=f"skipped {self.ctx.task.bad_rows} bad rows in {cfg.task}")
         self.ctx.policy.train()
-        self.scorer = distributed.wrap(logprobs.Scorer(self.policy, cfg.logprob_chunk_tokens, self.ctx.dtype), self.device)
+        scorer = logprobs.Scorer(self.policy, cfg.logprob_chunk_tokens, self.ctx.dtype)
+        self.scorer = distributed.wrap(scorer, self.device)
         self.state = checkpoint.read_state(latest) if latest is not None else {}
         self.phase = self.state.get("phase", "sft")
         self.step = self.state.get("step", 0)

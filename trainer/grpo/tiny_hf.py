@@ -8,6 +8,7 @@ trained here on a small corpus with the `tokenizers` library; the chat template 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -38,26 +39,45 @@ SHAPES = {
 }
 
 
-def bpe_tokenizer(vocab_size: int = 400) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer (every string encodes, newlines included) with ChatML special tokens."""
+def bpe_tokenizer(vocab_size: int = 400, pad_to: int | None = None) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer (every string encodes, newlines included) with ChatML special tokens.
+    `pad_to`: fill the vocabulary up to that many tokens with tokens no merge produces (as real checkpoints
+    carry unused ids), for a full-size vocabulary (Qwen2's 151,936) on a tiny corpus."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    if pad_to is not None and pad_to > tok.get_vocab_size():
+        tok = _padded(tok, pad_to)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                    padding_side="left", model_max_length=512)
     fast.chat_template = CHAT_TEMPLATE
     return fast
 
 
-def write_checkpoint(path: str | Path, arch: str = "qwen2", seed: int = 0, **shape) -> Path:
-    """Write a random-weight `arch` checkpoint (config, safetensors, tokenizer, chat template) to `path`."""
+def _padded(tok: Tokenizer, total: int) -> Tokenizer:
+    spec = json.loads(tok.to_str())
+    vocab = spec["model"]["vocab"]
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    n = 0
+    while len(vocab) < total:
+        word = "".join(alphabet[(n // 256 ** k) % 256] for k in range(3))
+        n += 1
+        if word not in vocab:
+            vocab[word] = len(vocab)
+    return Tokenizer.from_str(json.dumps(spec))
+
+
+def write_checkpoint(path: str | Path, arch: str = "qwen2", seed: int = 0, vocab_size: int | None = None,
+                     **shape) -> Path:
+    """Write a random-weight `arch` checkpoint (config, safetensors, tokenizer, chat template) to `path`;
+    `vocab_size` pads the tokenizer (and the embeddings) to that many tokens."""
     if arch not in SHAPES:
         raise ValueError(f"unknown architecture {arch!r}; one of {', '.join(SHAPES)}")
     path = Path(path)
-    tok = bpe_tokenizer()
+    tok = bpe_tokenizer(pad_to=vocab_size)
     fields = {**SHAPES[arch], **shape}
     model_type = fields.pop("model_type")
     config = AutoConfig.for_model(model_type, vocab_size=len(tok), pad_token_id=tok.pad_token_id,

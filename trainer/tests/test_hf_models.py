@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from child import Proc
 
 from grpo import config, engines, logprobs, models, prompts, rollout
 
@@ -218,6 +219,17 @@ def test_lora_training_saves_adapters_and_resumes(tiny_dirs, gsm_file, tmp_path)
                          "--data", str(gsm_file), "--max-new-tokens", "4"], capture_output=True, text=True, env=env)
     assert ev.returncode == 0, ev.stderr
     assert json.loads(ev.stdout)["n"] == 20
+    # the reference is the base with the adapters disabled: after 3 steps the policy has moved away from it
+    serve = Proc(["serve", "--checkpoint", str(run)])
+    try:
+        assert serve.next(lambda m: True)["type"] == "started"
+        c = serve.ok("compare", question="What is 3 plus 4?", max_completion_length=8)
+    finally:
+        serve.p.kill()
+        serve.p.wait()
+    assert c["source"]["step"] == 3 and "adapters disabled" in c["source"]["reference"]
+    assert c["prompt"].startswith("<|im_start|>user\nWhat is 3 plus 4?")
+    assert c["sequence_kl"]["policy"] > 0 and max(abs(d) for d in c["policy"]["logp_diff"]) > 1e-4
 
 
 def test_sixteen_bit_rollout_copy_follows_the_policy():
