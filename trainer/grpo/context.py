@@ -31,8 +31,8 @@ from .rundir import latest_checkpoint
 
 log = logging.getLogger("grpo")
 
-# float32 logits one inspection scoring chunk may hold (~128 MB: 220 positions of a 151,936-token vocabulary)
-INSPECT_LOGITS_BYTES = 128 << 20
+# float32 logits one inspection scoring chunk may hold (64 MB: 110 positions of a 151,936-token vocabulary)
+INSPECT_LOGITS_BYTES = 64 << 20
 
 
 @dataclass

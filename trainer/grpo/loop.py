@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from . import algorithm, checkpoint, context, distributed, groups, inspector, logprobs, microbatch, onnx_export, \
-    protocol, sft
+from . import algorithm, checkpoint, context, distributed, groups, inspector, logprobs, microbatch, models, \
+    onnx_export, protocol, sft
 from .config import Config
 from .progress import Progress
 from .rundir import RunDir
