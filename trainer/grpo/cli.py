@@ -122,6 +122,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         distributed.shutdown()
 
 
+def _check_checkpoint(path: str | Path) -> None:
+    """A checkpoint (or a run directory's latest) and the reference it implies are intact, else a
+    CheckpointError naming the damaged file: before any weights are read."""
+    from . import checkpoint, inspector
+
+    try:
+        ckpt, _ = inspector.resolve_checkpoint(path)
+    except (FileNotFoundError, OSError, ValueError):
+        return  # the loader says what is missing
+    for d in {ckpt, inspector.reference_dir(ckpt)}:
+        checkpoint.check(d)
+
+
 def _load_checkpoint(path: str):
     import torch
 
@@ -130,6 +143,7 @@ def _load_checkpoint(path: str):
     p = Path(path)
     if not (p / "config.json").is_file() and not models.is_adapter_dir(p):
         raise FileNotFoundError(f"--checkpoint {path}: not a checkpoint or model directory (no config.json)")
+    _check_checkpoint(p)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return models.load(str(p), 0, device)
 
@@ -204,6 +218,7 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     from . import inspector, onnx_export
 
     try:
+        _check_checkpoint(args.checkpoint)
         target, run_dir = inspector.load_target(args.checkpoint, torch.device("cpu"))
         ckpt = Path(target.checkpoint)
         onnx_export.tokenizer_description(target.tokenizer, onnx_export.context_length(target.policy))
@@ -237,6 +252,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
     try:
+        _check_checkpoint(args.checkpoint)
         target, run_dir = inspector.load_target(args.checkpoint)
     except (FileNotFoundError, OSError, ValueError) as e:
         return _fail(str(e), 1)

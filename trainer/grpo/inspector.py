@@ -452,15 +452,9 @@ def load_target(path: str | Path, device: torch.device | None = None) -> tuple[T
 
 
 def serve(target: Target, stream: protocol.Stream, source: IO[str]) -> int:
-    """Answer requests from `source`, one per line, until it closes or a `stop` request arrives."""
-    for line in source:
-        if not line.strip():
-            continue
-        try:
-            msg = protocol.parse_request(line)
-        except ValueError as e:
-            stream.send(protocol.RESPONSE, id=None, ok=False, error=str(e))
-            continue
+    """Answer requests from `source`, one per line, until it closes or a `stop` request arrives (bad lines
+    are answered and skipped by protocol.read_requests)."""
+    for msg in protocol.read_requests(source, stream):
         kind = msg["type"]
         if kind == protocol.STOP:
             stream.send(protocol.RESPONSE, id=msg.get("id"), ok=True, result={"action": kind})

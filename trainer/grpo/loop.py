@@ -73,6 +73,7 @@ class Trainer:
         self.stop_requested = False
         self.save_requested = False
         self.ref_reset_at = None  # step of the last π_ref ← π_θ (None: the reference is step_000000)
+        self.resume_from: Path | None = None  # the newest intact checkpoint (run_training picks it)
         self.exporter = onnx_export.Exporter()
         self.onnx_skip: str | None = None if cfg.onnx_export else "onnx_export is off"
 
@@ -90,7 +91,7 @@ class Trainer:
         self.check = verify.checker(verify.resolve(cfg.verifier, cfg.task))
         self.rewarder = Rewarder(cfg.task, cfg.reward, cfg.reward_function, verify.resolve(cfg.verifier, cfg.task))
 
-        latest = self.run.latest_checkpoint() if self.resume else None
+        latest = self.resume_from if self.resume else None
         if self.resume and latest is None:
             log.info("no checkpoint to resume from in %s; starting from scratch", self.run.path)
         source = str(latest) if latest is not None else cfg.model
@@ -116,7 +117,12 @@ class Trainer:
         if self._latest is None or self.state.get("phase") != phase:
             return
         checkpoint.load_optimizer(self._latest, self.opt, self.sched)
-        rng = checkpoint.load_rng(self._latest)
+        try:
+            rng = checkpoint.load_rng(self._latest)
+        except checkpoint.CheckpointError as e:  # e.g. an rng.pt that would need unpickling: never run it
+            self.run.event("warning", self.step, code="rng_not_restored",
+                           message=f"{e}; continuing without restoring the random streams")
+            rng = None
         if rng and "per_rank" in rng:  # a multi-process run: each rank its own streams
             rng = rng["per_rank"][distributed.rank()] if len(rng["per_rank"]) == distributed.world() else None
         if rng:
@@ -561,14 +567,21 @@ def run_training(cfg: Config, run_dir: Path, stream: protocol.Stream, resume: bo
     """Train in `run_dir`; returns the process exit code. Any exception marks the run failed (with its
     checkpoints intact) and is re-raised for the CLI to report."""
     run = distributed.run_dir(run_dir, stream)
-    resumed_from = None
+    resumed_from, latest, skipped = None, None, []
     if resume:
-        latest = run.latest_checkpoint()
+        latest, skipped = checkpoint.latest_intact(run.path)
+        if skipped and latest is None:
+            raise checkpoint.CheckpointError(f"--resume: no intact checkpoint in {run.path / 'checkpoints'}; "
+                                             + "; ".join(why for _, why in skipped))
         resumed_from = checkpoint.read_state(latest)["step"] if latest else None
     run.start(cfg.to_dict(), cfg.max_steps, cfg.sft_steps, resumed_from)
+    for ckpt, why in skipped:
+        run.event("warning", resumed_from or 0, code="checkpoint_damaged", path=f"checkpoints/{ckpt.name}",
+                  message=f"skipped damaged checkpoint {ckpt.name} ({why}); resuming from {latest.name}")
     requests = (protocol.Requests(stream, known=protocol.CONTROL_TYPES + protocol.INSPECT_TYPES)
                 if distributed.is_main() else None)
     trainer = Trainer(cfg, run, requests, resume=resume, progress=progress)
+    trainer.resume_from = latest
     try:
         state = trainer.train()
     except Exception as e:
