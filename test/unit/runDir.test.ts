@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { bestReward, effectiveState, isPidAlive, isResumable, lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, metricsTail, newRunName, readMetrics, readSampleGroup, readStatus } from '../../src/runDir';
+import { bestReward, effectiveState, isPidAlive, isResumable, lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, metricsTail, newRunName, readConfig, readMetrics, readSampleGroup, readStatus, summarizeRuns } from '../../src/runDir';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-rundir-'));
 const status = (o: object = {}) => ({ protocol: 1, state: 'running', phase: 'grpo', pid: process.pid, step: 3, max_steps: 10, sft_step: 20, sft_steps: 20, started_at: 1, updated_at: 2, ended_at: null, last_checkpoint: 'checkpoints/step_000000', error: null, ...o });
@@ -33,10 +33,10 @@ test('metrics tail reads whole lines incrementally; a torn tail is completed on 
   assert.deepEqual(c.records.map((r) => r.step), [1]);
 });
 
-test('readMetrics reports bad rows (non-numeric fields) without failing', () => {
+test('readMetrics reports bad rows (non-numeric fields) without failing', async () => {
   const dir = tmp();
   fs.writeFileSync(path.join(dir, 'metrics.jsonl'), row(1) + '{"step": 2, "kl": "high"}\n' + row(3) + '{"step": 4');
-  const { rows, problems } = readMetrics(dir);
+  const { rows, problems } = await readMetrics(dir);
   assert.deepEqual(rows.map((r) => r.step), [1, 3]);
   assert.equal(problems.length, 1);
   assert.match(problems[0].error, /kl/);
@@ -78,7 +78,7 @@ test('sample steps are read line by line from samples.jsonl', async () => {
   assert.deepEqual(await listSampleSteps(tmp()), []);
 });
 
-test('listRuns finds run directories with state and best reward, newest first', () => {
+test('listRuns finds run directories with state and best reward, newest first', async () => {
   const runs = tmp();
   const a = path.join(runs, 'a');
   const b = path.join(runs, 'b');
@@ -88,11 +88,78 @@ test('listRuns finds run directories with state and best reward, newest first', 
   fs.writeFileSync(path.join(a, 'status.json'), JSON.stringify(status({ state: 'stopped', updated_at: 100 })));
   fs.writeFileSync(path.join(a, 'metrics.jsonl'), row(1, 0.2) + row(2, 0.9) + row(3, 0.5));
   fs.writeFileSync(path.join(b, 'status.json'), JSON.stringify(status({ pid: deadPid(), updated_at: 200 })));
-  const list = listRuns(runs);
-  assert.deepEqual(list.map((r) => [r.name, r.state, r.bestReward]), [['b', 'crashed', null], ['a', 'stopped', 0.9]]);
+  assert.deepEqual(listRuns(runs).map((r) => [r.name, r.state]), [['b', 'crashed'], ['a', 'stopped']]);
+  const list = await summarizeRuns(runs);
+  assert.deepEqual(list.map((r) => [r.name, r.state, r.bestReward, r.unreadable]), [['b', 'crashed', null, null], ['a', 'stopped', 0.9, null]]);
   fs.appendFileSync(path.join(a, 'metrics.jsonl'), row(4, 1.5));
-  assert.equal(bestReward(a), 1.5, 'the cached best follows appended rows');
+  assert.equal(await bestReward(a), 1.5, 'the cached best follows appended rows');
   assert.deepEqual(listRuns(path.join(runs, 'missing')), []);
+});
+
+test('hostile run folders: a /dev/zero symlink, a newline-free 50 MB samples.jsonl and a 100,000-step run list within 2 s', async () => {
+  const runs = tmp();
+  const mk = (name: string) => {
+    const d = path.join(runs, name);
+    fs.mkdirSync(d);
+    return d;
+  };
+  const zero = mk('zero');
+  fs.symlinkSync('/dev/zero', path.join(zero, 'status.json'));
+  fs.writeFileSync(path.join(zero, 'config.json'), '{}');
+  const wide = mk('wide');
+  fs.writeFileSync(path.join(wide, 'status.json'), JSON.stringify(status({ state: 'stopped' })));
+  fs.writeFileSync(path.join(wide, 'samples.jsonl'), Buffer.alloc(50 * 1024 * 1024, 0x61));
+  const long = mk('long');
+  fs.writeFileSync(path.join(long, 'status.json'), JSON.stringify(status({ state: 'finished', step: 100_000 })));
+  const fields = Object.fromEntries(Array.from({ length: 24 }, (_, i) => [`metric/${i}`, 0.123456789 * i]));
+  const lines: string[] = [];
+  for (let s = 1; s <= 100_000; s++) lines.push(JSON.stringify({ step: s, time: 1e9 + s, 'reward/mean': s === 77_777 ? 2.5 : (s % 100) / 100, ...fields }));
+  fs.writeFileSync(path.join(long, 'metrics.jsonl'), lines.join('\n') + '\n');
+  try {
+    // the event loop keeps turning while the listing reads (what keeps the window responsive)
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 10);
+    const t0 = performance.now();
+    const list = await summarizeRuns(runs);
+    const ms = performance.now() - t0;
+    clearInterval(timer);
+    assert.ok(ms < 2000, `listed in ${ms.toFixed(0)} ms`);
+    const by = Object.fromEntries(list.map((r) => [r.name, r]));
+    assert.deepEqual(Object.keys(by).sort(), ['long', 'wide', 'zero']);
+    assert.equal(by.zero.unreadable, 'status.json is a symbolic link');
+    assert.match(by.wide.unreadable ?? '', /samples\.jsonl has a line longer than 16 MB/);
+    assert.equal(by.long.unreadable, null);
+    assert.equal(by.long.bestReward, 2.5);
+    assert.ok(ticks > 0 || ms < 50, 'the listing yielded to the event loop');
+    // the other readers refuse the same files without reading them
+    assert.match((readStatus(zero) as { error: string }).error, /unreadable: status.json is a symbolic link/);
+    assert.deepEqual(await listSampleSteps(wide), []);
+    assert.equal(await readSampleGroup(wide, 1), null);
+    const m = await readMetrics(long);
+    assert.equal(m.rows.length, 100_000);
+    assert.equal(m.capped, null);
+    const capped = await readMetrics(long, 1024 * 1024);
+    assert.ok(capped.capped && capped.capped.read <= 1024 * 1024 && capped.rows.length > 0, 'past the cap the reader says so');
+  } finally {
+    fs.rmSync(runs, { recursive: true, force: true });
+  }
+});
+
+test('status.json and config.json: only regular files of bounded size are read', () => {
+  const dir = tmp();
+  fs.writeFileSync(path.join(dir, 'status.json'), JSON.stringify(status({ error: 'x'.repeat(2 * 1024 * 1024) })));
+  assert.match((readStatus(dir) as { error: string }).error, /over its 1 MB limit/);
+  fs.mkdirSync(path.join(dir, 'config.json'));
+  assert.equal(readConfig(dir), null);
+  const outside = path.join(tmp(), 'config.json');
+  fs.writeFileSync(outside, '{"a": 1}');
+  const other = tmp();
+  fs.symlinkSync(outside, path.join(other, 'config.json'));
+  assert.equal(readConfig(other), null, 'a symlink out of the run directory is not followed');
+  fs.writeFileSync(path.join(other, 'status.json'), '');
+  fs.rmSync(path.join(other, 'status.json'));
+  spawnSync('mkfifo', [path.join(other, 'status.json')]);
+  assert.match((readStatus(other) as { error: string }).error, /not a regular file/, 'a FIFO neither blocks nor is read');
 });
 
 test('run names sort by time and carry a safe slug of the task', () => {

@@ -60,7 +60,7 @@ test('a short real run: live metrics, pause/resume/stop over stdin, checkpoint o
   const st = readStatus(dir);
   assert.ok(st?.ok && st.value.state === 'stopped', JSON.stringify(st));
   assert.ok(st.value.last_checkpoint && listCheckpoints(dir).length >= 2, 'step 0 and the stop checkpoint');
-  const { rows, problems } = readMetrics(dir);
+  const { rows, problems } = await readMetrics(dir);
   assert.deepEqual(problems, []);
   assert.deepEqual(rows.map((r) => r.step), s.rows.map((r) => r.step), 'the stream and metrics.jsonl agree');
   assert.ok(s.summary().reward !== null);
