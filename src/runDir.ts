@@ -2,6 +2,7 @@
  * Reading run directories (docs/run-directory.md). Node only, no `vscode`: unit-tested directly.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { countNewlines, parseJsonlBuffer, parseLine, type JsonlChunk, type LineProblem } from './jsonLines';
 import { checkEvent, checkGroupRecord, checkMetricsRow, checkStatus, type Checked, type GroupRecord, type MetricsRow, type RunEvent, type RunState, type RunStatus } from './protocol';
@@ -110,11 +111,38 @@ export function isPidAlive(pid: number | null | undefined): boolean {
   }
 }
 
-/** The state to show: a `running`/`paused` status whose process is gone is a crash. */
+/** Linux: when process `pid` started (clock ticks after boot, /proc/PID/stat field 22) and its command
+ * line; null when it is gone or elsewhere. */
+export function processIdentity(pid: number): { start: number; cmdline: string } | null {
+  if (process.platform !== 'linux' || !Number.isInteger(pid) || pid <= 0) return null;
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const start = Number(stat.slice(stat.lastIndexOf(')') + 1).trim().split(/\s+/)[19]);
+    const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+    return Number.isFinite(start) ? { start, cmdline } : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Whether the pid in status.json is still the trainer that wrote it, so it may be re-attached to and
+ * signalled: the same host, and (on Linux) a process that started when status.json says its trainer did
+ * and runs grpo. A status.json is untrusted: without this, Stop could SIGINT any process whose pid it names.
+ * Elsewhere only the host and the pid's liveness can be checked.
+ */
+export function trainerAlive(status: RunStatus | null): boolean {
+  if (!status?.pid || status.host !== os.hostname()) return false;
+  if (process.platform !== 'linux') return isPidAlive(status.pid);
+  const id = processIdentity(status.pid);
+  return !!id && typeof status.proc_start === 'number' && id.start === status.proc_start && /\bgrpo\b/.test(id.cmdline);
+}
+
+/** The state to show: a `running`/`paused` status whose trainer is gone is a crash. */
 export type EffectiveState = RunState | 'crashed' | 'unknown';
-export function effectiveState(status: RunStatus | null, alive: (pid: number | null) => boolean = isPidAlive): EffectiveState {
+export function effectiveState(status: RunStatus | null, alive: (status: RunStatus) => boolean = trainerAlive): EffectiveState {
   if (!status) return 'unknown';
-  if ((status.state === 'running' || status.state === 'paused') && !alive(status.pid)) return 'crashed';
+  if ((status.state === 'running' || status.state === 'paused') && !alive(status)) return 'crashed';
   return status.state;
 }
 

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { ControlType, LiveSummary, MetricsRow, SettingValues } from './protocol';
 import { checkInterpreter, findInterpreter, SOURCE_LABEL, type Discovery } from './python';
-import { isPidAlive, isResumable, listRuns, newRunName, readStatus, effectiveState } from './runDir';
+import { isResumable, listRuns, newRunName, readStatus, effectiveState, trainerAlive } from './runDir';
 import { RunSession, type SessionChange } from './session';
 import { defaultValues, diffFromDefaults, EMBEDDED_SCHEMA, launchArgs, sanitizeValues, trainArgs, type Launcher } from './settings';
 
@@ -167,7 +167,7 @@ export class TrainingController implements vscode.Disposable {
       const s = readStatus(dir);
       if (!s?.ok) continue;
       const st = s.value;
-      if ((st.state === 'running' || st.state === 'paused') && isPidAlive(st.pid)) {
+      if ((st.state === 'running' || st.state === 'paused') && trainerAlive(st)) {
         this.log.info(`re-attached to run ${path.basename(dir)} (pid ${st.pid}) through its run directory`);
         this.session = RunSession.attach(dir, { onChange: (c) => this.onChange(c) });
         this.emitSummary(true);

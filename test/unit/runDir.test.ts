@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { bestReward, effectiveState, isPidAlive, isResumable, lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, metricsTail, newRunName, readConfig, readMetrics, readSampleGroup, readStatus, summarizeRuns } from '../../src/runDir';
+import { bestReward, effectiveState, isPidAlive, isResumable, lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, metricsTail, newRunName, readConfig, readMetrics, readSampleGroup, readStatus, summarizeRuns, processIdentity, trainerAlive } from '../../src/runDir';
+import { RunSession } from '../../src/session';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-rundir-'));
 const status = (o: object = {}) => ({ protocol: 1, state: 'running', phase: 'grpo', pid: process.pid, step: 3, max_steps: 10, sft_step: 20, sft_steps: 20, started_at: 1, updated_at: 2, ended_at: null, last_checkpoint: 'checkpoints/step_000000', error: null, ...o });
@@ -53,7 +54,8 @@ test('status.json: missing, invalid and valid; a live status whose pid is dead i
   fs.writeFileSync(path.join(dir, 'status.json'), JSON.stringify(status()));
   const ok = readStatus(dir);
   assert.ok(ok?.ok);
-  assert.equal(effectiveState(ok.value), 'running');
+  assert.equal(effectiveState(ok.value, () => true), 'running');
+  assert.equal(effectiveState(ok.value), 'crashed', 'this pid is alive but not a grpo trainer');
   const dead = { ...ok.value, pid: deadPid() };
   assert.equal(isPidAlive(dead.pid), false);
   assert.equal(effectiveState(dead), 'crashed');
@@ -183,4 +185,36 @@ test('a logged group is read by step (the last one if a resumed run logged the s
   assert.equal(lastSampleQuestion(dir), '1+2', 'the last line with a question (the very last has none)');
   fs.appendFileSync(path.join(dir, 'samples.jsonl'), group(40, '3').replace('"1+2"', '"(3+1)*3 \\"q\\""'));
   assert.equal(lastSampleQuestion(dir), '(3+1)*3 "q"');
+});
+
+test('a status.json pid is re-attached to and signalled only if it is still that trainer (host, start time, grpo)', { skip: process.platform !== 'linux' }, async () => {
+  // two live processes: one whose command line says grpo (a stand-in trainer), one that does not
+  const trainerLike = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', 'grpo']);
+  const foreign = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)']);
+  try {
+    await new Promise((r) => setTimeout(r, 200));
+    const t = processIdentity(trainerLike.pid!)!;
+    const f = processIdentity(foreign.pid!)!;
+    assert.ok(t && f && /grpo/.test(t.cmdline));
+    const mine = status({ pid: trainerLike.pid, host: os.hostname(), proc_start: t.start, token: 'a1' });
+    assert.equal(trainerAlive(mine), true);
+    assert.equal(effectiveState(mine), 'running');
+    assert.equal(trainerAlive({ ...mine, proc_start: t.start - 1 }), false, 'a later process with the same pid');
+    assert.equal(trainerAlive({ ...mine, host: 'elsewhere' }), false, 'another machine');
+    assert.equal(trainerAlive({ ...mine, proc_start: undefined }), false, 'no start time to check');
+    assert.equal(trainerAlive({ ...mine, pid: foreign.pid!, proc_start: f.start }), false, 'not a grpo process');
+
+    // Stop on an attached run whose status.json names a foreign process: nothing is signalled
+    const dir = tmp();
+    fs.writeFileSync(path.join(dir, 'status.json'), JSON.stringify(status({ pid: foreign.pid, host: os.hostname(), proc_start: f.start, token: 'b2' })));
+    const s = RunSession.attach(dir, { onChange: () => {}, pollMs: 60_000 });
+    assert.equal(s.control('stop'), 'unavailable');
+    s.dispose();
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(foreign.exitCode, null);
+    assert.equal(foreign.signalCode, null, 'the foreign process was not signalled');
+  } finally {
+    trainerLike.kill('SIGKILL');
+    foreign.kill('SIGKILL');
+  }
 });

@@ -115,7 +115,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     sys.stdout = sys.stderr  # stray prints from libraries must never reach the protocol stream
     try:
         return run_training(cfg, run_dir, stream, args.resume, Progress(enabled=not args.quiet))
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, OSError, RuntimeError) as e:  # OSError: e.g. the disk filled up (the run is marked failed)
         log.error("%s", e)
         return 1
     finally:

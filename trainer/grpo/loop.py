@@ -74,6 +74,7 @@ class Trainer:
         self.save_requested = False
         self.ref_reset_at = None  # step of the last π_ref ← π_θ (None: the reference is step_000000)
         self.resume_from: Path | None = None  # the newest intact checkpoint (run_training picks it)
+        self.saved_at: tuple[str, int, int] | None = None  # (phase, step, sft_step) of the last checkpoint
         self.exporter = onnx_export.Exporter()
         self.onnx_skip: str | None = None if cfg.onnx_export else "onnx_export is off"
 
@@ -95,7 +96,13 @@ class Trainer:
         if self.resume and latest is None:
             log.info("no checkpoint to resume from in %s; starting from scratch", self.run.path)
         source = str(latest) if latest is not None else cfg.model
-        self.policy, self.tokenizer = models.load(source, cfg.seed, self.device, models.Options.from_config(cfg))
+        try:
+            self.policy, self.tokenizer = models.load(source, cfg.seed, self.device, models.Options.from_config(cfg))
+        except (OSError, ValueError, ImportError, KeyError) as e:
+            if latest is not None:
+                raise checkpoint.CheckpointError(f"checkpoint {latest}: cannot be loaded: {e}") from None
+            raise ValueError(f"setting 'model' ({cfg.model}): cannot be loaded as a Hugging Face model directory "
+                             f"(config.json, weights and tokenizer files): {type(e).__name__}: {e}") from None
         self.policy.train()
         self.lora = models.is_lora(self.policy)
         self.dtype = models.compute_dtype(cfg.dtype, self.device)
@@ -228,7 +235,8 @@ class Trainer:
     def _finish(self, state: str) -> str:
         if self.phase == "grpo" and state == protocol.FINISHED and self.last_eval_step != self.step:
             self._evaluate()
-        self._save()
+        if self.saved_at != (self.phase, self.step, self.sft_step):  # not again when save_steps divides max_steps
+            self._save()
         # The other ranks wait for rank 0's last checkpoint (and its ONNX export) before they leave the process
         # group: rank 1 tearing gloo down while rank 0 was still writing aborted it (SIGABRT) on a loaded machine.
         distributed.barrier()
@@ -238,6 +246,7 @@ class Trainer:
         return state
 
     def _save(self) -> str:
+        self.saved_at = (self.phase, self.step, self.sft_step)
         rng = checkpoint.rng_state(self.data_rng, self.sample_gen)
         if distributed.active():
             distributed.check_in_sync(self.policy)
@@ -313,6 +322,9 @@ class Trainer:
                                      loss=loss.item(), elapsed=elapsed)
                 self.run.update(sft_step=self.sft_step)
                 self.progress.show("sft", self.sft_step, cfg.sft_steps, elapsed, loss=loss.item())
+            if self.save_requested or (cfg.save_steps and self.sft_step % cfg.save_steps == 0):
+                self.save_requested = False  # a SIGKILL during SFT loses at most save_steps of it
+                self._save()
         acc, _ = sft.greedy_accuracy(self.policy, self.tokenizer, self.dataset.held_out, cfg.max_completion_length,
                                      prompt_fn=self.prompt_text, check=self.check, engine=self.engine)
         self.run.event("phase", 0, phase="grpo", sft_accuracy=acc)
@@ -584,10 +596,8 @@ def run_training(cfg: Config, run_dir: Path, stream: protocol.Stream, resume: bo
     trainer.resume_from = latest
     try:
         state = trainer.train()
-    except Exception as e:
-        msg = f"{type(e).__name__}: {e}"
-        run.event("error", trainer.step, message=msg)
-        run.update(state=protocol.FAILED, error=msg)
+    except BaseException as e:  # SystemExit too: whatever ends the process, status.json is not left running
+        run.fail(trainer.step, f"{type(e).__name__}: {e}")
         raise
     finally:
         run.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import socket
 import time
@@ -43,11 +44,36 @@ def read_jsonl(path: Path) -> tuple[list[dict], int]:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.write(json.dumps(protocol._finite(data), indent=2, ensure_ascii=False))
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            f.write(json.dumps(protocol._finite(data), indent=2, ensure_ascii=False))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _rewrite_in_place(path: Path, data: Any) -> None:
+    """Overwrite an existing small file in its own blocks: works on a full disk where a new file cannot."""
+    text = json.dumps(protocol._finite(data), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    with path.open("r+b") as f:
+        f.write(text)
+        f.truncate()
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+
+def process_start_time(pid: int) -> int | None:
+    """When process `pid` started, in clock ticks after boot (/proc/PID/stat field 22; Linux only). With the
+    host it tells this trainer from a later process that reuses its pid: the extension checks both before
+    it re-attaches to or signals the pid in status.json."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class RunDir:
@@ -89,7 +115,8 @@ class RunDir:
         now = time.time()
         self.status = {
             "protocol": protocol.PROTOCOL_VERSION, "state": protocol.RUNNING, "phase": "setup",
-            "pid": os.getpid(), "host": socket.gethostname(),
+            "pid": os.getpid(), "host": socket.gethostname(), "proc_start": process_start_time(os.getpid()),
+            "token": secrets.token_hex(8),
             "step": previous.get("step", 0), "max_steps": max_steps,
             "sft_step": previous.get("sft_step", 0), "sft_steps": sft_steps,
             "started_at": previous.get("started_at", now), "updated_at": now, "ended_at": None,
@@ -123,6 +150,29 @@ class RunDir:
             self.status["ended_at"] = time.time()
         self.status["updated_at"] = time.time()
         self._write_status()
+
+    def fail(self, step: int, message: str) -> None:
+        """Mark the run failed however it ended, a full disk included: the half-written checkpoint goes
+        (freeing its space), the error reaches the stream even if events.jsonl cannot take it, and
+        status.json is rewritten in place when a new copy cannot be written."""
+        for tmp in (self.path / CHECKPOINTS).glob("*.tmp"):
+            shutil.rmtree(tmp, ignore_errors=True)
+        row = {"kind": "error", "time": time.time(), "step": step, "message": message}
+        try:
+            self._append("events.jsonl", row)
+        except OSError:
+            pass
+        self.stream.send(protocol.EVENT, row=row)
+        now = time.time()
+        self.status.update(state=protocol.FAILED, error=message, ended_at=now, updated_at=now)
+        try:
+            write_json_atomic(self.path / "status.json", self.status)
+        except OSError:
+            try:
+                _rewrite_in_place(self.path / "status.json", self.status)
+            except OSError:
+                pass
+        self.stream.send(protocol.STATUS, status=self.status)
 
     def _write_status(self) -> None:
         write_json_atomic(self.path / "status.json", self.status)

@@ -151,3 +151,97 @@ def test_serve_answers_after_hostile_lines(tiny_run):
     assert proc.ok("score", prompt="1+1\n", text="#### 2")["tokens"][0] == "#"  # still answering
     assert proc.request("stop")["ok"]
     assert proc.p.wait(timeout=60) == 0
+
+
+# ------------------------------------------------------------------------------------------ rewards
+@pytest.mark.parametrize("fn,why", [("exits", "SystemExit: 3"), ("strings", "'1' (str), not a number"),
+                                    ("huge", "not a finite number")])
+def test_bad_reward_functions_are_reward_errors(fn, why):
+    from grpo.rewards import Rewarder
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+    try:
+        r = Rewarder("arith", "outcome", f"length_reward:{fn}")
+    finally:
+        sys.path.pop(0)
+    scored = r(["q"] * 4, ["a7", "b", "c7", "d"], ["1"] * 4)
+    assert all(isinstance(x, float) and abs(x) <= 1e9 for x in scored.rewards)
+    assert scored.errors and why in scored.errors[0]
+
+
+def test_reward_function_calling_sys_exit_does_not_end_training(tmp_path):
+    run = tmp_path / "run"
+    p = trainer(run, "--set", "sft_steps=0", "--set", "max_steps=2", "--set", "save_steps=1",
+                "--set", "reward_function=length_reward:exits")
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    events, _ = read_jsonl(run / "events.jsonl")
+    assert json.loads((run / "status.json").read_text())["state"] == "finished"
+    warnings = [e for e in events if e.get("code") == "reward_error"]
+    assert warnings and "SystemExit" in warnings[0]["message"]
+    # save_steps divides max_steps: the final checkpoint is written once
+    assert [e["path"] for e in events if e["kind"] == "checkpoint"] == [
+        "checkpoints/step_000000", "checkpoints/step_000001", "checkpoints/step_000002"]
+
+
+def test_an_unexpected_exit_marks_the_run_failed(tmp_path):
+    bad = tmp_path / "mods"
+    bad.mkdir()
+    (bad / "quits.py").write_text("import sys\nsys.exit(4)\n")
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "trainer"), str(bad)])}
+    p = subprocess.run([sys.executable, "-m", "grpo", "train", "--run-dir", str(run), *FAST, "--set", "sft_steps=0",
+                        "--set", "max_steps=1", "--set", "reward_function=quits:f"], capture_output=True, text=True,
+                       env=env, timeout=300)
+    assert p.returncode == 1
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "failed" and "'reward_function'" in status["error"] and "SystemExit" in status["error"]
+
+
+def test_a_non_hf_model_directory_names_the_setting(tmp_path):
+    model = tmp_path / "not-a-model"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "llama"}')
+    p = trainer(tmp_path / "run", "--set", f"model={model}", "--set", "sft_steps=0", "--set", "max_steps=1")
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 1 and f"setting 'model' ({model})" in err
+
+
+def test_sft_saves_every_save_steps_and_resume_continues_it(tmp_path):
+    run = tmp_path / "run"
+    p = trainer(run, "--set", "sft_steps=6", "--set", "save_steps=3", "--set", "max_steps=0",
+                "--set", "onnx_export=false")
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    names = sorted(c.name for c in (run / "checkpoints").iterdir())
+    assert {"sft_000003", "sft_000006"} <= set(names), names
+    # as if SIGKILLed after sft step 3: drop the later checkpoints, then resume
+    for n in names:
+        if n != "sft_000003":
+            shutil.rmtree(run / "checkpoints" / n)
+    p = trainer(run, "--resume", "--set", "onnx_export=false")
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    progress = [m for m in stream_lines(out) if m["type"] == "progress" and m["phase"] == "sft"]
+    assert json.loads((run / "status.json").read_text())["sft_step"] == 6
+    assert not progress or progress[0]["step"] > 3
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mount"), reason="needs a small tmpfs (root)")
+def test_a_full_disk_fails_the_run_visibly(tmp_path):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mnt)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        run = mnt / "run"
+        p = trainer(run, "--set", "sft_steps=0", "--set", "max_steps=2")
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 1
+        assert "No space left on device" in err
+        msgs = stream_lines(out)
+        assert any(m["type"] == "event" and m["row"]["kind"] == "error" for m in msgs)
+        status = json.loads((run / "status.json").read_text())
+        assert status["state"] == "failed" and "No space left" in status["error"]
+    finally:
+        subprocess.run(["umount", str(mnt)])
