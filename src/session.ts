@@ -53,7 +53,7 @@ export class RunSession {
   }
 
   /** Starts a trainer process for `dir` (`args` already hold `--run-dir dir`). */
-  static spawn(dir: string, python: string, args: string[], env: { cwd: string; trainerDir: string }, opts: SessionOptions): RunSession {
+  static spawn(dir: string, python: string, args: string[], env: { workspace?: string; trainerDir: string }, opts: SessionOptions): RunSession {
     const s = new RunSession(dir, 'spawned', opts);
     // A resumed run already has history: load it before the live stream adds to it.
     s.loadFromFiles();

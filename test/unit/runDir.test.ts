@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { bestReward, effectiveState, isPidAlive, isResumable, lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, metricsTail, newRunName, readConfig, readMetrics, readSampleGroup, readStatus, summarizeRuns, processIdentity, trainerAlive } from '../../src/runDir';
+import type { RunStatus } from '../../src/protocol';
 import { RunSession } from '../../src/session';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-rundir-'));
@@ -196,7 +197,7 @@ test('a status.json pid is re-attached to and signalled only if it is still that
     const t = processIdentity(trainerLike.pid!)!;
     const f = processIdentity(foreign.pid!)!;
     assert.ok(t && f && /grpo/.test(t.cmdline));
-    const mine = status({ pid: trainerLike.pid, host: os.hostname(), proc_start: t.start, token: 'a1' });
+    const mine = status({ pid: trainerLike.pid, host: os.hostname(), proc_start: t.start, token: 'a1' }) as RunStatus;
     assert.equal(trainerAlive(mine), true);
     assert.equal(effectiveState(mine), 'running');
     assert.equal(trainerAlive({ ...mine, proc_start: t.start - 1 }), false, 'a later process with the same pid');

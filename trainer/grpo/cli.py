@@ -316,6 +316,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _user_modules_last() -> None:
+    """The extension starts Python outside the workspace with a safe sys.path (PYTHONSAFEPATH) and names the
+    workspace in GRPO_WORKSPACE: user modules (a reward_function's) are found there, after every installed
+    package, so a `torch.py` or `grpo/` in the workspace cannot shadow the real ones."""
+    ws = os.environ.get("GRPO_WORKSPACE")
+    if ws and os.path.isdir(ws) and ws not in sys.path:
+        sys.path.append(ws)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _user_modules_last()
     args = build_parser().parse_args(argv)
     return args.func(args)
