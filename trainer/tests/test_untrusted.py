@@ -43,10 +43,11 @@ def test_control_channel_survives_every_hostile_line():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A real 3-step run (no SFT), checkpoints at every step, written once and copied by each test."""
+    """A real 3-step run (no SFT), checkpoints at every step, written once and copied by each test. Its
+    reward function calls sys.exit on some samples."""
     run = tmp_path_factory.mktemp("trained") / "run"
     p = trainer(run, "--set", "sft_steps=0", "--set", "max_steps=3", "--set", "save_steps=1",
-                "--set", "eval_steps=0", "--set", "log_samples_steps=0")
+                "--set", "eval_steps=0", "--set", "log_samples_steps=0", "--set", "reward_function=length_reward:exits")
     _, err = p.communicate(timeout=600)
     assert p.returncode == 0, err
     return run
@@ -169,19 +170,14 @@ def test_bad_reward_functions_are_reward_errors(fn, why):
     assert scored.errors and why in scored.errors[0]
 
 
-def test_reward_function_calling_sys_exit_does_not_end_training(tmp_path):
-    run = tmp_path / "run"
-    p = trainer(run, "--set", "sft_steps=0", "--set", "max_steps=2", "--set", "save_steps=1",
-                "--set", "reward_function=length_reward:exits")
-    out, err = p.communicate(timeout=300)
-    assert p.returncode == 0, err
-    events, _ = read_jsonl(run / "events.jsonl")
-    assert json.loads((run / "status.json").read_text())["state"] == "finished"
+def test_reward_function_calling_sys_exit_does_not_end_training(trained):
+    events, _ = read_jsonl(trained / "events.jsonl")
+    assert json.loads((trained / "status.json").read_text())["state"] == "finished"
     warnings = [e for e in events if e.get("code") == "reward_error"]
     assert warnings and "SystemExit" in warnings[0]["message"]
     # save_steps divides max_steps: the final checkpoint is written once
     assert [e["path"] for e in events if e["kind"] == "checkpoint"] == [
-        "checkpoints/step_000000", "checkpoints/step_000001", "checkpoints/step_000002"]
+        "checkpoints/step_000000", "checkpoints/step_000001", "checkpoints/step_000002", "checkpoints/step_000003"]
 
 
 def test_an_unexpected_exit_marks_the_run_failed(tmp_path):
