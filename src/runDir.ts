@@ -25,6 +25,8 @@ export const LIMITS = {
   recordLine: 1024 * 1024,
   /** one line of samples.jsonl (a whole group with per-token arrays) */
   sampleLine: 16 * 1024 * 1024,
+  /** an ONNX export's tokenizer.json (a byte-level BPE vocabulary is a few MB) */
+  tokenizerFile: 64 * 1024 * 1024,
   /** what the dashboard loads of one metrics.jsonl (about 300,000 steps); past it, it says so */
   metricsFile: 256 * 1024 * 1024,
 };
