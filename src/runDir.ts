@@ -230,7 +230,8 @@ export async function scanLines(file: string, maxLine: number, onLine: (line: Bu
   let pendingLen = 0;
   let skipping = false;
   let lineNo = 0;
-  let consumed = start;
+  let consumed = start; // the end of the last whole line
+  let chunkStart = start;
   for await (const chunk of stream as AsyncIterable<Buffer>) {
     let pos = 0;
     for (;;) {
@@ -247,7 +248,7 @@ export async function scanLines(file: string, maxLine: number, onLine: (line: Bu
       }
       if (nl < 0) break;
       lineNo++;
-      consumed += pos === 0 ? nl + 1 : nl + 1 - pos;
+      consumed = chunkStart + nl + 1;
       if (skipping) out.overlong.push(lineNo);
       else onLine(pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingLen), lineNo);
       pending = [];
@@ -255,6 +256,7 @@ export async function scanLines(file: string, maxLine: number, onLine: (line: Bu
       skipping = false;
       pos = nl + 1;
     }
+    chunkStart += chunk.length;
   }
   out.read = consumed - start;
   return out;

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { bestReward, effectiveState, isPidAlive, isResumable, lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, metricsTail, newRunName, readConfig, readMetrics, readSampleGroup, readStatus, summarizeRuns, processIdentity, trainerAlive } from '../../src/runDir';
+import { bestReward, effectiveState, isPidAlive, isResumable, lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, metricsTail, newRunName, readConfig, readMetrics, readSampleGroup, readStatus, scanLines, summarizeRuns, processIdentity, trainerAlive } from '../../src/runDir';
 import type { RunStatus } from '../../src/protocol';
 import { RunSession } from '../../src/session';
 
@@ -218,4 +218,20 @@ test('a status.json pid is re-attached to and signalled only if it is still that
     trainerLike.kill('SIGKILL');
     foreign.kill('SIGKILL');
   }
+});
+
+test('scanLines: lines across chunk boundaries, over-long lines skipped, resumable from where it stopped', async () => {
+  const dir = tmp();
+  const file = path.join(dir, 'x.jsonl');
+  const big = 'y'.repeat(3 * 1024 * 1024);
+  fs.writeFileSync(file, `a\n${'b'.repeat(1024 * 1024 + 10)}\n${big}\nc\ntorn`);
+  const seen: [number, number][] = [];
+  const scan = await scanLines(file, 2 * 1024 * 1024, (line, n) => seen.push([n, line.length]));
+  assert.deepEqual(seen, [[1, 1], [2, 1024 * 1024 + 10], [4, 1]]);
+  assert.deepEqual(scan?.overlong, [3]);
+  assert.equal(scan?.read, fs.statSync(file).size - 'torn'.length, 'read ends after the last whole line');
+  fs.appendFileSync(file, '\nd\n');
+  const more: string[] = [];
+  await scanLines(file, 100, (line) => more.push(line.toString()), { start: scan!.read });
+  assert.deepEqual(more, ['torn', 'd']);
 });

@@ -89,7 +89,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.resume:
             if not (run_dir / "config.json").is_file():
                 return _fail(f"--resume: {run_dir} has no config.json (not a run directory)")
-            base = config_mod.load_config_file(run_dir / "config.json")
+            from .rundir import read_json_file
+
+            try:  # a regular file of bounded size: a run directory may come from anywhere
+                base = read_json_file(run_dir / "config.json")
+            except (OSError, ValueError) as e:
+                raise ConfigError(f"--resume: {e}") from None
+            if not isinstance(base, dict):
+                raise ConfigError(f"--resume: {run_dir / 'config.json'} must hold a JSON object of settings")
         elif (run_dir / "config.json").exists():
             return _fail(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
         if args.config:

@@ -23,7 +23,7 @@ import torch
 from . import algorithm, models, protocol, rollout, sft
 from .config import Config, ConfigError, build_config
 from .rewards import Rewarder, Scored
-from .rundir import latest_checkpoint
+from .rundir import latest_checkpoint, read_json_file
 from .tasks import arith
 
 log = logging.getLogger("grpo")
@@ -423,10 +423,10 @@ def run_settings(run_dir: Path | None) -> Config:
     if run_dir is None:
         return Config()
     try:
-        base = json.loads((run_dir / "config.json").read_text())
+        base = read_json_file(run_dir / "config.json")  # bounded, regular: a run directory is untrusted
         known = {f for f in Config.__dataclass_fields__}
         return build_config({k: v for k, v in base.items() if k in known})
-    except (OSError, json.JSONDecodeError, ConfigError, TypeError) as e:
+    except (OSError, ValueError, AttributeError, TypeError) as e:  # ConfigError is a ValueError
         log.warning("cannot read %s/config.json (%s); using default settings", run_dir, e)
         return Config()
 

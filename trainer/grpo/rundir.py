@@ -26,18 +26,47 @@ def checkpoint_name(step: int, phase: str = "grpo") -> str:
     return f"{'sft' if phase == 'sft' else 'step'}_{step:06d}"
 
 
+MAX_JSON_FILE = 16 * 1024 * 1024  # status.json, config.json, trainer_state.json, checksums.json
+MAX_LINE = 64 * 1024 * 1024       # one JSONL record (a samples.jsonl group is the largest)
+
+
+def _regular(path: Path) -> Path:
+    """`path` if it is a regular file, not a symlink: a run directory is untrusted (a `/dev/zero` symlink
+    would be read forever). ValueError naming it otherwise."""
+    if path.is_symlink() or not path.is_file():
+        raise ValueError(f"{path}: not a regular file")
+    return path
+
+
+def read_json_file(path: Path, limit: int = MAX_JSON_FILE) -> Any:
+    """A JSON file of a run directory: regular, at most `limit` bytes; ValueError naming it otherwise."""
+    size = _regular(path).stat().st_size
+    if size > limit:
+        raise ValueError(f"{path}: {size} bytes, more than the {limit} such a file may hold")
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ValueError(f"{path}: damaged ({type(e).__name__}: {e})") from None
+
+
 def read_jsonl(path: Path) -> tuple[list[dict], int]:
-    """Records of a JSONL file and the number of lines that did not parse (a torn last line included)."""
+    """Records of a JSONL file and the number of lines that did not parse (a torn last line, and lines
+    longer than MAX_LINE, included)."""
     rows, bad = [], 0
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return rows, bad
-    with path.open("r", encoding="utf-8") as f:
-        for line in f:
+    with _regular(path).open("rb") as f:
+        while line := f.readline(MAX_LINE + 1):
+            if len(line) > MAX_LINE:
+                while line and not line.endswith(b"\n"):
+                    line = f.readline(MAX_LINE)
+                bad += 1
+                continue
             if not line.strip():
                 continue
             try:
                 rows.append(json.loads(line))
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 bad += 1
     return rows, bad
 
@@ -180,12 +209,13 @@ class RunDir:
 
     def read_status(self) -> dict:
         try:
-            return json.loads((self.path / "status.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+            st = read_json_file(self.path / "status.json")
+        except (OSError, ValueError):
             return {}
+        return st if isinstance(st, dict) else {}
 
     def read_config(self) -> dict:
-        return json.loads((self.path / "config.json").read_text())
+        return read_json_file(self.path / "config.json")
 
     # ---------------------------------------------------------------------------------- checkpoints
     def checkpoint_tmp(self, name: str) -> Path:

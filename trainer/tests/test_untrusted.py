@@ -241,3 +241,21 @@ def test_a_full_disk_fails_the_run_visibly(tmp_path):
         assert status["state"] == "failed" and "No space left" in status["error"]
     finally:
         subprocess.run(["umount", str(mnt)])
+
+
+def test_resume_never_reads_a_device_from_the_run_directory(trained, tmp_path):
+    run = _copy(trained, tmp_path)
+    (run / "config.json").unlink()
+    (run / "config.json").symlink_to("/dev/zero")  # a symlink git can ship: read, it never ends
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "trainer")}
+    p = subprocess.run([sys.executable, "-m", "grpo", "train", "--run-dir", str(run), "--resume"], capture_output=True,
+                       text=True, env=env, stdin=subprocess.DEVNULL, timeout=120)
+    assert p.returncode == 2 and "config.json: not a regular file" in p.stderr
+    (run / "config.json").unlink()
+    shutil.copy(trained / "config.json", run / "config.json")
+    (run / "metrics.jsonl").unlink()
+    (run / "metrics.jsonl").symlink_to("/dev/zero")
+    p = trainer(run, "--resume", "--set", "max_steps=4")
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 1 and "metrics.jsonl: not a regular file" in err
+    assert json.loads((run / "status.json").read_text())["state"] != "running"
