@@ -288,7 +288,19 @@ export async function readMetrics(dir: string, maxBytes = LIMITS.metricsFile): P
  * Why a .jsonl file of a run cannot be read, or null: not a regular file, or a line (its first or its last)
  * longer than `maxLine`. Reads at most about 2 × maxLine bytes, asynchronously.
  */
+const problemCache = new Map<string, { key: string; why: string | null }>();
 export async function jsonlProblem(file: string, maxLine: number): Promise<string | null> {
+  // The Runs view refreshes every second while a run trains: a file unchanged since its last check is not read again.
+  const st = fs.lstatSync(file, { throwIfNoEntry: false });
+  const key = st ? `${st.size}:${st.mtimeMs}:${st.ino}:${maxLine}` : '';
+  const hit = problemCache.get(file);
+  if (hit && hit.key === key) return hit.why;
+  const why = await checkJsonl(file, maxLine);
+  problemCache.set(file, { key, why });
+  return why;
+}
+
+async function checkJsonl(file: string, maxLine: number): Promise<string | null> {
   let f: { fd: number; size: number } | null;
   try {
     f = openRegular(file);
@@ -296,41 +308,38 @@ export async function jsonlProblem(file: string, maxLine: number): Promise<strin
     return (e as Error).message;
   }
   if (!f) return null;
-  const fh = await fs.promises.open(file, 'r').catch(() => null);
-  fs.closeSync(f.fd);
-  if (!fh) return `${path.basename(file)} cannot be opened`;
+  const { fd, size } = f;
+  const block = Buffer.allocUnsafe(Math.min(1024 * 1024, Math.max(1, size)));
+  // the descriptor openRegular checked, read without blocking the event loop
+  const read = (len: number, pos: number) => new Promise<number>((res, rej) => fs.read(fd, block, 0, len, pos, (err, n) => (err ? rej(err) : res(n))));
   const tooLong = `${path.basename(file)} has a line longer than ${MiB(maxLine)}`;
   try {
-    const block = Buffer.allocUnsafe(1024 * 1024);
     // the first line
-    let pos = 0;
-    for (;;) {
-      if (pos >= f.size) break;
-      const { bytesRead } = await fh.read(block, 0, block.length, pos);
-      if (bytesRead <= 0) break;
-      const nl = block.subarray(0, bytesRead).indexOf(10);
+    for (let pos = 0; pos < size; ) {
+      const n = await read(Math.min(block.length, size - pos), pos);
+      if (n <= 0) break;
+      const nl = block.subarray(0, n).indexOf(10);
       if (nl >= 0) {
         if (pos + nl > maxLine) return tooLong;
         break;
       }
-      pos += bytesRead;
+      pos += n;
       if (pos > maxLine) return tooLong;
     }
-    // the last line (a torn one being written counts too: it must still fit the cap)
-    let end = f.size > 0 ? f.size - 1 : 0; // ignore the final newline
-    let scanned = 0;
-    while (end > 0) {
+    // the last line (a torn one still being written counts too: it must fit the cap as well)
+    for (let end = size > 0 ? size - 1 : 0, scanned = 0; end > 0; ) {
       const len = Math.min(block.length, end);
-      const { bytesRead } = await fh.read(block, 0, len, end - len);
-      if (bytesRead <= 0) break;
-      if (block.subarray(0, bytesRead).lastIndexOf(10) >= 0) break;
-      end -= bytesRead;
-      scanned += bytesRead;
+      const n = await read(len, end - len);
+      if (n <= 0 || block.subarray(0, n).lastIndexOf(10) >= 0) break;
+      end -= n;
+      scanned += n;
       if (scanned > maxLine) return tooLong;
     }
     return null;
+  } catch (e) {
+    return `${path.basename(file)}: ${(e as Error).message}`;
   } finally {
-    await fh.close();
+    fs.closeSync(fd);
   }
 }
 
