@@ -181,27 +181,28 @@ class RunDir:
         self._write_status()
 
     def fail(self, step: int, message: str) -> None:
-        """Mark the run failed however it ended, a full disk included: the half-written checkpoint goes
-        (freeing its space), the error reaches the stream even if events.jsonl cannot take it, and
-        status.json is rewritten in place when a new copy cannot be written."""
-        for tmp in (self.path / CHECKPOINTS).glob("*.tmp"):
-            shutil.rmtree(tmp, ignore_errors=True)
+        """Mark the run failed however it ended, a full disk included: the error reaches the stream even if
+        events.jsonl cannot take it; if status.json cannot be written, the half-written checkpoint goes
+        (freeing its space) and status.json is written again, in place as a last resort."""
         row = {"kind": "error", "time": time.time(), "step": step, "message": message}
         try:
-            self._append("events.jsonl", row)
+            self.event("error", step, message=message)
         except OSError:
-            pass
-        self.stream.send(protocol.EVENT, row=row)
-        now = time.time()
-        self.status.update(state=protocol.FAILED, error=message, ended_at=now, updated_at=now)
+            self.stream.send(protocol.EVENT, row=row)
+        self.status.update(state=protocol.FAILED, error=message, ended_at=row["time"], updated_at=row["time"])
         try:
-            write_json_atomic(self.path / "status.json", self.status)
+            self._write_status()
         except OSError:
+            for tmp in (self.path / CHECKPOINTS).glob("*.tmp"):
+                shutil.rmtree(tmp, ignore_errors=True)
             try:
-                _rewrite_in_place(self.path / "status.json", self.status)
+                write_json_atomic(self.path / "status.json", self.status)
             except OSError:
-                pass
-        self.stream.send(protocol.STATUS, status=self.status)
+                try:
+                    _rewrite_in_place(self.path / "status.json", self.status)
+                except OSError:
+                    pass
+            self.stream.send(protocol.STATUS, status=self.status)
 
     def _write_status(self) -> None:
         write_json_atomic(self.path / "status.json", self.status)
