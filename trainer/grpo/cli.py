@@ -87,7 +87,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         base: dict = {}
         if args.resume:
-            if not (run_dir / "config.json").is_file():
+            if not (run_dir / "config.json").exists() and not (run_dir / "config.json").is_symlink():
                 return _fail(f"--resume: {run_dir} has no config.json (not a run directory)")
             from .rundir import read_json_file
 
