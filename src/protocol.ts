@@ -63,6 +63,11 @@ export interface RunStatus {
   ended_at: number | null;
   last_checkpoint: string | null;
   error: string | null;
+  /** where the trainer runs, and its process's start time (Linux clock ticks after boot) and a random token:
+   * together they tell the trainer from a later process that reuses its pid (runDir.trainerAlive) */
+  host?: string;
+  proc_start?: number | null;
+  token?: string;
 }
 
 const statusSpec = {

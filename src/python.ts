@@ -86,9 +86,48 @@ export async function listCandidates(inputs: DiscoveryInputs): Promise<Candidate
 
 export type CheckResult = { ok: true; versions: string } | { ok: false; reason: string };
 
-export function trainerEnv(trainerDir: string, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+/**
+ * The environment of every Python process the extension starts: the trainer first on PYTHONPATH, and
+ * PYTHONSAFEPATH=1 (Python ≥ 3.11, which the trainer needs) so the working directory is never put on
+ * sys.path. `workspace` (GRPO_WORKSPACE) is where the trainer finds user modules such as a
+ * reward_function's, appended after every installed package: a `grpo/` or `torch.py` in the opened folder
+ * cannot shadow the real modules.
+ */
+export function trainerEnv(trainerDir: string, base: NodeJS.ProcessEnv = process.env, workspace?: string): NodeJS.ProcessEnv {
   const prev = base.PYTHONPATH;
-  return { ...base, PYTHONPATH: prev ? `${trainerDir}${path.delimiter}${prev}` : trainerDir, PYTHONUNBUFFERED: '1' };
+  const env: NodeJS.ProcessEnv = { ...base, PYTHONPATH: prev ? `${trainerDir}${path.delimiter}${prev}` : trainerDir, PYTHONUNBUFFERED: '1', PYTHONSAFEPATH: '1' };
+  if (workspace) env.GRPO_WORKSPACE = workspace;
+  else delete env.GRPO_WORKSPACE;
+  return env;
+}
+
+/** The working directory of every Python process: the extension's trainer folder, which the opened
+ * workspace cannot put files in (libraries that look in the working directory, e.g. for a model id, see
+ * only the trainer). Paths from the workspace are passed absolute (workspaceArgs). */
+export const trainerCwd = (trainerDir: string): string => trainerDir;
+
+/** Settings whose value may be a path relative to the workspace. */
+const PATH_SETTINGS = ['task', 'model'];
+
+/**
+ * Trainer arguments with relative paths made absolute against the workspace, since the trainer no longer
+ * runs there: `--config FILE`, `--run-dir DIR`, and `--set task=…` / `--set model=…` when the workspace
+ * holds that path (a bare name such as `arith` or `builtin:tiny` stays as it is).
+ */
+export function workspaceArgs(args: readonly string[], workspace: string | undefined): string[] {
+  if (!workspace) return [...args];
+  const abs = (v: string) => (path.isAbsolute(v) ? v : path.join(workspace, v));
+  return args.map((a, i) => {
+    const prev = args[i - 1];
+    if (prev === '--config' || prev === '--run-dir') return abs(a);
+    if (prev === '--set') {
+      const eq = a.indexOf('=');
+      const key = a.slice(0, eq);
+      const value = a.slice(eq + 1);
+      if (eq > 0 && PATH_SETTINGS.includes(key) && value && !path.isAbsolute(value) && fs.existsSync(path.join(workspace, value))) return `${key}=${abs(value)}`;
+    }
+    return a;
+  });
 }
 
 const CHECK_CODE = 'import sys, torch, transformers, grpo; print(sys.version.split()[0], torch.__version__, transformers.__version__)';
@@ -110,7 +149,7 @@ export function checkInterpreter(python: string, trainerDir: string, timeoutMs =
     let child;
     try {
       // (Not spawn's own `timeout`: its timer outlives a child that failed to start.)
-      child = spawn(python, ['-c', CHECK_CODE], { env: trainerEnv(trainerDir), shell: false, stdio: ['ignore', 'pipe', 'pipe'] });
+      child = spawn(python, ['-c', CHECK_CODE], { cwd: trainerCwd(trainerDir), env: trainerEnv(trainerDir), shell: false, stdio: ['ignore', 'pipe', 'pipe'] });
     } catch (e) {
       return done({ ok: false, reason: `cannot run it (${(e as Error).message})` });
     }

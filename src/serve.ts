@@ -8,14 +8,15 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import * as path from 'node:path';
 import { LineSplitter, TrainerStreamParser } from './jsonLines';
 import type { InspectRequests, InspectRequestType } from './protocol';
-import { trainerEnv } from './python';
+import { trainerCwd, trainerEnv } from './python';
 import { PendingRequests, TrainerGoneError } from './requests';
 
 export interface ServeInfo { checkpoint: string; step: number | null; pid: number; runDir: string | null }
 
 export interface ServeOptions {
   trainerDir: string;
-  cwd?: string;
+  /** the opened folder: where user modules are found (after installed packages); never the working directory */
+  workspace?: string;
   onStderr?(line: string): void;
   /** How long loading may take before giving up (torch + transformers import and two models). */
   startTimeoutMs?: number;
@@ -34,7 +35,7 @@ export class ServeProcess {
   constructor(readonly python: string, readonly checkpoint: string, opts: ServeOptions) {
     const label = `the trainer's serve process for ${path.basename(checkpoint)}`;
     this.child = spawn(python, ['-m', 'grpo', 'serve', '--checkpoint', checkpoint], {
-      cwd: opts.cwd ?? path.dirname(checkpoint), env: trainerEnv(opts.trainerDir), shell: false, stdio: ['pipe', 'pipe', 'pipe'],
+      cwd: trainerCwd(opts.trainerDir), env: trainerEnv(opts.trainerDir, process.env, opts.workspace), shell: false, stdio: ['pipe', 'pipe', 'pipe'],
     });
     let readyResolve!: (i: ServeInfo) => void;
     let readyReject!: (e: Error) => void;

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import type { LineProblem } from './jsonLines';
 import { controlRequest, type ControlType, type InspectRequests, type InspectRequestType, type LiveSummary, type MetricsRow, type RunEvent, type RunStatus, type TrainerMessage } from './protocol';
 import { PendingRequests, TrainerGoneError } from './requests';
-import { eventsTail, isPidAlive, metricsTail, readStatus } from './runDir';
+import { eventsTail, metricsTail, readStatus, trainerAlive } from './runDir';
 import { TrainerProcess } from './trainerProcess';
 
 export type SessionChange =
@@ -53,7 +53,7 @@ export class RunSession {
   }
 
   /** Starts a trainer process for `dir` (`args` already hold `--run-dir dir`). */
-  static spawn(dir: string, python: string, args: string[], env: { cwd: string; trainerDir: string }, opts: SessionOptions): RunSession {
+  static spawn(dir: string, python: string, args: string[], env: { workspace?: string; trainerDir: string }, opts: SessionOptions): RunSession {
     const s = new RunSession(dir, 'spawned', opts);
     // A resumed run already has history: load it before the live stream adds to it.
     s.loadFromFiles();
@@ -100,7 +100,7 @@ export class RunSession {
       this.opts.onChange({ kind: 'status' });
     }
     this.readTails();
-    const alive = isPidAlive(this.status?.pid);
+    const alive = trainerAlive(this.status);
     if (!alive) {
       const live = this.status?.state === 'running' || this.status?.state === 'paused';
       this.onExit(null, null, live ? new Error('the trainer process is gone without finishing (crashed or killed)') : undefined);
@@ -167,8 +167,12 @@ export class RunSession {
   control(action: ControlType): 'sent' | 'signal' | 'unavailable' {
     if (this.ended) return 'unavailable';
     if (this.proc) return this.proc.send(controlRequest(action, `${action}-${Date.now()}`)) ? 'sent' : 'unavailable';
-    if (action === 'stop' && this.status?.pid && isPidAlive(this.status.pid)) {
-      process.kill(this.status.pid, 'SIGINT');
+    if (action === 'stop' && this.status?.pid) {
+      // Signal only the trainer this session attached to: the same token in status.json now, and the pid
+      // still that process (host, start time, command line), never whatever process took the pid over.
+      const now = readStatus(this.dir);
+      if (!now?.ok || now.value.token !== this.status.token || !trainerAlive(now.value)) return 'unavailable';
+      process.kill(now.value.pid as number, 'SIGINT');
       return 'signal';
     }
     return 'unavailable';

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { LineSplitter, TrainerStreamParser, type LineProblem } from './jsonLines';
 import { encodeControl, type ControlRequest, type TrainerMessage } from './protocol';
-import { trainerEnv } from './python';
+import { trainerCwd, trainerEnv, workspaceArgs } from './python';
 
 export interface TrainerHandlers {
   onMessage(m: TrainerMessage): void;
@@ -18,10 +18,12 @@ export class TrainerProcess {
   private exited = false;
   private constructor(private readonly child: ChildProcessWithoutNullStreams) {}
 
-  static start(python: string, args: string[], opts: { cwd: string; trainerDir: string }, h: TrainerHandlers): TrainerProcess {
+  /** `workspace`: the opened folder; relative paths in `args` resolve against it, but the process runs in
+   * the trainer folder with a safe sys.path (python.ts trainerEnv), so nothing in it shadows a module. */
+  static start(python: string, args: string[], opts: { workspace?: string; trainerDir: string }, h: TrainerHandlers): TrainerProcess {
     // detached: the trainer gets its own process group, so it outlives a window reload and can be
     // re-attached through its run directory (it keeps training when its stdin closes).
-    const child = spawn(python, args, { cwd: opts.cwd, env: trainerEnv(opts.trainerDir), shell: false, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(python, workspaceArgs(args, opts.workspace), { cwd: trainerCwd(opts.trainerDir), env: trainerEnv(opts.trainerDir, process.env, opts.workspace), shell: false, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
     const p = new TrainerProcess(child);
     const parser = new TrainerStreamParser(h.onMessage, h.onProblem);
     const errLines = new LineSplitter();

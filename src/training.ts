@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { ControlType, LiveSummary, MetricsRow, SettingValues } from './protocol';
 import { checkInterpreter, findInterpreter, SOURCE_LABEL, type Discovery } from './python';
-import { isPidAlive, isResumable, listRuns, newRunName, readStatus, effectiveState } from './runDir';
+import { isResumable, listRuns, newRunName, readStatus, effectiveState, trainerAlive } from './runDir';
 import { RunSession, type SessionChange } from './session';
 import { defaultValues, diffFromDefaults, EMBEDDED_SCHEMA, launchArgs, sanitizeValues, trainArgs, type Launcher } from './settings';
 
@@ -67,7 +67,12 @@ export class TrainingController implements vscode.Disposable {
     return ws ? path.join(ws.uri.fsPath, setting) : undefined;
   }
 
+  /** The interpreter to run; every command that starts Python comes through here, so here is where an
+   * untrusted workspace (whose settings choose the interpreter) is refused. */
   async discoverInterpreter(): Promise<Discovery> {
+    if (!vscode.workspace.isTrusted) {
+      return { ok: false, tried: [], message: 'this workspace is not trusted, and starting Python runs code chosen by its settings (the interpreter, reward functions). Trust the workspace to train or inspect (Manage Workspace Trust).' };
+    }
     const ws = vscode.workspace.workspaceFolders?.map((f) => f.uri.fsPath) ?? [];
     const setting = vscode.workspace.getConfiguration('grpo').get<string>('pythonPath', '');
     const cached = async (python: string, trainerDir: string) => {
@@ -142,10 +147,10 @@ export class TrainingController implements vscode.Disposable {
         return undefined;
       }
       fs.mkdirSync(path.dirname(dir), { recursive: true });
-      const cwd = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? path.dirname(dir);
+      const workspace = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
       this.log.info(`${title}: ${found.python} (${SOURCE_LABEL[found.source]}) ${args.join(' ')}`);
       this.session?.dispose();
-      this.session = RunSession.spawn(dir, found.python, args, { cwd, trainerDir: this.trainerDir }, { onChange: (c) => this.onChange(c) });
+      this.session = RunSession.spawn(dir, found.python, args, { workspace, trainerDir: this.trainerDir }, { onChange: (c) => this.onChange(c) });
       await this.ctx.workspaceState.update(LIVE_RUN_KEY, dir);
       this.emitSummary(true);
       this.runsChangedEmitter.fire();
@@ -167,7 +172,7 @@ export class TrainingController implements vscode.Disposable {
       const s = readStatus(dir);
       if (!s?.ok) continue;
       const st = s.value;
-      if ((st.state === 'running' || st.state === 'paused') && isPidAlive(st.pid)) {
+      if ((st.state === 'running' || st.state === 'paused') && trainerAlive(st)) {
         this.log.info(`re-attached to run ${path.basename(dir)} (pid ${st.pid}) through its run directory`);
         this.session = RunSession.attach(dir, { onChange: (c) => this.onChange(c) });
         this.emitSummary(true);

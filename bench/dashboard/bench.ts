@@ -84,7 +84,7 @@ async function main(): Promise<void> {
   let columns = rowsToColumns([]);
   for (let i = 0; i < 3; i++) {
     const t0 = performance.now();
-    const { rows, problems } = readMetrics(runDir);
+    const { rows, problems } = await readMetrics(runDir);
     const t1 = performance.now();
     columns = rowsToColumns(rows);
     hostColumns.push(performance.now() - t1);

@@ -109,7 +109,7 @@ export class InspectCommands implements vscode.Disposable {
     const found = await this.training.discoverInterpreter();
     if (!found.ok) throw new Shown(found.message, true);
     this.log.info(`inspect: starting ${found.python} -m grpo serve --checkpoint ${checkpoint}`);
-    const s = new ServeProcess(found.python, checkpoint, { trainerDir: this.training.trainerDir, cwd: vscode.workspace.workspaceFolders?.[0]?.uri.fsPath, onStderr: (l) => this.log.appendLine(`[serve] ${l}`) });
+    const s = new ServeProcess(found.python, checkpoint, { trainerDir: this.training.trainerDir, workspace: vscode.workspace.workspaceFolders?.[0]?.uri.fsPath, onStderr: (l) => this.log.appendLine(`[serve] ${l}`) });
     this.serves.set(checkpoint, s);
     return s;
   }

@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { listCheckpoints } from '../runDir';
+import { listCheckpoints, readSmallFile } from '../runDir';
 
 export interface OnnxManifest {
   format: 1;
@@ -30,17 +30,22 @@ export class ExportError extends Error {}
 export function readExport(dir: string): OnnxExport {
   const file = path.join(dir, 'manifest.json');
   let m: unknown;
+  let text: string | null;
   try {
-    m = JSON.parse(fs.readFileSync(file, 'utf8'));
+    text = readSmallFile(file); // a regular file of bounded size: exports live in (untrusted) run directories
+    m = text === null ? null : JSON.parse(text);
   } catch (e) {
-    throw new ExportError((e as NodeJS.ErrnoException).code === 'ENOENT' ? `${dir} has no manifest.json (not an ONNX export)` : `${file} is unreadable: ${(e as Error).message}`);
+    throw new ExportError(`${file} is unreadable: ${(e as Error).message}`);
   }
+  if (text === null) throw new ExportError(`${dir} has no manifest.json (not an ONNX export)`);
   const o = m as Record<string, unknown>;
   if (typeof o !== 'object' || o === null || o.format !== 1) throw new ExportError(`${file}: unsupported export format ${JSON.stringify(o?.format)} (expected 1)`);
   const files: Record<string, string> = {};
   for (const k of ['policy', 'reference', 'tokenizer'] as const) {
     if (typeof o[k] !== 'string') throw new ExportError(`${file}: '${k}' must name a file`);
     const f = path.resolve(dir, o[k] as string);
+    const rel = path.relative(dir, f);
+    if (rel.startsWith('..') || path.isAbsolute(rel)) throw new ExportError(`${file}: '${k}' must name a file inside ${dir}`);
     if (!fs.existsSync(f)) throw new ExportError(`${file} names ${o[k]}, which is missing`);
     files[k] = f;
   }

@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import type * as Ort from 'onnxruntime-node';
 import type { ScoreResult } from '../protocol';
 import { k3 } from '../inspect/values';
+import { LIMITS, readSmallFile } from '../runDir';
 import { readExport, type OnnxExport } from './exports';
 import { checkTokenizerDescription, scoringInput, TokenizeError, type TokenizerDescription } from './tokenizer';
 
@@ -61,7 +62,9 @@ export class OnnxScorer {
     const e = typeof exp === 'string' ? readExport(exp) : exp;
     let desc: unknown;
     try {
-      desc = JSON.parse(fs.readFileSync(e.tokenizer, 'utf8'));
+      const text = readSmallFile(e.tokenizer, LIMITS.tokenizerFile); // regular and bounded: run directories are untrusted
+      if (text === null) throw new Error('missing');
+      desc = JSON.parse(text);
     } catch (err) {
       throw new TokenizeError(`${e.tokenizer} is unreadable: ${(err as Error).message}`);
     }

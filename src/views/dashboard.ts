@@ -84,17 +84,27 @@ export class DashboardPanel implements vscode.Disposable {
     return { id: dir, name: path.basename(dir), live: !!live && !live.ended, status: st };
   }
 
-  private rowsOf(dir: string): MetricsRow[] {
+  /** A past run's rows, read incrementally off the file (a 100,000-step metrics.jsonl never stalls the
+   * window); past LIMITS.metricsFile the rest is not loaded, and the user is told so. */
+  private async rowsOf(dir: string): Promise<MetricsRow[]> {
     const live = this.training.current;
     if (live?.dir === dir) return live.rows;
-    const { rows, problems } = readMetrics(dir);
+    const { rows, problems, capped } = await readMetrics(dir);
     if (problems.length) this.training.log.warn(`${path.join(dir, 'metrics.jsonl')}: ${problems.length} unreadable line(s), first: line ${problems[0].line}: ${problems[0].error}`);
+    if (capped) {
+      const mb = (n: number) => `${Math.round(n / 1024 / 1024)} MB`;
+      const msg = `GRPO: ${path.basename(dir)}/metrics.jsonl is ${mb(capped.size)}; the dashboard shows its first ${mb(capped.read)} (${rows.length} rows, up to step ${rows.at(-1)?.step ?? 0}).`;
+      this.training.log.warn(msg);
+      void vscode.window.showWarningMessage(msg);
+    }
     return rows;
   }
 
   private sendRun(dir: string): void {
     this.pending.delete(dir);
-    this.channel.post({ type: 'runData', run: this.runInfo(dir), columns: rowsToColumns(this.rowsOf(dir)), replace: true });
+    void this.rowsOf(dir).then((rows) => {
+      if (this.runIds.includes(dir)) this.channel.post({ type: 'runData', run: this.runInfo(dir), columns: rowsToColumns(rows), replace: true });
+    });
   }
 
   private sendAll(): void {

@@ -2,7 +2,7 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { formatNumber } from '../format';
-import { isResumable, listCheckpoints, listRuns, listSampleSteps, type RunSummary } from '../runDir';
+import { isResumable, listCheckpoints, listSampleSteps, summarizeRuns, type RunSummary } from '../runDir';
 import type { TrainingController } from '../training';
 
 export type RunNode =
@@ -66,14 +66,17 @@ export class RunsTreeProvider implements vscode.TreeDataProvider<RunNode>, vscod
         const live = this.training.live?.dir === r.dir;
         const item = new vscode.TreeItem(r.name, vscode.TreeItemCollapsibleState.Collapsed);
         const step = r.status ? (r.status.phase === 'sft' ? `SFT ${r.status.sft_step ?? 0}/${r.status.sft_steps ?? '?'}` : `step ${r.status.step}`) : '';
-        item.description = [r.state, step, r.bestReward !== null ? `best ${formatNumber(r.bestReward)}` : ''].filter(Boolean).join(' · ');
-        const [icon, color] = STATE_ICON[r.state] ?? STATE_ICON.unknown;
+        item.description = r.unreadable
+          ? `unreadable: ${r.unreadable}`
+          : [r.state, step, r.bestReward !== null ? `best ${formatNumber(r.bestReward)}` : ''].filter(Boolean).join(' · ');
+        const [icon, color] = r.unreadable ? ['warning', 'errorForeground'] : (STATE_ICON[r.state] ?? STATE_ICON.unknown);
         item.iconPath = new vscode.ThemeIcon(icon, color ? new vscode.ThemeColor(color) : undefined);
         item.tooltip = new vscode.MarkdownString(
           `**${r.name}**\n\n${r.dir}\n\nstate: ${r.state}${r.status ? `, phase ${r.status.phase}, step ${r.status.step}/${r.status.max_steps}` : ''}` +
             (r.bestReward !== null ? `\n\nbest mean reward: ${formatNumber(r.bestReward, 4)}` : '') +
             (r.status?.error ? `\n\nerror: ${r.status.error}` : '') +
-            (r.statusError ? `\n\nstatus.json: ${r.statusError}` : ''),
+            (r.statusError ? `\n\nstatus.json: ${r.statusError}` : '') +
+            (r.unreadable ? `\n\nunreadable: ${r.unreadable} (a run directory is read only as regular files of bounded size)` : ''),
         );
         item.contextValue = `run${isResumable(r.state, r.status) && !live ? '.resumable' : ''}${live ? '.live' : ''}`;
         item.id = r.dir;
@@ -109,7 +112,7 @@ export class RunsTreeProvider implements vscode.TreeDataProvider<RunNode>, vscod
   async getChildren(n?: RunNode): Promise<RunNode[]> {
     if (!n) {
       const folder = this.training.runsFolder();
-      return folder ? listRuns(folder).map((run) => ({ kind: 'run' as const, run })) : [];
+      return folder ? (await summarizeRuns(folder)).map((run) => ({ kind: 'run' as const, run })) : [];
     }
     switch (n.kind) {
       case 'run':

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { bestReward, effectiveState, isPidAlive, isResumable, lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, metricsTail, newRunName, readMetrics, readSampleGroup, readStatus } from '../../src/runDir';
+import { bestReward, effectiveState, isPidAlive, isResumable, lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, metricsTail, newRunName, readConfig, readMetrics, readSampleGroup, readStatus, scanLines, summarizeRuns, processIdentity, trainerAlive } from '../../src/runDir';
+import type { RunStatus } from '../../src/protocol';
+import { RunSession } from '../../src/session';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-rundir-'));
 const status = (o: object = {}) => ({ protocol: 1, state: 'running', phase: 'grpo', pid: process.pid, step: 3, max_steps: 10, sft_step: 20, sft_steps: 20, started_at: 1, updated_at: 2, ended_at: null, last_checkpoint: 'checkpoints/step_000000', error: null, ...o });
@@ -33,10 +35,10 @@ test('metrics tail reads whole lines incrementally; a torn tail is completed on 
   assert.deepEqual(c.records.map((r) => r.step), [1]);
 });
 
-test('readMetrics reports bad rows (non-numeric fields) without failing', () => {
+test('readMetrics reports bad rows (non-numeric fields) without failing', async () => {
   const dir = tmp();
   fs.writeFileSync(path.join(dir, 'metrics.jsonl'), row(1) + '{"step": 2, "kl": "high"}\n' + row(3) + '{"step": 4');
-  const { rows, problems } = readMetrics(dir);
+  const { rows, problems } = await readMetrics(dir);
   assert.deepEqual(rows.map((r) => r.step), [1, 3]);
   assert.equal(problems.length, 1);
   assert.match(problems[0].error, /kl/);
@@ -53,7 +55,8 @@ test('status.json: missing, invalid and valid; a live status whose pid is dead i
   fs.writeFileSync(path.join(dir, 'status.json'), JSON.stringify(status()));
   const ok = readStatus(dir);
   assert.ok(ok?.ok);
-  assert.equal(effectiveState(ok.value), 'running');
+  assert.equal(effectiveState(ok.value, () => true), 'running');
+  assert.equal(effectiveState(ok.value), 'crashed', 'this pid is alive but not a grpo trainer');
   const dead = { ...ok.value, pid: deadPid() };
   assert.equal(isPidAlive(dead.pid), false);
   assert.equal(effectiveState(dead), 'crashed');
@@ -78,7 +81,7 @@ test('sample steps are read line by line from samples.jsonl', async () => {
   assert.deepEqual(await listSampleSteps(tmp()), []);
 });
 
-test('listRuns finds run directories with state and best reward, newest first', () => {
+test('listRuns finds run directories with state and best reward, newest first', async () => {
   const runs = tmp();
   const a = path.join(runs, 'a');
   const b = path.join(runs, 'b');
@@ -88,11 +91,78 @@ test('listRuns finds run directories with state and best reward, newest first', 
   fs.writeFileSync(path.join(a, 'status.json'), JSON.stringify(status({ state: 'stopped', updated_at: 100 })));
   fs.writeFileSync(path.join(a, 'metrics.jsonl'), row(1, 0.2) + row(2, 0.9) + row(3, 0.5));
   fs.writeFileSync(path.join(b, 'status.json'), JSON.stringify(status({ pid: deadPid(), updated_at: 200 })));
-  const list = listRuns(runs);
-  assert.deepEqual(list.map((r) => [r.name, r.state, r.bestReward]), [['b', 'crashed', null], ['a', 'stopped', 0.9]]);
+  assert.deepEqual(listRuns(runs).map((r) => [r.name, r.state]), [['b', 'crashed'], ['a', 'stopped']]);
+  const list = await summarizeRuns(runs);
+  assert.deepEqual(list.map((r) => [r.name, r.state, r.bestReward, r.unreadable]), [['b', 'crashed', null, null], ['a', 'stopped', 0.9, null]]);
   fs.appendFileSync(path.join(a, 'metrics.jsonl'), row(4, 1.5));
-  assert.equal(bestReward(a), 1.5, 'the cached best follows appended rows');
+  assert.equal(await bestReward(a), 1.5, 'the cached best follows appended rows');
   assert.deepEqual(listRuns(path.join(runs, 'missing')), []);
+});
+
+test('hostile run folders: a /dev/zero symlink, a newline-free 50 MB samples.jsonl and a 100,000-step run list within 2 s', async () => {
+  const runs = tmp();
+  const mk = (name: string) => {
+    const d = path.join(runs, name);
+    fs.mkdirSync(d);
+    return d;
+  };
+  const zero = mk('zero');
+  fs.symlinkSync('/dev/zero', path.join(zero, 'status.json'));
+  fs.writeFileSync(path.join(zero, 'config.json'), '{}');
+  const wide = mk('wide');
+  fs.writeFileSync(path.join(wide, 'status.json'), JSON.stringify(status({ state: 'stopped' })));
+  fs.writeFileSync(path.join(wide, 'samples.jsonl'), Buffer.alloc(50 * 1024 * 1024, 0x61));
+  const long = mk('long');
+  fs.writeFileSync(path.join(long, 'status.json'), JSON.stringify(status({ state: 'finished', step: 100_000 })));
+  const fields = Object.fromEntries(Array.from({ length: 24 }, (_, i) => [`metric/${i}`, 0.123456789 * i]));
+  const lines: string[] = [];
+  for (let s = 1; s <= 100_000; s++) lines.push(JSON.stringify({ step: s, time: 1e9 + s, 'reward/mean': s === 77_777 ? 2.5 : (s % 100) / 100, ...fields }));
+  fs.writeFileSync(path.join(long, 'metrics.jsonl'), lines.join('\n') + '\n');
+  try {
+    // the event loop keeps turning while the listing reads (what keeps the window responsive)
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 10);
+    const t0 = performance.now();
+    const list = await summarizeRuns(runs);
+    const ms = performance.now() - t0;
+    clearInterval(timer);
+    assert.ok(ms < 2000, `listed in ${ms.toFixed(0)} ms`);
+    const by = Object.fromEntries(list.map((r) => [r.name, r]));
+    assert.deepEqual(Object.keys(by).sort(), ['long', 'wide', 'zero']);
+    assert.equal(by.zero.unreadable, 'status.json is a symbolic link');
+    assert.match(by.wide.unreadable ?? '', /samples\.jsonl has a line longer than 16 MB/);
+    assert.equal(by.long.unreadable, null);
+    assert.equal(by.long.bestReward, 2.5);
+    assert.ok(ticks > 0 || ms < 50, 'the listing yielded to the event loop');
+    // the other readers refuse the same files without reading them
+    assert.match((readStatus(zero) as { error: string }).error, /unreadable: status.json is a symbolic link/);
+    assert.deepEqual(await listSampleSteps(wide), []);
+    assert.equal(await readSampleGroup(wide, 1), null);
+    const m = await readMetrics(long);
+    assert.equal(m.rows.length, 100_000);
+    assert.equal(m.capped, null);
+    const capped = await readMetrics(long, 1024 * 1024);
+    assert.ok(capped.capped && capped.capped.read <= 1024 * 1024 && capped.rows.length > 0, 'past the cap the reader says so');
+  } finally {
+    fs.rmSync(runs, { recursive: true, force: true });
+  }
+});
+
+test('status.json and config.json: only regular files of bounded size are read', () => {
+  const dir = tmp();
+  fs.writeFileSync(path.join(dir, 'status.json'), JSON.stringify(status({ error: 'x'.repeat(2 * 1024 * 1024) })));
+  assert.match((readStatus(dir) as { error: string }).error, /over its 1 MB limit/);
+  fs.mkdirSync(path.join(dir, 'config.json'));
+  assert.equal(readConfig(dir), null);
+  const outside = path.join(tmp(), 'config.json');
+  fs.writeFileSync(outside, '{"a": 1}');
+  const other = tmp();
+  fs.symlinkSync(outside, path.join(other, 'config.json'));
+  assert.equal(readConfig(other), null, 'a symlink out of the run directory is not followed');
+  fs.writeFileSync(path.join(other, 'status.json'), '');
+  fs.rmSync(path.join(other, 'status.json'));
+  spawnSync('mkfifo', [path.join(other, 'status.json')]);
+  assert.match((readStatus(other) as { error: string }).error, /not a regular file/, 'a FIFO neither blocks nor is read');
 });
 
 test('run names sort by time and carry a safe slug of the task', () => {
@@ -116,4 +186,52 @@ test('a logged group is read by step (the last one if a resumed run logged the s
   assert.equal(lastSampleQuestion(dir), '1+2', 'the last line with a question (the very last has none)');
   fs.appendFileSync(path.join(dir, 'samples.jsonl'), group(40, '3').replace('"1+2"', '"(3+1)*3 \\"q\\""'));
   assert.equal(lastSampleQuestion(dir), '(3+1)*3 "q"');
+});
+
+test('a status.json pid is re-attached to and signalled only if it is still that trainer (host, start time, grpo)', { skip: process.platform !== 'linux' }, async () => {
+  // two live processes: one whose command line says grpo (a stand-in trainer), one that does not
+  const trainerLike = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', 'grpo']);
+  const foreign = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)']);
+  try {
+    await new Promise((r) => setTimeout(r, 200));
+    const t = processIdentity(trainerLike.pid!)!;
+    const f = processIdentity(foreign.pid!)!;
+    assert.ok(t && f && /grpo/.test(t.cmdline));
+    const mine = status({ pid: trainerLike.pid, host: os.hostname(), proc_start: t.start, token: 'a1' }) as RunStatus;
+    assert.equal(trainerAlive(mine), true);
+    assert.equal(effectiveState(mine), 'running');
+    assert.equal(trainerAlive({ ...mine, proc_start: t.start - 1 }), false, 'a later process with the same pid');
+    assert.equal(trainerAlive({ ...mine, host: 'elsewhere' }), false, 'another machine');
+    assert.equal(trainerAlive({ ...mine, proc_start: undefined }), false, 'no start time to check');
+    assert.equal(trainerAlive({ ...mine, pid: foreign.pid!, proc_start: f.start }), false, 'not a grpo process');
+
+    // Stop on an attached run whose status.json names a foreign process: nothing is signalled
+    const dir = tmp();
+    fs.writeFileSync(path.join(dir, 'status.json'), JSON.stringify(status({ pid: foreign.pid, host: os.hostname(), proc_start: f.start, token: 'b2' })));
+    const s = RunSession.attach(dir, { onChange: () => {}, pollMs: 60_000 });
+    assert.equal(s.control('stop'), 'unavailable');
+    s.dispose();
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(foreign.exitCode, null);
+    assert.equal(foreign.signalCode, null, 'the foreign process was not signalled');
+  } finally {
+    trainerLike.kill('SIGKILL');
+    foreign.kill('SIGKILL');
+  }
+});
+
+test('scanLines: lines across chunk boundaries, over-long lines skipped, resumable from where it stopped', async () => {
+  const dir = tmp();
+  const file = path.join(dir, 'x.jsonl');
+  const big = 'y'.repeat(3 * 1024 * 1024);
+  fs.writeFileSync(file, `a\n${'b'.repeat(1024 * 1024 + 10)}\n${big}\nc\ntorn`);
+  const seen: [number, number][] = [];
+  const scan = await scanLines(file, 2 * 1024 * 1024, (line, n) => seen.push([n, line.length]));
+  assert.deepEqual(seen, [[1, 1], [2, 1024 * 1024 + 10], [4, 1]]);
+  assert.deepEqual(scan?.overlong, [3]);
+  assert.equal(scan?.read, fs.statSync(file).size - 'torn'.length, 'read ends after the last whole line');
+  fs.appendFileSync(file, '\nd\n');
+  const more: string[] = [];
+  await scanLines(file, 100, (line) => more.push(line.toString()), { start: scan!.read });
+  assert.deepEqual(more, ['torn', 'd']);
 });

@@ -28,7 +28,7 @@ test('a short real run: live metrics, pause/resume/stop over stdin, checkpoint o
   const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-session-')), 'run');
   const changes: SessionChange[] = [];
   const values = { max_steps: 40, sft_steps: 10, num_generations: 4, questions_per_step: 2, eval_steps: 0, save_steps: 0, log_samples_steps: 2 };
-  const s = RunSession.spawn(dir, python, trainArgs({ runDir: dir, values }), { cwd: repo, trainerDir }, { onChange: (c) => changes.push(c) });
+  const s = RunSession.spawn(dir, python, trainArgs({ runDir: dir, values }), { workspace: repo, trainerDir }, { onChange: (c) => changes.push(c) });
   try {
     await until('two GRPO steps', () => s.rows.length >= 2 || s.ended, 300_000);
     assert.ok(!s.ended, `the trainer exited early: ${s.exitError} ${s.stderrLines().slice(-5).join(' | ')}`);
@@ -60,7 +60,7 @@ test('a short real run: live metrics, pause/resume/stop over stdin, checkpoint o
   const st = readStatus(dir);
   assert.ok(st?.ok && st.value.state === 'stopped', JSON.stringify(st));
   assert.ok(st.value.last_checkpoint && listCheckpoints(dir).length >= 2, 'step 0 and the stop checkpoint');
-  const { rows, problems } = readMetrics(dir);
+  const { rows, problems } = await readMetrics(dir);
   assert.deepEqual(problems, []);
   assert.deepEqual(rows.map((r) => r.step), s.rows.map((r) => r.step), 'the stream and metrics.jsonl agree');
   assert.ok(s.summary().reward !== null);

@@ -3,32 +3,48 @@
     step_000050/
       config.json, model.safetensors, tokenizer files   (AutoModelForCausalLM / AutoTokenizer loadable)
       trainer_state.json   step, phase, sft_step, reference source
-      optimizer.pt, rng.pt
+      optimizer.pt, rng.pt plain tensors, lists and numbers only: read with torch.load(weights_only=True)
       ref/                 the reference weights, only once iterative RL has reset it
       onnx/                policy.onnx, reference.onnx, tokenizer.json, manifest.json (small models; onnx_export.py)
+      checksums.json       size and sha256 of every file above, written last: tells intact from damaged
+
+A run directory is untrusted data (users copy and download them), so nothing here unpickles: a file that
+needs arbitrary code to load is refused with a message naming it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import pickle
 import random
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from .rundir import RunDir, checkpoint_name
+from .rundir import RunDir, checkpoint_name, list_checkpoints, read_json_file
+
+CHECKSUMS = "checksums.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is missing, damaged or unsafe to load; the message names the file."""
 
 
 def rng_state(data_rng: random.Random, sample_gen: torch.Generator) -> dict[str, Any]:
-    state = {"python": data_rng.getstate(), "torch": torch.get_rng_state(), "sample": sample_gen.get_state()}
+    """Every random stream as tensors, lists and numbers (loadable with weights_only=True)."""
+    version, internal, gauss = data_rng.getstate()
+    state = {"python": [version, list(internal), gauss], "torch": torch.get_rng_state(),
+             "sample": sample_gen.get_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def restore_rng(state: dict[str, Any], data_rng: random.Random, sample_gen: torch.Generator) -> None:
-    data_rng.setstate(state["python"])
+    version, internal, gauss = state["python"]  # a list (this format) or the tuple older checkpoints hold
+    data_rng.setstate((version, tuple(internal), gauss))
     torch.set_rng_state(state["torch"])
     sample_gen.set_state(state["sample"])
     if "cuda" in state and torch.cuda.is_available():
@@ -38,7 +54,7 @@ def restore_rng(state: dict[str, Any], data_rng: random.Random, sample_gen: torc
 def save(run: RunDir, *, step: int, phase: str, policy, tokenizer, optimizer, scheduler, rng: dict,
          trainer_state: dict, ref=None, before_commit: Callable[[Path], None] | None = None) -> str:
     """Write the checkpoint into `<name>.tmp`; `before_commit(tmp)` may add to it (the ONNX export) before
-    the rename makes it visible, so whatever it writes is complete whenever the checkpoint is."""
+    the checksums and the rename make it visible, so whatever it writes is complete whenever the checkpoint is."""
     tmp = run.checkpoint_tmp(checkpoint_name(step if phase != "sft" else trainer_state["sft_step"], phase))
     policy.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
@@ -51,24 +67,125 @@ def save(run: RunDir, *, step: int, phase: str, policy, tokenizer, optimizer, sc
     (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "phase": phase, **trainer_state}, indent=2))
     if before_commit is not None:
         before_commit(tmp)
+    write_checksums(tmp)
     return run.commit_checkpoint(tmp, step)
 
 
+# ------------------------------------------------------------------------------------------ integrity
+def _sha256(f: Path) -> str:
+    h = hashlib.sha256()
+    with f.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_checksums(ckpt: Path) -> None:
+    files = sorted(p for p in ckpt.rglob("*") if p.is_file() and p.name != CHECKSUMS)
+    table = {p.relative_to(ckpt).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)} for p in files}
+    (ckpt / CHECKSUMS).write_text(json.dumps({"files": table}, indent=1))
+
+
+def _read_json(f: Path) -> Any:
+    """A small JSON file of a checkpoint (a regular file, bounded), or CheckpointError naming it."""
+    if not f.exists() and not f.is_symlink():
+        raise CheckpointError(f"{f}: missing")
+    try:
+        return read_json_file(f)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(str(e)) from None
+
+
+def problem(ckpt: Path) -> str | None:
+    """What is wrong with a checkpoint directory (the file and why), or None when it is intact. Checkpoints
+    written before checksums.json existed are checked as far as possible: trainer_state.json must parse."""
+    ckpt = Path(ckpt)
+    try:
+        if (ckpt / "trainer_state.json").exists() or (ckpt / "trainer_state.json").is_symlink():
+            read_state(ckpt)  # absent from plain Hugging Face model directories (eval, sample)
+        if not (ckpt / CHECKSUMS).exists():
+            return None
+        table = _read_json(ckpt / CHECKSUMS)
+        files = table.get("files") if isinstance(table, dict) else None
+        if not isinstance(files, dict):
+            raise CheckpointError(f"{ckpt / CHECKSUMS}: damaged (no 'files' table)")
+        for rel, want in files.items():
+            f = ckpt / rel
+            if not isinstance(want, dict) or ".." in Path(rel).parts or Path(rel).is_absolute():
+                raise CheckpointError(f"{ckpt / CHECKSUMS}: damaged (bad entry {rel!r})")
+            if f.is_symlink() or not f.is_file():
+                return f"{f}: missing"
+            size = f.stat().st_size
+            if size != want.get("size"):
+                return f"{f}: damaged ({size} bytes, the checkpoint wrote {want.get('size')})"
+            if _sha256(f) != want.get("sha256"):
+                return f"{f}: damaged (its sha256 differs from the one the checkpoint wrote)"
+    except CheckpointError as e:
+        return str(e)
+    return None
+
+
+def check(ckpt: Path) -> None:
+    """Raise CheckpointError (naming the file and what is wrong) unless `ckpt` is intact."""
+    why = problem(ckpt)
+    if why is not None:
+        raise CheckpointError(f"checkpoint {Path(ckpt).name} is damaged: {why}")
+
+
+def latest_intact(run_dir: Path) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """The newest intact checkpoint of a run and the newer ones passed over, each with what is wrong."""
+    skipped: list[tuple[Path, str]] = []
+    for ckpt in reversed(list_checkpoints(run_dir)):
+        why = problem(ckpt)
+        if why is None:
+            return ckpt, skipped
+        skipped.append((ckpt, why))
+    return None, skipped
+
+
+# ------------------------------------------------------------------------------------------ loading
 def read_state(path: Path) -> dict:
-    return json.loads((Path(path) / "trainer_state.json").read_text())
+    state = _read_json(Path(path) / "trainer_state.json")
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        raise CheckpointError(f"{Path(path) / 'trainer_state.json'}: damaged (no integer 'step')")
+    return state
+
+
+def _load_tensors(f: Path) -> Any:
+    """torch.load restricted to tensors and plain containers; a pickle that asks for anything else is refused
+    without running it."""
+    try:
+        return torch.load(f, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" in str(e):
+            raise CheckpointError(f"{f}: refused: loading it would run code from the file (only tensors, lists and "
+                                  f"numbers are read from a run directory)") from None
+        raise CheckpointError(f"{f}: damaged ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    except Exception as e:  # noqa: BLE001 - a truncated or garbage file raises anything from zip to EOF errors
+        raise CheckpointError(f"{f}: damaged ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
 
 
 def load_optimizer(path: Path, optimizer, scheduler) -> bool:
     f = Path(path) / "optimizer.pt"
     if not f.is_file():
         return False
-    state = torch.load(f, map_location="cpu", weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None and state.get("scheduler") is not None:
-        scheduler.load_state_dict(state["scheduler"])
+    state = _load_tensors(f)
+    if not isinstance(state, dict) or not isinstance(state.get("optimizer"), dict):
+        raise CheckpointError(f"{f}: damaged (no optimizer state)")
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+    except (ValueError, KeyError, TypeError, RuntimeError) as e:
+        raise CheckpointError(f"{f}: does not fit this model's optimizer ({e})") from None
     return True
 
 
 def load_rng(path: Path) -> dict | None:
     f = Path(path) / "rng.pt"
-    return torch.load(f, map_location="cpu", weights_only=False) if f.is_file() else None
+    if not f.is_file():
+        return None
+    state = _load_tensors(f)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{f}: damaged (not a table of random states)")
+    return state

@@ -87,9 +87,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         base: dict = {}
         if args.resume:
-            if not (run_dir / "config.json").is_file():
+            if not (run_dir / "config.json").exists() and not (run_dir / "config.json").is_symlink():
                 return _fail(f"--resume: {run_dir} has no config.json (not a run directory)")
-            base = config_mod.load_config_file(run_dir / "config.json")
+            from .rundir import read_json_file
+
+            try:  # a regular file of bounded size: a run directory may come from anywhere
+                base = read_json_file(run_dir / "config.json")
+            except (OSError, ValueError) as e:
+                raise ConfigError(f"--resume: {e}") from None
+            if not isinstance(base, dict):
+                raise ConfigError(f"--resume: {run_dir / 'config.json'} must hold a JSON object of settings")
         elif (run_dir / "config.json").exists():
             return _fail(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
         if args.config:
@@ -115,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     sys.stdout = sys.stderr  # stray prints from libraries must never reach the protocol stream
     try:
         return run_training(cfg, run_dir, stream, args.resume, Progress(enabled=not args.quiet))
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, OSError, RuntimeError) as e:  # OSError: e.g. the disk filled up (the run is marked failed)
         log.error("%s", e)
         return 1
     finally:
@@ -285,6 +292,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _user_modules_last() -> None:
+    """The extension starts Python outside the workspace with a safe sys.path (PYTHONSAFEPATH) and names the
+    workspace in GRPO_WORKSPACE: user modules (a reward_function's) are found there, after every installed
+    package, so a `torch.py` or `grpo/` in the workspace cannot shadow the real ones."""
+    ws = os.environ.get("GRPO_WORKSPACE")
+    if ws and os.path.isdir(ws) and ws not in sys.path:
+        sys.path.append(ws)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _user_modules_last()
     args = build_parser().parse_args(argv)
     return args.func(args)

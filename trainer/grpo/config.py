@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,9 @@ def _type_name(f: dataclasses.Field) -> str:
     raise AssertionError(f"unsupported config type {t}")
 
 
+MAX_INT = 2**53 - 1  # the largest whole number every JSON reader (the extension's too) holds exactly
+
+
 def _coerce(key: str, type_name: str, value: Any, nullable: bool) -> Any:
     if value is None:
         if nullable:
@@ -160,12 +164,16 @@ def _coerce(key: str, type_name: str, value: Any, nullable: bool) -> Any:
     if isinstance(value, bool):
         raise ConfigError(f"setting '{key}' must be a number, got {value!r}")
     if type_name == "int":
-        if isinstance(value, int):
-            return value
         if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ConfigError(f"setting '{key}' must be a whole number, got {value!r}")
+            value = int(value)
+        if not isinstance(value, int):
+            raise ConfigError(f"setting '{key}' must be a whole number, got {value!r}")
+        if abs(value) > MAX_INT:  # e.g. seed=1e300: no generator takes it, and JSON readers lose its digits
+            raise ConfigError(f"setting '{key}' must be between -{MAX_INT} and {MAX_INT}; got {value!r}")
+        return value
     if isinstance(value, (int, float)):
+        if not math.isfinite(value):  # NaN passes every comparison _check_range makes
+            raise ConfigError(f"setting '{key}' must be a finite number, got {value!r}")
         return float(value)
     raise ConfigError(f"setting '{key}' must be a number, got {value!r}")
 

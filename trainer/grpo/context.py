@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,10 +23,10 @@ from typing import Any, Iterator
 
 import torch
 
-from . import engines, groups, logprobs, microbatch, models, prompts, rollout, sft, tasks, verify
-from .config import Config, ConfigError, build_config
+from . import checkpoint, engines, groups, logprobs, microbatch, models, prompts, rollout, sft, tasks, verify
+from .config import Config, build_config
 from .rewards import Rewarder, Scored
-from .rundir import latest_checkpoint
+from .rundir import latest_checkpoint, read_json_file
 
 log = logging.getLogger("grpo")
 
@@ -181,7 +180,13 @@ def for_training(settings: Config, device: torch.device, source: str) -> PolicyC
     """The context a run trains in: `source` is the model setting or the checkpoint it resumes from. The
     reference is fixed later, when GRPO starts (`Trainer._grpo_setup`)."""
     task = tasks.load(settings)
-    policy, tok = models.load(source, settings.seed, device, models.Options.from_config(settings))
+    try:
+        policy, tok = models.load(source, settings.seed, device, models.Options.from_config(settings))
+    except (OSError, ValueError, ImportError, KeyError) as e:
+        if source != settings.model:  # a checkpoint being resumed
+            raise checkpoint.CheckpointError(f"checkpoint {source}: cannot be loaded: {e}") from None
+        raise ValueError(f"setting 'model' ({settings.model}): cannot be loaded as a Hugging Face model directory "
+                         f"(config.json, weights and tokenizer files): {type(e).__name__}: {e}") from None
     model_path = None if settings.model == models.BUILTIN else settings.model
     ctx = PolicyContext(settings, device, policy, tok, task, model_path=model_path)
     ctx.rewarder  # noqa: B018 - a bad reward setting fails before any training
@@ -193,6 +198,8 @@ def from_checkpoint(path: str | Path, device: torch.device | None = None, **over
     """A checkpoint's policy, the reference that was in force for it, and its run's settings (`overrides`
     replace some: `grpo sample`'s flags), for serving requests, sampling and evaluation."""
     ckpt, run_dir = resolve_checkpoint(path)
+    for d in {ckpt, reference_dir(ckpt)}:  # damaged files are named before any weights are read
+        checkpoint.check(d)
     settings = replace(run_settings(run_dir), **overrides)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     options = models.Options(dtype=settings.dtype, attn_implementation=settings.attn_implementation)
@@ -211,9 +218,7 @@ def from_checkpoint(path: str | Path, device: torch.device | None = None, **over
     except (OSError, ValueError) as e:  # the run's data moved away: the checkpoint still answers
         log.warning("the run's task is not available here (%s); questions get no reference answers", e)
         task = tasks.Task()
-    state = {}
-    if (ckpt / "trainer_state.json").is_file():
-        state = json.loads((ckpt / "trainer_state.json").read_text())
+    state = checkpoint.read_state(ckpt) if (ckpt / "trainer_state.json").is_file() else {}
     ctx = PolicyContext(settings, device, policy.eval(), tok, task, reference, model_path=str(ckpt))
     return ctx, Source(str(ckpt), state.get("step"), state.get("phase"), where), run_dir
 
@@ -252,9 +257,9 @@ def run_settings(run_dir: Path | None) -> Config:
     if run_dir is None:
         return Config()
     try:
-        base = json.loads((run_dir / "config.json").read_text())
+        base = read_json_file(run_dir / "config.json")  # bounded, regular: a run directory is untrusted
         known = {f for f in Config.__dataclass_fields__}
         return build_config({k: v for k, v in base.items() if k in known})
-    except (OSError, json.JSONDecodeError, ConfigError, TypeError, AttributeError) as e:
+    except (OSError, ValueError, TypeError, AttributeError) as e:  # ConfigError is a ValueError
         log.warning("cannot read %s/config.json (%s); using default settings", run_dir, e)
         return Config()

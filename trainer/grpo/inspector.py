@@ -311,15 +311,9 @@ def answer(ctx: PolicyContext, source: Source, msg: dict[str, Any]) -> dict[str,
 
 # --------------------------------------------------------------------------------------- serve
 def serve(ctx: PolicyContext, where: Source, stream: protocol.Stream, source: IO[str]) -> int:
-    """Answer requests from `source`, one per line, until it closes or a `stop` request arrives."""
-    for line in source:
-        if not line.strip():
-            continue
-        try:
-            msg = protocol.parse_request(line)
-        except ValueError as e:
-            stream.send(protocol.RESPONSE, id=None, ok=False, error=str(e))
-            continue
+    """Answer requests from `source`, one per line, until it closes or a `stop` request arrives (bad lines
+    are answered and skipped by protocol.read_requests)."""
+    for msg in protocol.read_requests(source, stream):
         kind = msg["type"]
         if kind == protocol.STOP:
             stream.send(protocol.RESPONSE, id=msg.get("id"), ok=True, result={"action": kind})

@@ -99,6 +99,8 @@ class Trainer:
         self.nonfinite_in_row = 0
         self.stop_requested = False
         self.save_requested = False
+        self.resume_from: Path | None = None  # the newest intact checkpoint (run_training picks it)
+        self.saved_at: tuple[str, int, int] | None = None  # (phase, step, sft_step) of the last checkpoint
         self.exporter = onnx_export.Exporter()
         self.onnx_skip: str | None = None if cfg.onnx_export else "onnx_export is off"
 
@@ -106,7 +108,7 @@ class Trainer:
     def setup(self) -> None:
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
-        latest = self.run.latest_checkpoint() if self.resume else None
+        latest = self.resume_from if self.resume else None
         if self.resume and latest is None:
             log.info("no checkpoint to resume from in %s; starting from scratch", self.run.path)
         self.ctx = context.for_training(cfg, self.device, str(latest) if latest is not None else cfg.model)
@@ -136,7 +138,12 @@ class Trainer:
         if self._latest is None or self.state.get("phase") != phase:
             return
         checkpoint.load_optimizer(self._latest, self.opt, self.sched)
-        rng = checkpoint.load_rng(self._latest)
+        try:
+            rng = checkpoint.load_rng(self._latest)
+        except checkpoint.CheckpointError as e:  # e.g. an rng.pt that would need unpickling: never run it
+            self.run.event("warning", self.step, code="rng_not_restored",
+                           message=f"{e}; continuing without restoring the random streams")
+            rng = None
         if rng and "per_rank" in rng:  # a multi-process run: each rank its own streams
             rng = rng["per_rank"][distributed.rank()] if len(rng["per_rank"]) == distributed.world() else None
         if rng:
@@ -237,7 +244,8 @@ class Trainer:
     def _finish(self, state: str) -> str:
         if self.phase == "grpo" and state == protocol.FINISHED and self.last_eval_step != self.step:
             self._evaluate()
-        self._save()
+        if self.saved_at != (self.phase, self.step, self.sft_step):  # not again when save_steps divides max_steps
+            self._save()
         # The other ranks wait for rank 0's last checkpoint (and its ONNX export) before they leave the process
         # group: rank 1 tearing gloo down while rank 0 was still writing aborted it (SIGABRT) on a loaded machine.
         distributed.barrier()
@@ -247,6 +255,7 @@ class Trainer:
         return state
 
     def _save(self) -> str:
+        self.saved_at = (self.phase, self.step, self.sft_step)
         rng = checkpoint.rng_state(self.data_rng, self.sample_gen)
         if distributed.active():
             distributed.check_in_sync(self.policy)
@@ -322,6 +331,9 @@ class Trainer:
                                      loss=loss.item(), elapsed=elapsed)
                 self.run.update(sft_step=self.sft_step)
                 self.progress.show("sft", self.sft_step, cfg.sft_steps, elapsed, loss=loss.item())
+            if self.save_requested or (cfg.save_steps and self.sft_step % cfg.save_steps == 0):
+                self.save_requested = False  # a SIGKILL during SFT loses at most save_steps of it
+                self._save()
         acc, _ = self.ctx.greedy_accuracy(task.held_out())
         self.run.event("phase", 0, phase="grpo", sft_accuracy=acc)
         log.info("SFT done: held-out greedy accuracy %.3f", acc)
@@ -523,20 +535,25 @@ def run_training(cfg: Config, run_dir: Path, stream: protocol.Stream, resume: bo
     """Train in `run_dir`; returns the process exit code. Any exception marks the run failed (with its
     checkpoints intact) and is re-raised for the CLI to report."""
     run = distributed.run_dir(run_dir, stream)
-    resumed_from = None
+    resumed_from, latest, skipped = None, None, []
     if resume:
-        latest = run.latest_checkpoint()
+        latest, skipped = checkpoint.latest_intact(run.path)
+        if skipped and latest is None:
+            raise checkpoint.CheckpointError(f"--resume: no intact checkpoint in {run.path / 'checkpoints'}; "
+                                             + "; ".join(why for _, why in skipped))
         resumed_from = checkpoint.read_state(latest)["step"] if latest else None
     run.start(cfg.to_dict(), cfg.max_steps, cfg.sft_steps, resumed_from)
+    for ckpt, why in skipped:
+        run.event("warning", resumed_from or 0, code="checkpoint_damaged", path=f"checkpoints/{ckpt.name}",
+                  message=f"skipped damaged checkpoint {ckpt.name} ({why}); resuming from {latest.name}")
     requests = (protocol.Requests(stream, known=protocol.CONTROL_TYPES + protocol.INSPECT_TYPES)
                 if distributed.is_main() else None)
     trainer = Trainer(cfg, run, requests, resume=resume, progress=progress)
+    trainer.resume_from = latest
     try:
         state = trainer.train()
-    except Exception as e:
-        msg = f"{type(e).__name__}: {e}"
-        run.event("error", trainer.step, message=msg)
-        run.update(state=protocol.FAILED, error=msg)
+    except BaseException as e:  # SystemExit too: whatever ends the process, status.json is not left running
+        run.fail(trainer.step, f"{type(e).__name__}: {e}")
         raise
     finally:
         run.close()

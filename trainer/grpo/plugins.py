@@ -13,8 +13,10 @@ def load_object(spec: str, setting: str) -> Any:
         raise ValueError(f"setting '{setting}' must look like 'module:object'; got {spec!r}")
     try:
         module = importlib.import_module(module_name)
-    except Exception as e:  # noqa: BLE001 - report any import failure with the setting's name
-        raise ValueError(f"setting '{setting}': cannot import {module_name!r}: {e}") from None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # noqa: BLE001 - any import failure (sys.exit included) names the setting
+        raise ValueError(f"setting '{setting}': cannot import {module_name!r}: {type(e).__name__}: {e}") from None
     if not hasattr(module, attr):
         raise ValueError(f"setting '{setting}': {module_name!r} has no {attr!r}")
     return getattr(module, attr)

@@ -59,25 +59,107 @@ class Stream:
         line = to_json({"v": PROTOCOL_VERSION, "type": type_, **payload})
         with self._lock:
             try:
-                self._out.write(line + "\n")
+                try:
+                    self._out.write(line + "\n")
+                except UnicodeEncodeError:  # a lone surrogate echoed from a request: send it escaped
+                    self._out.write(json.dumps(json.loads(line), separators=(",", ":")) + "\n")
                 self._out.flush()
             except (BrokenPipeError, ValueError, OSError):
                 pass  # the reader went away; the run directory still has everything
 
 
-def parse_request(line: str) -> dict[str, Any]:
-    """Validate one stdin line; raises ValueError with a message fit to send back."""
+# Bounds on one stdin line: a request is a few hundred bytes; these only stop a hostile or broken writer.
+MAX_REQUEST_BYTES = 1 << 20
+MAX_REQUEST_DEPTH = 32
+_ID_TYPES = (str, int, float, type(None))
+
+
+def _depth(obj: Any, limit: int) -> int:
+    """Nesting depth of a parsed value, counted no further than `limit` + 1."""
+    todo, deepest = [(obj, 1)], 0
+    while todo:
+        v, d = todo.pop()
+        deepest = max(deepest, d)
+        if deepest > limit:
+            return deepest
+        if isinstance(v, dict):
+            todo.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, list):
+            todo.extend((x, d + 1) for x in v)
+    return deepest
+
+
+def _echoable(value: Any) -> bool:
+    """An id can be sent back as it came: a short string (valid Unicode), a number or null."""
+    if isinstance(value, bool) or not isinstance(value, _ID_TYPES):
+        return False
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape
+            return False
+        return len(value) <= 200
+    return not isinstance(value, int) or abs(value) < 1 << 53
+
+
+def parse_request(line: str | bytes) -> dict[str, Any]:
+    """Validate one stdin line; raises ValueError with a message fit to send back (with id null)."""
+    if isinstance(line, bytes):
+        if len(line) > MAX_REQUEST_BYTES:
+            raise ValueError(f"request is longer than {MAX_REQUEST_BYTES} bytes")
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"request is not valid UTF-8 (byte {e.start})") from None
     try:
         msg = json.loads(line)
     except json.JSONDecodeError as e:
         raise ValueError(f"request is not JSON: {e.msg}") from None
+    except RecursionError:
+        raise ValueError(f"request nests deeper than {MAX_REQUEST_DEPTH} levels") from None
     if not isinstance(msg, dict):
         raise ValueError("request must be a JSON object")
+    if _depth(msg, MAX_REQUEST_DEPTH) > MAX_REQUEST_DEPTH:
+        raise ValueError(f"request nests deeper than {MAX_REQUEST_DEPTH} levels")
+    if not _echoable(msg.get("id")):
+        raise ValueError("request 'id' must be null, a number or a string of at most 200 characters")
     if msg.get("v", PROTOCOL_VERSION) != PROTOCOL_VERSION:
         raise ValueError(f"unsupported protocol version {msg.get('v')!r} (this trainer speaks {PROTOCOL_VERSION})")
     if not isinstance(msg.get("type"), str):
         raise ValueError("request needs a string 'type'")
     return msg
+
+
+def _lines(source: IO[str] | IO[bytes]):
+    """Lines of `source` (its bytes when it has them, so no locale can make decoding fail), each at most
+    MAX_REQUEST_BYTES + 1 long: the rest of an over-long line is read and dropped, never held."""
+    raw = getattr(source, "buffer", source)
+    while True:
+        line = raw.readline(MAX_REQUEST_BYTES + 1)
+        if not line:
+            return
+        if len(line) > MAX_REQUEST_BYTES:
+            tail = line
+            while tail and not tail.endswith(b"\n" if isinstance(tail, bytes) else "\n"):
+                tail = raw.readline(MAX_REQUEST_BYTES)
+        yield line
+
+
+def read_requests(source: IO[str] | IO[bytes], stream: Stream):
+    """Valid requests of `source`, one per line, until it closes. Every bad line is answered `ok: false`
+    (id null) and skipped: no line, however long, deep or undecodable, ends the reading."""
+    for line in _lines(source):
+        try:
+            if not line.strip():
+                continue
+            if len(line) > MAX_REQUEST_BYTES:
+                raise ValueError(f"request is longer than {MAX_REQUEST_BYTES} bytes")
+            msg = parse_request(line)
+        except Exception as e:  # noqa: BLE001 - whatever a line does, the next one is still read
+            error = str(e) if isinstance(e, ValueError) else f"request could not be read ({type(e).__name__})"
+            stream.send(RESPONSE, id=None, ok=False, error=error)
+            continue
+        yield msg
 
 
 class Requests:
@@ -93,20 +175,13 @@ class Requests:
 
     def _read(self) -> None:
         try:
-            for line in self._source:
-                if not line.strip():
-                    continue
-                try:
-                    msg = parse_request(line)
-                except ValueError as e:
-                    self._stream.send(RESPONSE, id=None, ok=False, error=str(e))
-                    continue
+            for msg in read_requests(self._source, self._stream):
                 if msg["type"] not in self._known:
                     self._stream.send(RESPONSE, id=msg.get("id"), ok=False,
                                       error=f"unknown request type {msg['type']!r}")
                     continue
                 self._queue.put(msg)
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # stdin closed under us: nothing more will come
             return
 
     def poll(self) -> list[dict[str, Any]]:

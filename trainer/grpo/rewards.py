@@ -1,14 +1,16 @@
 """Rewards behind one interface: the configured verifier's verdict, or a user function `module:function`;
 under process supervision also the task's step rewards.
 
-A user function is called as fn(questions, completions, answers) -> list of floats. If it raises or
-returns something unusable, every sample of that call is retried one at a time so that one bad sample
-cannot poison the rest; each failing sample gets reward 0 and is counted, never a crash.
+A user function is called as fn(questions, completions, answers) -> list of floats. If it raises (even
+SystemExit) or returns something unusable (strings, non-finite or huge numbers), every sample of that call
+is retried one at a time so that one bad sample cannot poison the rest; each failing sample gets reward 0
+and is counted, never a crash.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -23,6 +25,10 @@ class Scored:
     step_rewards: list[list[float]] = field(default_factory=list)
     step_ends: list[list[int]] = field(default_factory=list)   # character indices
     errors: list[str] = field(default_factory=list)             # one message per failing sample
+
+
+# Rewards past this size make group statistics overflow (std of 1e308s is inf, advantages NaN).
+MAX_REWARD = 1e9
 
 
 def load_user_function(spec: str) -> Callable:
@@ -63,30 +69,41 @@ class Rewarder:
         return scored
 
     def _user(self, questions, completions, answers, errors: list[str]) -> list[float]:
+        # A user function is foreign code: anything it raises, sys.exit included, is a reward error for
+        # the samples it was called on; only Ctrl-C gets through.
         try:
-            out = _as_rewards(self.user_fn(questions, completions, answers), len(completions))
-            if out is not None:
-                return out
-        except Exception:  # noqa: BLE001 - fall through to per-sample calls to isolate the culprit
+            return _as_rewards(self.user_fn(questions, completions, answers), len(completions))
+        except KeyboardInterrupt:
+            raise
+        except BaseException:  # noqa: BLE001 - fall through to per-sample calls to isolate the culprit
             pass
         rewards = []
         for q, c, a in zip(questions, completions, answers):
             try:
-                one = _as_rewards(self.user_fn([q], [c], [a]), 1)
-                if one is None:
-                    raise TypeError("did not return a list of one finite number")
-                rewards.append(one[0])
-            except Exception as e:  # noqa: BLE001
+                rewards.append(_as_rewards(self.user_fn([q], [c], [a]), 1)[0])
+            except KeyboardInterrupt:
+                raise
+            except BaseException as e:  # noqa: BLE001
                 errors.append(f"{type(e).__name__}: {e}")
                 rewards.append(0.0)
         return rewards
 
 
-def _as_rewards(value, n: int) -> list[float] | None:
+def _as_rewards(value, n: int) -> list[float]:
+    """`value` as n rewards; TypeError/ValueError saying what is wrong otherwise. Strings ("1") are not
+    numbers here, and a reward must be finite and at most MAX_REWARD in size."""
     try:
-        out = [float(v) for v in value]
-    except (TypeError, ValueError):
-        return None
-    if len(out) != n or not all(math.isfinite(v) for v in out):
-        return None
+        items = list(value)
+    except TypeError:
+        raise TypeError(f"returned {type(value).__name__}, not a list of {n} numbers") from None
+    if len(items) != n:
+        raise ValueError(f"returned {len(items)} rewards for {n} completions")
+    out = []
+    for v in items:
+        if isinstance(v, (str, bytes)) or not isinstance(v, numbers.Real):
+            raise TypeError(f"returned {v!r} ({type(v).__name__}), not a number")
+        f = float(v)
+        if not math.isfinite(f) or abs(f) > MAX_REWARD:
+            raise ValueError(f"returned {f!r}, not a finite number of size at most {MAX_REWARD:g}")
+        out.append(f)
     return out

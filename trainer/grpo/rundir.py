@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import socket
 import time
@@ -25,29 +26,83 @@ def checkpoint_name(step: int, phase: str = "grpo") -> str:
     return f"{'sft' if phase == 'sft' else 'step'}_{step:06d}"
 
 
+MAX_JSON_FILE = 16 * 1024 * 1024  # status.json, config.json, trainer_state.json, checksums.json
+MAX_LINE = 64 * 1024 * 1024       # one JSONL record (a samples.jsonl group is the largest)
+
+
+def _regular(path: Path) -> Path:
+    """`path` if it is a regular file, not a symlink: a run directory is untrusted (a `/dev/zero` symlink
+    would be read forever). ValueError naming it otherwise."""
+    if path.is_symlink() or not path.is_file():
+        raise ValueError(f"{path}: not a regular file")
+    return path
+
+
+def read_json_file(path: Path, limit: int = MAX_JSON_FILE) -> Any:
+    """A JSON file of a run directory: regular, at most `limit` bytes; ValueError naming it otherwise."""
+    size = _regular(path).stat().st_size
+    if size > limit:
+        raise ValueError(f"{path}: {size} bytes, more than the {limit} such a file may hold")
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ValueError(f"{path}: damaged ({type(e).__name__}: {e})") from None
+
+
 def read_jsonl(path: Path) -> tuple[list[dict], int]:
-    """Records of a JSONL file and the number of lines that did not parse (a torn last line included)."""
+    """Records of a JSONL file and the number of lines that did not parse (a torn last line, and lines
+    longer than MAX_LINE, included)."""
     rows, bad = [], 0
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return rows, bad
-    with path.open("r", encoding="utf-8") as f:
-        for line in f:
+    with _regular(path).open("rb") as f:
+        while line := f.readline(MAX_LINE + 1):
+            if len(line) > MAX_LINE:
+                while line and not line.endswith(b"\n"):
+                    line = f.readline(MAX_LINE)
+                bad += 1
+                continue
             if not line.strip():
                 continue
             try:
                 rows.append(json.loads(line))
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 bad += 1
     return rows, bad
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.write(json.dumps(protocol._finite(data), indent=2, ensure_ascii=False))
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            f.write(json.dumps(protocol._finite(data), indent=2, ensure_ascii=False))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _rewrite_in_place(path: Path, data: Any) -> None:
+    """Overwrite an existing small file in its own blocks: works on a full disk where a new file cannot."""
+    text = json.dumps(protocol._finite(data), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    with path.open("r+b") as f:
+        f.write(text)
+        f.truncate()
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+
+def process_start_time(pid: int) -> int | None:
+    """When process `pid` started, in clock ticks after boot (/proc/PID/stat field 22; Linux only). With the
+    host it tells this trainer from a later process that reuses its pid: the extension checks both before
+    it re-attaches to or signals the pid in status.json."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class RunDir:
@@ -89,7 +144,8 @@ class RunDir:
         now = time.time()
         self.status = {
             "protocol": protocol.PROTOCOL_VERSION, "state": protocol.RUNNING, "phase": "setup",
-            "pid": os.getpid(), "host": socket.gethostname(),
+            "pid": os.getpid(), "host": socket.gethostname(), "proc_start": process_start_time(os.getpid()),
+            "token": secrets.token_hex(8),
             "step": previous.get("step", 0), "max_steps": max_steps,
             "sft_step": previous.get("sft_step", 0), "sft_steps": sft_steps,
             "started_at": previous.get("started_at", now), "updated_at": now, "ended_at": None,
@@ -124,18 +180,43 @@ class RunDir:
         self.status["updated_at"] = time.time()
         self._write_status()
 
+    def fail(self, step: int, message: str) -> None:
+        """Mark the run failed however it ended, a full disk included: the error reaches the stream even if
+        events.jsonl cannot take it; if status.json cannot be written, the half-written checkpoint goes
+        (freeing its space) and status.json is written again, in place as a last resort."""
+        row = {"kind": "error", "time": time.time(), "step": step, "message": message}
+        try:
+            self.event("error", step, message=message)
+        except OSError:
+            self.stream.send(protocol.EVENT, row=row)
+        self.status.update(state=protocol.FAILED, error=message, ended_at=row["time"], updated_at=row["time"])
+        try:
+            self._write_status()
+        except OSError:
+            for tmp in (self.path / CHECKPOINTS).glob("*.tmp"):
+                shutil.rmtree(tmp, ignore_errors=True)
+            try:
+                write_json_atomic(self.path / "status.json", self.status)
+            except OSError:
+                try:
+                    _rewrite_in_place(self.path / "status.json", self.status)
+                except OSError:
+                    pass
+            self.stream.send(protocol.STATUS, status=self.status)
+
     def _write_status(self) -> None:
         write_json_atomic(self.path / "status.json", self.status)
         self.stream.send(protocol.STATUS, status=self.status)
 
     def read_status(self) -> dict:
         try:
-            return json.loads((self.path / "status.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+            st = read_json_file(self.path / "status.json")
+        except (OSError, ValueError):
             return {}
+        return st if isinstance(st, dict) else {}
 
     def read_config(self) -> dict:
-        return json.loads((self.path / "config.json").read_text())
+        return read_json_file(self.path / "config.json")
 
     # ---------------------------------------------------------------------------------- checkpoints
     def checkpoint_tmp(self, name: str) -> Path:

@@ -15,8 +15,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 class Proc:
     """A child speaking protocol v1: requests on stdin, one JSON line per message on stdout."""
 
-    def __init__(self, args, env_paths=()):
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "trainer"), *env_paths])}
+    def __init__(self, args, env_paths=(), env=None):
+        env = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join([str(ROOT / "trainer"), *env_paths])}
         self.p = subprocess.Popen([sys.executable, "-m", "grpo", *args], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self.lines: queue.Queue = queue.Queue()

@@ -28,6 +28,32 @@ def test_bad_settings_name_the_key(overrides, key):
         build_config({}, overrides)
 
 
+def _float_settings() -> list[str]:
+    return [s["key"] for s in schema() if s["type"] == "float"]
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_floats_are_refused_for_every_float_setting(value):
+    assert len(_float_settings()) >= 10
+    for key in _float_settings():
+        with pytest.raises(ConfigError, match=f"'{key}' must be a finite number"):
+            build_config({}, [f"{key}={value}"])
+        with pytest.raises(ConfigError, match=f"'{key}'"):  # the same from a config file
+            build_config({key: float(value.replace("Infinity", "inf"))})
+
+
+@pytest.mark.parametrize("value", ["1e300", "9007199254740993", "-1e20"])
+def test_absurd_whole_numbers_are_refused(value):
+    with pytest.raises(ConfigError, match="'seed'"):
+        build_config({}, [f"seed={value}"])
+
+
+def test_cli_refuses_nan_before_any_work(tmp_path):
+    p = run_cli("train", "--run-dir", str(tmp_path / "run"), "--set", "beta=NaN", cwd=tmp_path)
+    assert p.returncode == 2 and "'beta' must be a finite number" in p.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_unknown_key_suggests_the_right_one():
     with pytest.raises(ConfigError, match="did you mean 'num_generations'"):
         build_config({"num_generation": 8})
