@@ -166,7 +166,7 @@ def test_hf_export_carries_the_tokenizer_files(hf_export):
                                                       "config": "hf/tokenizer_config.json"}
     assert desc["chat_template"] == target.tokenizer.chat_template and "<|im_start|>" in desc["chat_template"]
     assert desc["eos_token_id"] == target.tokenizer.eos_token_id and desc["add_bos"] is False
-    assert desc["max_length"] == 512
+    assert desc["max_length"] == 1024
     spec = json.loads((out / "hf/tokenizer.json").read_text())
     assert spec["truncation"] is None and spec["padding"] is None
     # the copied file alone tokenizes as the trainer does, added tokens included
