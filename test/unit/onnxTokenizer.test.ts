@@ -106,6 +106,14 @@ test('hf: a token that ends one character and begins the next spans both', () =>
   assert.throws(() => tokenOffsets('Abc', [0], () => 'abc'), /does not decode its tokens back to the text/);
 });
 
+test('hf: offsets decoded from anchors equal those from whole prefixes, on a long mixed text', () => {
+  const text = Array.from({ length: 30 }, (_, i) => `é wok ${i}\n😀∑<|im_end|> wo`).join('');
+  const ids = bpe.encode(text).ids;
+  const exact = tokenOffsets(text, ids, bpe.decode, 0);
+  for (const w of [1, 2, 5, 8]) assert.deepEqual(tokenOffsets(text, ids, bpe.decode, w), exact, `window ${w}`);
+  assert.deepEqual(bpe.encode(text).offsets, exact);
+});
+
 test('hf: the scoring input is prompt tokens then text tokens, each tokenized alone (as the trainer does)', () => {
   const s = scoringInput(hfDesc, bpe, 'ok', ' wo');
   assert.equal(s.textStart, 1);
