@@ -128,6 +128,7 @@ export class InspectCommands implements vscode.Disposable {
   }
 
   private report(e: unknown): void {
+    if (e instanceof vscode.CancellationError) return;
     const err = e as Error;
     const withLog = e instanceof TrainerGoneError || (e instanceof Shown && e.withLog) || !(e instanceof Shown || e instanceof TrainerRequestError || e instanceof TokenizeError || e instanceof ExportError);
     this.log.error(`inspect: ${err.message}`);
@@ -270,7 +271,7 @@ export class InspectCommands implements vscode.Disposable {
       await this.scoreEditor(ed, t);
       this.autoRescore.set(ed.document.uri.toString(), t);
     } catch (e) {
-      if (!(e instanceof vscode.CancellationError)) this.report(e);
+      this.report(e);
     }
   }
 
@@ -280,14 +281,16 @@ export class InspectCommands implements vscode.Disposable {
    */
   private exportFor(t: Target, completion: boolean): OnnxExport | null {
     const tries = [t.checkpoint ?? t.runDir, ...(completion && t.checkpoint ? [t.runDir] : [])];
+    const why: string[] = [];
     for (const where of tries) {
       try {
         return findExport(where);
       } catch (e) {
         if (!(e instanceof ExportError)) throw e;
-        this.log.info(`score: no ONNX export for ${where} (${e.message}); scoring through the trainer`);
+        why.push(e.message);
       }
     }
+    this.log.info(`score: scoring through the trainer: ${why.join('; ')}`);
     return null;
   }
 
