@@ -4,7 +4,9 @@
  *  - ONNX scoring of a 1,000-token document with the built-in model, in Node with onnxruntime-node
  *    exactly as the extension host does it (src/onnx/scorer.ts: tokenize, policy + reference forward,
  *    per-token KL); the model is a real export (test/fixtures/tiny_run.py + `python -m grpo export-onnx`,
- *    cached in .cache/bench/inspect-run).
+ *    cached in .cache/bench/inspect-run); and the same for a subword tokenizer: a tiny random Qwen2 with a
+ *    byte-level BPE tokenizer (test/fixtures/tiny_hf_run.py, cached in .cache/bench/inspect-hf-run),
+ *    tokenized by @huggingface/tokenizers with offsets (src/onnx/hfTokenizer.ts).
  *  - A hover answered from cached scores (src/inspect/docScores.ts hoverAt: find the token, build the
  *    Markdown), what the hover provider does per request.
  *  - The token heatmap of 64 completions × 512 tokens drawn by the real inspector bundle
@@ -26,13 +28,13 @@ const python = process.env.GRPO_PYTHON ?? path.join(repo, '.venv', 'bin', 'pytho
 const RUNS = Number(process.env.BENCH_RUNS ?? 20);
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
-function fixture(): string {
-  const run = path.join(repo, '.cache', 'bench', 'inspect-run');
-  const cp = path.join(run, 'checkpoints', 'step_000003');
+function fixture(name = 'inspect-run', script = 'tiny_run.py', step = 'step_000003'): string {
+  const run = path.join(repo, '.cache', 'bench', name);
+  const cp = path.join(run, 'checkpoints', step);
   if (!fs.existsSync(path.join(cp, 'onnx', 'manifest.json'))) {
     fs.rmSync(run, { recursive: true, force: true });
     const env = trainerEnv(path.join(repo, 'trainer'));
-    execFileSync(python, [path.join(repo, 'test', 'fixtures', 'tiny_run.py'), run], { env, stdio: 'inherit' });
+    execFileSync(python, [path.join(repo, 'test', 'fixtures', script), run], { env, stdio: 'inherit' });
     execFileSync(python, ['-m', 'grpo', 'export-onnx', '--checkpoint', cp, '--out', path.join(cp, 'onnx')], { env, stdio: ['ignore', 'ignore', 'inherit'] });
   }
   return run;
@@ -48,6 +50,32 @@ function makeDocument(): string {
     i++;
   }
   return lines.join('\n').slice(0, 1001);
+}
+
+/** About 1,000 byte-level BPE tokens of prose with non-ASCII characters and newlines (the first unscored). */
+function makeSubwordDocument(scorer: OnnxScorer): string {
+  let doc = '';
+  for (let i = 0; scorer.text.encode(doc).ids.length < 1001; i++) doc += `Step ${i}: Natalia sold ${48 + i} clips — naïve café, x = ∑ ${i}/4 😀\n`;
+  return doc.slice(0, scorer.text.encode(doc).offsets[1000][1]); // cut after the 1,001st token
+}
+
+/** Median time of `RUNS` scorings of `text` (after one first call), with load and first-call times. */
+async function timeScoring(scorer: OnnxScorer, text: string, loadMs: number, expectTokens: number, note: string) {
+  const first = performance.now();
+  let res = await scorer.score(text);
+  const firstMs = performance.now() - first;
+  if (Math.abs(res.tokens.length - expectTokens) > 2) throw new Error(`scored ${res.tokens.length} tokens, expected ${expectTokens}`);
+  const scoring: number[] = [];
+  const tokenizing: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const t0 = performance.now();
+    scorer.text.encode(text);
+    tokenizing.push(performance.now() - t0);
+    const t1 = performance.now();
+    res = await scorer.score(text);
+    scoring.push(performance.now() - t1);
+  }
+  return { res, stats: { median: r3(median(scoring)), p90: r3(pct(scoring, 0.9)), n: scoring.length, bar: 100, tokens: res.tokens.length, tokenize_median_ms: r3(median(tokenizing)), first_call_ms: r3(firstMs), session_load_ms: r3(loadMs), note } };
 }
 
 /** A synthetic group of 64 completions × 512 tokens with every per-token array filled (seeded). */
@@ -82,17 +110,14 @@ async function main(): Promise<void> {
   const text = makeDocument();
   const tLoad = performance.now();
   const scorer = await OnnxScorer.load(exp);
-  const loadMs = performance.now() - tLoad;
-  const first = performance.now();
-  let res = await scorer.score(text);
-  const firstMs = performance.now() - first;
-  if (res.tokens.length !== 1000) throw new Error(`scored ${res.tokens.length} tokens, expected 1000`);
-  const scoring: number[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    const t0 = performance.now();
-    res = await scorer.score(text);
-    scoring.push(performance.now() - t0);
-  }
+  const { res, stats: charStats } = await timeScoring(scorer, text, performance.now() - tLoad, 1000,
+    'built-in model (exported step_000003 of test/fixtures/tiny_run.py), policy + reference forward on 1,001 tokens, per-token KL; sessions loaded once and cached');
+  const hfExp = findExport(fixture('inspect-hf-run', 'tiny_hf_run.py', 'step_000001'));
+  const tHf = performance.now();
+  const hfScorer = await OnnxScorer.load(hfExp);
+  const hfLoadMs = performance.now() - tHf;
+  const { stats: subwordStats } = await timeScoring(hfScorer, makeSubwordDocument(hfScorer), hfLoadMs, 1000,
+    'tiny random Qwen2 (2 layers, hidden 64, byte-level BPE of 400 tokens; test/fixtures/tiny_hf_run.py step_000001), a 1,001-token document with non-ASCII text and newlines: @huggingface/tokenizers + offsets, policy + reference forward, per-token KL');
 
   // --- Hover from cache --------------------------------------------------------------------------------
   const scores = fromScoreResult(res, 'bench');
@@ -147,11 +172,8 @@ async function main(): Promise<void> {
     benchmark: 'inspect',
     date: new Date().toISOString(),
     machine: machine('onnxruntime-node CPU; Chromium --disable-gpu', { onnxruntime_node: onnxruntimeNode }),
-    onnx_score_1000_tokens_ms: {
-      median: r3(median(scoring)), p90: r3(pct(scoring, 0.9)), n: scoring.length, bar: 100,
-      first_call_ms: r3(firstMs), session_load_ms: r3(loadMs),
-      note: 'built-in model (exported step_000003 of test/fixtures/tiny_run.py), policy + reference forward on 1,001 tokens, per-token KL; sessions loaded once and cached',
-    },
+    onnx_score_1000_tokens_ms: charStats,
+    onnx_score_1000_subword_tokens_ms: subwordStats,
     hover_from_cache_ms: { median: r3(median(hovers)), p99: r3(pct(hovers, 0.99)), n: hovers.length, bar: 20, note: 'hoverAt on cached scores of the 1,000-token document: binary search + Markdown' },
     heatmap_64x512_ms: {
       median: r3(median(draws.map((d) => d.ms))), runs: draws.map((d) => r3(d.ms)), bar: 200, tokens: draws[0]?.tokens ?? 0,

@@ -4,24 +4,25 @@
  *    this window trains it, otherwise to a `python -m grpo serve` process for the chosen checkpoint
  *    (one per checkpoint, reused, stopped after 10 idle minutes and on dispose);
  *  - GRPO: Inspect Per-Token Advantages — the heatmap of a completion of a sampled or logged group;
- *  - GRPO: Score Document Against Reference — onnxruntime-node in the extension host (no Python);
+ *  - GRPO: Score Document Against Reference — onnxruntime-node in the extension host (no Python) when the
+ *    checkpoint has an ONNX export, otherwise the `score` request (live trainer or serve: PyTorch);
  *  - GRPO: Toggle Token Shading — KL ↔ advantage.
  * "The chosen run": the checkpoint or run selected in the Runs view, else the run live in this window,
  * else the most recent run.
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { findExport, ExportError } from '../onnx/exports';
+import { findExport, ExportError, type OnnxExport } from '../onnx/exports';
 import { scorerFor } from '../onnx/scorer';
 import { TokenizeError } from '../onnx/tokenizer';
-import type { CompareResult, GroupOrigin, InspectRequests, InspectRequestType, Quantity } from '../protocol';
+import type { CompareResult, GroupOrigin, InspectRequests, InspectRequestType, Quantity, ScoreResult } from '../protocol';
 import { TrainerGoneError, TrainerRequestError } from '../requests';
 import { lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, readSampleGroup } from '../runDir';
 import { ServeProcess } from '../serve';
 import type { TrainingController } from '../training';
 import { ComparePanel, InspectorPanel, type ShownGroup } from '../views/inspectPanels';
 import type { RunNode } from '../views/runsTree';
-import { fromScoreResult } from './docScores';
+import { fromScoreResult, onText } from './docScores';
 import { completionRef, openCompletion, TokenShading } from './editor';
 import { fmt } from './values';
 
@@ -42,7 +43,8 @@ export class InspectCommands implements vscode.Disposable {
   private readonly recent: ShownGroup[] = [];
   private readonly subs: vscode.Disposable[] = [];
   private readonly reaper: NodeJS.Timeout;
-  private readonly autoRescore = new Set<string>();
+  /** Documents scored by command: what they were scored against, to score them again after an edit. */
+  private readonly autoRescore = new Map<string, Target>();
   private rescoreTimers = new Map<string, NodeJS.Timeout>();
 
   constructor(
@@ -126,6 +128,7 @@ export class InspectCommands implements vscode.Disposable {
   }
 
   private report(e: unknown): void {
+    if (e instanceof vscode.CancellationError) return;
     const err = e as Error;
     const withLog = e instanceof TrainerGoneError || (e instanceof Shown && e.withLog) || !(e instanceof Shown || e instanceof TrainerRequestError || e instanceof TokenizeError || e instanceof ExportError);
     this.log.error(`inspect: ${err.message}`);
@@ -177,7 +180,7 @@ export class InspectCommands implements vscode.Disposable {
   private async openCompletion(g: ShownGroup, i: number): Promise<void> {
     try {
       const ed = await openCompletion(this.shading, g.group, g.origin, i);
-      if (!this.shading.scoresOf(ed.document)) await this.scoreEditor(ed, g.origin.checkpoint ?? g.origin.runDir);
+      if (!this.shading.scoresOf(ed.document)) await this.scoreEditor(ed, { runDir: g.origin.runDir, checkpoint: g.origin.checkpoint });
     } catch (e) {
       this.report(e);
     }
@@ -263,55 +266,80 @@ export class InspectCommands implements vscode.Disposable {
       return;
     }
     const ref = completionRef(ed.document.uri);
-    let target: string;
     try {
-      target = ref ? (ref.checkpoint ?? ref.run) : (() => {
-        const t = this.requireTarget(arg);
-        return t.checkpoint ?? t.runDir;
-      })();
-      await this.scoreEditor(ed, target);
-      this.autoRescore.add(ed.document.uri.toString());
+      const t = ref ? { runDir: ref.run, checkpoint: ref.checkpoint } : this.requireTarget(arg);
+      await this.scoreEditor(ed, t);
+      this.autoRescore.set(ed.document.uri.toString(), t);
     } catch (e) {
       this.report(e);
     }
   }
 
-  /** Scores a document with onnxruntime-node (a completion as a continuation of its question's prompt). */
-  private async scoreEditor(ed: vscode.TextEditor, target: string): Promise<void> {
+  /**
+   * The ONNX export to score `t` with in the editor, or null (then the trainer scores it). A completion's
+   * own checkpoint may predate its export; its run's latest export still scores it.
+   */
+  private exportFor(t: Target, completion: boolean): OnnxExport | null {
+    const tries = [t.checkpoint ?? t.runDir, ...(completion && t.checkpoint ? [t.runDir] : [])];
+    const why: string[] = [];
+    for (const where of tries) {
+      try {
+        return findExport(where);
+      } catch (e) {
+        if (!(e instanceof ExportError)) throw e;
+        why.push(e.message);
+      }
+    }
+    this.log.info(`score: scoring through the trainer: ${why.join('; ')}`);
+    return null;
+  }
+
+  /**
+   * Scores a document against the policy and its reference (a completion as a continuation of its
+   * question's prompt): with onnxruntime-node on the checkpoint's ONNX export when it has one, otherwise
+   * with the `score` request (the live trainer, or `python -m grpo serve`: PyTorch, the GPU if any).
+   */
+  private async scoreEditor(ed: vscode.TextEditor, t: Target, quiet = false): Promise<void> {
     const doc = ed.document;
     const ref = completionRef(doc.uri);
-    let exp;
-    try {
-      exp = findExport(target);
-    } catch (e) {
-      // A completion's own checkpoint may predate its export; its run's latest export still scores it.
-      if (ref && target !== ref.run) exp = findExport(ref.run);
-      else throw e;
-    }
     const version = doc.version;
     const text = doc.getText();
+    const prompt = ref ? ref.prompt : '';
     const t0 = performance.now();
-    const scorer = await scorerFor(exp);
-    const res = await scorer.score(text, ref ? ref.prompt : '');
+    const exp = this.exportFor(t, ref !== null);
+    let res: ScoreResult;
+    let source: string;
+    let against: string;
+    if (exp) {
+      res = await (await scorerFor(exp)).score(text, prompt);
+      against = `${path.basename(path.dirname(exp.dir))} of run ${path.basename(path.dirname(path.dirname(path.dirname(exp.dir))))}`;
+      source = `ONNX in the editor: ${against}`;
+    } else {
+      const done = await vscode.window.withProgress(
+        { location: quiet ? vscode.ProgressLocation.Window : vscode.ProgressLocation.Notification, title: `GRPO: scoring ${path.basename(doc.uri.path)} with the trainer (${describeTarget(t)})…`, cancellable: true },
+        (_p, token) => this.request(t, 'score', prompt ? { text, prompt } : { text }, token));
+      res = onText(done.result, text);
+      against = `${done.origin.checkpoint ? path.basename(done.origin.checkpoint) : `the live policy (step ${done.origin.step ?? '?'})`} of run ${path.basename(t.runDir)}`;
+      source = `PyTorch via ${done.origin.checkpoint ? 'python -m grpo serve' : 'the live trainer'}: ${against}`;
+    }
     if (doc.version !== version) return; // edited meanwhile: the next (throttled) pass scores it
     const ms = performance.now() - t0;
-    const cp = path.basename(path.dirname(exp.dir));
-    this.shading.set(doc, fromScoreResult(res, `ONNX: ${cp} of run ${path.basename(path.dirname(path.dirname(path.dirname(exp.dir))))} vs its reference${ref ? ', as a continuation of the question' : ''}; sequence KL ${fmt(res.sequence_kl, 5)}`));
-    this.log.info(`scored ${path.basename(doc.uri.path)}: ${res.tokens.length} tokens against ${exp.dir} in ${ms.toFixed(1)} ms (sequence KL ${fmt(res.sequence_kl, 5)})`);
-    vscode.window.setStatusBarMessage(`GRPO: ${res.tokens.length} tokens scored against ${cp} · sequence KL ${fmt(res.sequence_kl, 5)}`, 8000);
+    this.shading.set(doc, fromScoreResult(res, `${source} vs its reference${ref ? ', as a continuation of the question' : ''}; sequence KL ${fmt(res.sequence_kl, 5)}`));
+    this.log.info(`scored ${path.basename(doc.uri.path)}: ${res.tokens.length} tokens (${exp ? `ONNX, ${exp.dir}` : 'the trainer'}) in ${ms.toFixed(1)} ms (sequence KL ${fmt(res.sequence_kl, 5)})`);
+    vscode.window.setStatusBarMessage(`GRPO: ${res.tokens.length} tokens scored against ${against} (${exp ? 'ONNX' : 'PyTorch'}) · sequence KL ${fmt(res.sequence_kl, 5)}`, 8000);
   }
 
   /** A scored document was edited: score it again once typing pauses (if it is still visible). */
   private rescoreSoon(doc: vscode.TextDocument): void {
     const key = doc.uri.toString();
-    if (!this.autoRescore.has(key)) return;
+    const t = this.autoRescore.get(key);
+    if (!t) return;
     clearTimeout(this.rescoreTimers.get(key));
     this.rescoreTimers.set(key, setTimeout(() => {
       this.rescoreTimers.delete(key);
       const ed = vscode.window.visibleTextEditors.find((e) => e.document === doc);
-      const t = this.target();
-      if (!ed || !t) return;
-      this.scoreEditor(ed, completionRef(doc.uri)?.checkpoint ?? t.checkpoint ?? t.runDir).catch((e) => this.log.warn(`re-scoring ${doc.uri.toString(true)}: ${(e as Error).message}`));
+      if (!ed) return;
+      this.scoreEditor(ed, t, true).catch((e) => this.log.warn(`re-scoring ${doc.uri.toString(true)}: ${(e as Error).message}`));
     }, 500));
   }
 

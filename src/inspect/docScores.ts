@@ -33,6 +33,20 @@ export function fromScoreResult(r: ScoreResult, source: string): DocScores {
 }
 
 /**
+ * A `score` answer from the trainer placed on the text it scored: the trainer's offsets count Unicode code
+ * points (Python's str), the editor's count UTF-16 code units, so they differ after any character beyond
+ * U+FFFF; and `tokens` become the text each token covers (the trainer's are vocabulary entries such as
+ * `Ġworld`), as the in-editor scorer reports them.
+ */
+export function onText(r: ScoreResult, text: string): ScoreResult {
+  const unit: number[] = [0]; // code point index → UTF-16 offset
+  for (const ch of text) unit.push(unit[unit.length - 1] + ch.length);
+  const at = (cp: number) => unit[Math.max(0, Math.min(cp, unit.length - 1))];
+  const offsets = r.offsets.map(([a, b]): [number, number] => [at(a), at(b)]);
+  return { ...r, offsets, tokens: offsets.map(([a, b]) => text.slice(a, b)) };
+}
+
+/**
  * The logged numbers of completion `i` of a group, placed on `text` (the completion). Returns null when
  * the group's tokens do not spell the text (then the document is scored with ONNX instead).
  */

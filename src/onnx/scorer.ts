@@ -11,7 +11,8 @@ import type { ScoreResult } from '../protocol';
 import { k3 } from '../inspect/values';
 import { LIMITS, readSmallFile } from '../runDir';
 import { readExport, type OnnxExport } from './exports';
-import { checkTokenizerDescription, scoringInput, TokenizeError, type TokenizerDescription } from './tokenizer';
+import { HfTokenizer } from './hfTokenizer';
+import { charTokenizer, checkTokenizerDescription, scoringInput, TokenizeError, type TextTokenizer, type TokenizerDescription } from './tokenizer';
 
 // Loaded lazily: the native binding costs ~100 ms and is only needed when a document is scored.
 let ort: typeof Ort | undefined;
@@ -56,7 +57,7 @@ function session(file: string): Promise<Ort.InferenceSession> {
 }
 
 export class OnnxScorer {
-  private constructor(readonly exp: OnnxExport, readonly tokenizer: TokenizerDescription, private readonly policy: Ort.InferenceSession, private readonly reference: Ort.InferenceSession) {}
+  private constructor(readonly exp: OnnxExport, readonly tokenizer: TokenizerDescription, readonly text: TextTokenizer, private readonly policy: Ort.InferenceSession, private readonly reference: Ort.InferenceSession) {}
 
   static async load(exp: OnnxExport | string): Promise<OnnxScorer> {
     const e = typeof exp === 'string' ? readExport(exp) : exp;
@@ -69,13 +70,14 @@ export class OnnxScorer {
       throw new TokenizeError(`${e.tokenizer} is unreadable: ${(err as Error).message}`);
     }
     const tok = checkTokenizerDescription(desc, e.tokenizer);
+    const text = tok.kind === 'hf' ? HfTokenizer.load(tok, e.dir) : charTokenizer(tok);
     const [p, r] = await Promise.all([session(e.policy), session(e.reference)]);
     for (const [s, f] of [[p, e.policy], [r, e.reference]] as const) {
       if (!s.inputNames.includes('input_ids') || !s.outputNames.includes('logp') || !s.outputNames.includes('entropy')) {
         throw new Error(`${f}: expected input 'input_ids' and outputs 'logp', 'entropy'; it has inputs ${s.inputNames.join(', ')} and outputs ${s.outputNames.join(', ')}`);
       }
     }
-    return new OnnxScorer(e, tok, p, r);
+    return new OnnxScorer(e, tok, text, p, r);
   }
 
   get step(): number | null {
@@ -91,13 +93,14 @@ export class OnnxScorer {
 
   /**
    * Per-token numbers for `text` as a continuation of `prompt` (default: none, so the whole text is
-   * scored after BOS; without a BOS the first character has no context and is not scored).
+   * scored after BOS; without a BOS the first token has no context and is not scored). `tokens` are
+   * the text each token covers (a byte-level token inside a character shows that whole character).
    */
   async score(text: string, prompt = ''): Promise<TokenScores> {
-    const inp = scoringInput(this.tokenizer, text, prompt);
+    const inp = scoringInput(this.tokenizer, this.text, text, prompt);
     const first = Math.max(inp.textStart, 1); // a token needs at least one token before it
     const skip = first - inp.textStart;
-    if (inp.ids.length - first <= 0) throw new TokenizeError('the text is too short to score (one character and no prompt or BOS before it)');
+    if (inp.ids.length - first <= 0) throw new TokenizeError('the text is too short to score (one token and no prompt or BOS before it)');
     const p = await this.forward(this.policy, inp.ids);
     const r = await this.forward(this.reference, inp.ids);
     const n = inp.ids.length - first;

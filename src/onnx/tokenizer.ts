@@ -3,16 +3,17 @@
  * enough to tokenize exactly as the trainer does, in the extension host, with no Python. Pure; no
  * `vscode`, no onnxruntime.
  *
- * Only `kind: "char"` exists: one token per character (Unicode code point), looked up in `vocab`,
- * except that the special tokens' strings (`<eos>`, `<pad>`, `<unk>`, a BOS) are matched whole where
- * they occur, as the trainer's Hugging Face tokenizer matches its added tokens. A character with no
- * entry is an error that names it (the trainer would have mapped it to `<unk>`, which says nothing
- * about the text).
+ * Two kinds:
+ *  - `"char"` (the built-in model): one token per character (Unicode code point), looked up in `vocab`,
+ *    except that the special tokens' strings (`<eos>`, `<pad>`, `<unk>`, a BOS) are matched whole where
+ *    they occur, as the trainer's Hugging Face tokenizer matches its added tokens. A character with no
+ *    entry is an error that names it (the trainer would have mapped it to `<unk>`, which says nothing
+ *    about the text).
+ *  - `"hf"` (any Hugging Face fast tokenizer): `files` names copies of the checkpoint's own
+ *    `tokenizer.json` and `tokenizer_config.json`, read by `@huggingface/tokenizers` (./hfTokenizer.ts).
  */
 
-export interface TokenizerDescription {
-  kind: 'char';
-  vocab: Record<string, number>;
+export interface DescriptionBase {
   unk_token_id: number | null;
   bos_token_id: number | null;
   eos_token_id: number | null;
@@ -20,8 +21,28 @@ export interface TokenizerDescription {
   add_bos: boolean;
   prompt_template: string;
   max_length: number;
+}
+
+export interface CharDescription extends DescriptionBase {
+  kind: 'char';
+  vocab: Record<string, number>;
   /** The special tokens' strings (matched whole in text); derived from the *_token_id fields if absent. */
   special_tokens?: string[];
+}
+
+export interface HfDescription extends DescriptionBase {
+  kind: 'hf';
+  /** Paths relative to the export folder. */
+  files: { tokenizer: string; config: string };
+  /** The tokenizer's Jinja chat template, if it has one. */
+  chat_template: string | null;
+}
+
+export type TokenizerDescription = CharDescription | HfDescription;
+
+/** Turns text into the trainer's token ids (no BOS, special-token strings matched), with UTF-16 offsets. */
+export interface TextTokenizer {
+  encode(text: string, what?: string): Encoded;
 }
 
 export class TokenizeError extends Error {}
@@ -32,17 +53,21 @@ const isId = (v: unknown) => v === null || v === undefined || (typeof v === 'num
 export function checkTokenizerDescription(v: unknown, file = 'tokenizer.json'): TokenizerDescription {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new TokenizeError(`${file} is not a JSON object`);
   const o = v as Record<string, unknown>;
-  if (o.kind !== 'char') throw new TokenizeError(`${file}: tokenizer kind ${JSON.stringify(o.kind)} is not supported (only "char" models are exported for in-editor scoring)`);
-  if (typeof o.vocab !== 'object' || o.vocab === null || Array.isArray(o.vocab)) throw new TokenizeError(`${file}: 'vocab' must be an object of token → id`);
-  for (const [tok, id] of Object.entries(o.vocab)) if (!(typeof id === 'number' && Number.isInteger(id) && id >= 0)) throw new TokenizeError(`${file}: vocab entry ${JSON.stringify(tok)} has no integer id`);
+  if (o.kind !== 'char' && o.kind !== 'hf') throw new TokenizeError(`${file}: tokenizer kind ${JSON.stringify(o.kind)} is not supported (expected "char" or "hf"; re-export with this version of the trainer)`);
+  if (o.kind === 'char') {
+    if (typeof o.vocab !== 'object' || o.vocab === null || Array.isArray(o.vocab)) throw new TokenizeError(`${file}: 'vocab' must be an object of token → id`);
+    for (const [tok, id] of Object.entries(o.vocab)) if (!(typeof id === 'number' && Number.isInteger(id) && id >= 0)) throw new TokenizeError(`${file}: vocab entry ${JSON.stringify(tok)} has no integer id`);
+  } else {
+    const f = o.files as Record<string, unknown> | undefined;
+    if (typeof f !== 'object' || f === null || typeof f.tokenizer !== 'string' || typeof f.config !== 'string') throw new TokenizeError(`${file}: 'files' must name the Hugging Face 'tokenizer' and 'config' files`);
+    if (o.chat_template !== null && o.chat_template !== undefined && typeof o.chat_template !== 'string') throw new TokenizeError(`${file}: 'chat_template' must be a string or null`);
+  }
   for (const k of ['unk_token_id', 'bos_token_id', 'eos_token_id', 'pad_token_id']) if (!isId(o[k])) throw new TokenizeError(`${file}: '${k}' must be an integer id or null`);
   if (typeof o.add_bos !== 'boolean') throw new TokenizeError(`${file}: 'add_bos' must be true or false`);
   if (typeof o.prompt_template !== 'string' || !o.prompt_template.includes('{question}')) throw new TokenizeError(`${file}: 'prompt_template' must be a string containing {question}`);
   if (!(typeof o.max_length === 'number' && Number.isInteger(o.max_length) && o.max_length > 1)) throw new TokenizeError(`${file}: 'max_length' must be an integer > 1`);
   if (o.add_bos && (o.bos_token_id === null || o.bos_token_id === undefined)) throw new TokenizeError(`${file}: 'add_bos' is set but there is no 'bos_token_id'`);
-  return {
-    kind: 'char',
-    vocab: o.vocab as Record<string, number>,
+  const base: DescriptionBase = {
     unk_token_id: (o.unk_token_id as number | null | undefined) ?? null,
     bos_token_id: (o.bos_token_id as number | null | undefined) ?? null,
     eos_token_id: (o.eos_token_id as number | null | undefined) ?? null,
@@ -50,12 +75,20 @@ export function checkTokenizerDescription(v: unknown, file = 'tokenizer.json'): 
     add_bos: o.add_bos,
     prompt_template: o.prompt_template,
     max_length: o.max_length,
+  };
+  if (o.kind === 'hf') {
+    const f = o.files as { tokenizer: string; config: string };
+    return { kind: 'hf', ...base, files: { tokenizer: f.tokenizer, config: f.config }, chat_template: (o.chat_template as string | null | undefined) ?? null };
+  }
+  return {
+    kind: 'char', ...base,
+    vocab: o.vocab as Record<string, number>,
     special_tokens: Array.isArray(o.special_tokens) ? o.special_tokens.filter((t): t is string => typeof t === 'string' && Object.prototype.hasOwnProperty.call(o.vocab, t)) : undefined,
   };
 }
 
-/** The prompt the trainer builds for a question (the template's `{question}` replaced, nothing else). */
-export function promptFor(desc: TokenizerDescription, question: string): string {
+/** The prompt the trainer builds for a question without a chat template (`{question}` replaced). */
+export function promptFor(desc: DescriptionBase, question: string): string {
   return desc.prompt_template.split('{question}').join(question);
 }
 
@@ -65,10 +98,10 @@ export interface Encoded {
   offsets: [number, number][];
 }
 
-const describeChar = (ch: string) => (ch === '\t' ? '\\t' : ch === '\r' ? '\\r' : /\s/.test(ch) || ch.codePointAt(0)! < 32 ? `U+${ch.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}` : ch);
+export const describeChar = (ch: string) => (ch === '\t' ? '\\t' : ch === '\r' ? '\\r' : /\s/.test(ch) || ch.codePointAt(0)! < 32 ? `U+${ch.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}` : ch);
 
 /** The multi-character strings of the special tokens, longest first. */
-function specialStrings(desc: TokenizerDescription): string[] {
+function specialStrings(desc: CharDescription): string[] {
   if (desc.special_tokens) return desc.special_tokens.filter((t) => [...t].length > 1).sort((a, b) => b.length - a.length);
   const byId = new Map(Object.entries(desc.vocab).map(([t, id]) => [id, t]));
   const out = new Set<string>();
@@ -80,7 +113,7 @@ function specialStrings(desc: TokenizerDescription): string[] {
 }
 
 /** Tokenizes text (no BOS); throws a TokenizeError naming every character outside the vocabulary. */
-export function encode(desc: TokenizerDescription, text: string, what = 'the text'): Encoded {
+export function encode(desc: CharDescription, text: string, what = 'the text'): Encoded {
   const ids: number[] = [];
   const offsets: [number, number][] = [];
   let skip = 0; // code units of a matched special token still to pass over
@@ -113,13 +146,21 @@ export function encode(desc: TokenizerDescription, text: string, what = 'the tex
     }
     pos += ch.length;
   }
-  if (unknown.size) {
-    const list = [...unknown.keys()].slice(0, 20).map((c) => `'${describeChar(c)}'`).join(', ');
-    const more = unknown.size > 20 ? ` and ${unknown.size - 20} more` : '';
-    const first = [...unknown.values()][0];
-    throw new TokenizeError(`${what} has ${unknown.size} character${unknown.size > 1 ? 's' : ''} outside the model's vocabulary: ${list}${more} (first at offset ${first})`);
-  }
+  if (unknown.size) throw unknownCharacters(what, unknown);
   return { ids, offsets };
+}
+
+/** The error for characters the model cannot represent (`unknown`: character → first offset). */
+export function unknownCharacters(what: string, unknown: Map<string, number>): TokenizeError {
+  const list = [...unknown.keys()].slice(0, 20).map((c) => `'${describeChar(c)}'`).join(', ');
+  const more = unknown.size > 20 ? ` and ${unknown.size - 20} more` : '';
+  const first = [...unknown.values()][0];
+  return new TokenizeError(`${what} has ${unknown.size} character${unknown.size > 1 ? 's' : ''} outside the model's vocabulary: ${list}${more} (first at offset ${first})`);
+}
+
+/** The "char" kind as a TextTokenizer. */
+export function charTokenizer(desc: CharDescription): TextTokenizer {
+  return { encode: (text, what) => encode(desc, text, what) };
 }
 
 export interface ScoringInput {
@@ -135,9 +176,9 @@ export interface ScoringInput {
  * The full sequence for scoring `text` as a continuation of `prompt`. Throws a TokenizeError when a
  * character is outside the vocabulary or the whole does not fit the model's context.
  */
-export function scoringInput(desc: TokenizerDescription, text: string, prompt = ''): ScoringInput {
-  const p = encode(desc, prompt, 'the prompt');
-  const t = encode(desc, text);
+export function scoringInput(desc: DescriptionBase, tok: TextTokenizer, text: string, prompt = ''): ScoringInput {
+  const p = tok.encode(prompt, 'the prompt');
+  const t = tok.encode(text, 'the text');
   const head = desc.add_bos && desc.bos_token_id !== null ? [desc.bos_token_id] : [];
   const ids = [...head, ...p.ids, ...t.ids];
   if (ids.length > desc.max_length) {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { canShade, fromGroup, fromScoreResult, hoverAt, shadingRuns } from '../../src/inspect/docScores';
+import { canShade, fromGroup, fromScoreResult, hoverAt, onText, shadingRuns } from '../../src/inspect/docScores';
 import { hoverMarkdown, tooltipText } from '../../src/inspect/hover';
 import type { GroupRecord } from '../../src/protocol';
 
@@ -63,4 +63,20 @@ test('a completion of a group carries its advantages, ratio and reasoning steps 
   const adv = shadingRuns(s, 'advantage');
   assert.equal([...adv.keys()].length, 1);
   assert.match([...adv.keys()][0], /^rgba\(40, 180, 90/, 'a positive advantage shades green');
+});
+
+test("the trainer's code-point offsets become the editor's UTF-16 offsets, tokens the text they cover", () => {
+  const text = 'a😀b\n∑c';
+  // as `score` answers: Python offsets (code points), vocabulary tokens; 😀 split into two byte tokens
+  const r = onText({
+    tokens: ['ðŁĺ', 'Ģ', 'b', 'Ċ', 'âĪĳc'], offsets: [[1, 2], [1, 2], [2, 3], [3, 4], [4, 6]],
+    logp: [-1, -2, -3, -4, -5], ref_logp: [-1, -2, -3, -4, -5], kl: [0, 0, 0, 0, 0], entropy: [1, 1, 1, 1, 1],
+    sequence_kl: 0, sum_logp: -15, sum_ref_logp: -15, step: 1,
+  }, text);
+  assert.deepEqual(r.offsets, [[1, 3], [1, 3], [3, 4], [4, 5], [5, 7]]);
+  assert.deepEqual(r.tokens, ['😀', '😀', 'b', '\n', '∑c']);
+  assert.deepEqual(r.logp, [-1, -2, -3, -4, -5], 'values pass through');
+  const h = hoverAt(fromScoreResult(r, 'PyTorch via python -m grpo serve: step_000001'), 6);
+  assert.deepEqual(h?.range, [5, 7]);
+  assert.match(h!.markdown, /PyTorch via python -m grpo serve/);
 });

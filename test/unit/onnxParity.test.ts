@@ -4,9 +4,10 @@
  * text, to 1e-4. Also: serve answers sample_group with a valid group, refuses bad input with a message
  * naming it, and a serve process that dies mid-request fails that request clearly.
  *
- * The fixture is real (test/fixtures/tiny_run.py): the built-in model saved as step_000000 (the
- * reference) and after a few SFT steps as step_000003 (a policy that differs from it), exported with
- * `python -m grpo export-onnx`.
+ * The fixtures are real: test/fixtures/tiny_run.py (the built-in model, character tokenizer, saved as
+ * step_000000, the reference, and after a few SFT steps as step_000003) and test/fixtures/tiny_hf_run.py
+ * (a tiny random Qwen2 with a byte-level BPE tokenizer and a chat template, step_000000 and a nudged
+ * step_000001), each exported with `python -m grpo export-onnx`.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -14,7 +15,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
+import { inspect } from 'node:util';
+import { onText } from '../../src/inspect/docScores';
 import { findExport } from '../../src/onnx/exports';
+import { HfTokenizer } from '../../src/onnx/hfTokenizer';
 import { OnnxScorer } from '../../src/onnx/scorer';
 import { trainerEnv } from '../../src/python';
 import { TrainerGoneError, TrainerRequestError } from '../../src/requests';
@@ -27,6 +31,7 @@ const ready = fs.existsSync(python) && fs.existsSync(path.join(trainerDir, 'grpo
 const skip = !ready && '.venv (scripts/setup.sh) or the trainer\'s ONNX export is missing';
 
 const MAKE_RUN = path.join(repo, 'test', 'fixtures', 'tiny_run.py');
+const MAKE_HF_RUN = path.join(repo, 'test', 'fixtures', 'tiny_hf_run.py');
 
 let run = '';
 let checkpoint = '';
@@ -45,10 +50,37 @@ before(async () => {
   await serve.ready;
 }, { timeout: 600_000 });
 
+let hfRun = '';
+let hfServe: ServeProcess | undefined;
+let hfScorer: OnnxScorer | undefined;
+
+before(async () => {
+  if (skip) return;
+  hfRun = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-parity-hf-')), 'run');
+  const env = trainerEnv(trainerDir);
+  execFileSync(python, [MAKE_HF_RUN, hfRun], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const cp = path.join(hfRun, 'checkpoints', 'step_000001');
+  execFileSync(python, ['-m', 'grpo', 'export-onnx', '--checkpoint', hfRun, '--out', path.join(cp, 'onnx')], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  hfServe = new ServeProcess(python, cp, { trainerDir });
+  hfScorer = await OnnxScorer.load(findExport(hfRun));
+  await hfServe.ready;
+}, { timeout: 600_000 });
+
 after(() => {
   serve?.dispose();
-  if (run) fs.rmSync(path.dirname(run), { recursive: true, force: true });
+  hfServe?.dispose();
+  for (const r of [run, hfRun]) if (r) fs.rmSync(path.dirname(r), { recursive: true, force: true });
 });
+
+/** The trainer's own tokenizer (transformers, Rust) on each text, and its chat-formatted prompt for `question`. */
+function trainerTokenize(checkpoint: string, texts: string[], question: string): { ids: number[][]; prompt: string } {
+  const code = 'import json, sys\nfrom transformers import AutoTokenizer\nfrom grpo import prompts\n'
+    + 'tok = AutoTokenizer.from_pretrained(sys.argv[1])\nreq = json.load(sys.stdin)\n'
+    + 'print(json.dumps({"ids": [tok(t, add_special_tokens=False)["input_ids"] for t in req["texts"]], '
+    + '"prompt": prompts.formatter(tok, "on")(req["question"])}))';
+  const out = execFileSync(python, ['-c', code, checkpoint], { env: trainerEnv(trainerDir), input: JSON.stringify({ texts, question }), stdio: ['pipe', 'pipe', 'pipe'] });
+  return JSON.parse(out.toString('utf8')) as { ids: number[][]; prompt: string };
+}
 
 const TEXTS: { name: string; text: string; prompt?: string }[] = [
   { name: 'a worked solution as a continuation of its question', prompt: '(3+1)*3+4*1\n', text: '3+1=4\n4*3=12\n4*1=4\n12+4=16\n#### 16' },
@@ -57,26 +89,60 @@ const TEXTS: { name: string; text: string; prompt?: string }[] = [
   { name: 'a long document (1,000 characters)', text: Array.from({ length: 1000 }, (_, i) => '0123456789+-*=\n #()'[(i * 7) % 19]).join('') },
 ];
 
+/** The two scorers agree: same tokens at the same places, every value within 1e-4. */
+async function assertParity(name: string, s: ServeProcess, onnxScorer: OnnxScorer, text: string, prompt = ''): Promise<void> {
+  const torch = onText(await s.request('score', { text, ...(prompt ? { prompt } : {}) }), text);
+  const onnx = await onnxScorer.score(text, prompt);
+  assert.deepEqual(onnx.offsets, torch.offsets, 'same tokens at the same character offsets');
+  assert.deepEqual(onnx.tokens, torch.tokens);
+  let worst = 0;
+  for (const k of ['logp', 'ref_logp', 'kl', 'entropy'] as const) {
+    for (let i = 0; i < torch[k].length; i++) {
+      const d = Math.abs(onnx[k][i] - torch[k][i]);
+      worst = Math.max(worst, d);
+      assert.ok(d <= 1e-4, `${k}[${i}] (token ${JSON.stringify(torch.tokens[i])}): onnx ${onnx[k][i]} vs torch ${torch[k][i]}`);
+    }
+  }
+  assert.ok(Math.abs(onnx.sequence_kl - torch.sequence_kl) <= 1e-4);
+  assert.ok(Math.abs(onnx.sum_logp - torch.sum_logp) <= 1e-4 * torch.tokens.length);
+  assert.ok(torch.kl.some((x) => x > 1e-4), 'the policy differs from its reference, so KL is not trivially 0');
+  console.log(`# ${name}: ${torch.tokens.length} tokens, max |onnx − torch| = ${worst.toExponential(2)}`);
+}
+
 for (const c of TEXTS) {
   test(`ONNX per-token values equal PyTorch's to 1e-4: ${c.name}`, { skip, timeout: 120_000 }, async () => {
-    const torch = await serve!.request('score', { text: c.text, ...(c.prompt ? { prompt: c.prompt } : {}) });
-    const onnx = await scorer!.score(c.text, c.prompt ?? '');
-    assert.deepEqual(onnx.offsets, torch.offsets, 'same tokens at the same character offsets');
-    assert.equal(onnx.tokens.length, torch.tokens.length);
-    let worst = 0;
-    for (const k of ['logp', 'ref_logp', 'kl', 'entropy'] as const) {
-      for (let i = 0; i < torch[k].length; i++) {
-        const d = Math.abs(onnx[k][i] - torch[k][i]);
-        worst = Math.max(worst, d);
-        assert.ok(d <= 1e-4, `${k}[${i}] (token ${JSON.stringify(torch.tokens[i])}): onnx ${onnx[k][i]} vs torch ${torch[k][i]}`);
-      }
-    }
-    assert.ok(Math.abs(onnx.sequence_kl - torch.sequence_kl) <= 1e-4);
-    assert.ok(Math.abs(onnx.sum_logp - torch.sum_logp) <= 1e-4 * torch.tokens.length);
-    assert.ok(torch.kl.some((x) => x > 1e-4), 'the policy differs from its reference, so KL is not trivially 0');
-    console.log(`# ${c.name}: ${torch.tokens.length} tokens, max |onnx − torch| = ${worst.toExponential(2)}`);
+    await assertParity(c.name, serve!, scorer!, c.text, c.prompt);
   });
 }
+
+const HF_TEXTS: { name: string; text: string; prompt?: string }[] = [
+  { name: 'non-ASCII (2-, 3-, 4-byte UTF-8) and newlines, no prompt', text: 'Héllo wörld 😀 ok\n\n  x = ∑ 3/4 — naïve café 日本語\r\n#### 42' },
+  { name: 'a completion after its chat-templated prompt, ending in a special token', prompt: '<|im_start|>user\nWhat is half of 1?<|im_end|>\n<|im_start|>assistant\n', text: 'Half of 1 is \\boxed{\\frac{1}{2}}.\n😀😀<|im_end|>' },
+  { name: 'a long document (~1,000 characters, several hundred tokens)', text: Array.from({ length: 40 }, (_, i) => `Step ${i}: 12 + ${i} = ${12 + i} é\n`).join('') },
+];
+
+test('hf: the extension tokenizes exactly as the trainer (ids) and renders the same chat-templated prompt', { skip, timeout: 120_000 }, async () => {
+  const cp = path.join(hfRun, 'checkpoints', 'step_000001');
+  const texts = HF_TEXTS.flatMap((c) => [c.text, ...(c.prompt ? [c.prompt] : [])]);
+  const want = trainerTokenize(cp, texts, 'What is half of 1?');
+  const tok = hfScorer!.text as HfTokenizer;
+  assert.ok(tok instanceof HfTokenizer, `the export's tokenizer is kind "hf" (${inspect(hfScorer!.tokenizer.kind)})`);
+  texts.forEach((t, i) => assert.deepEqual(tok.encode(t).ids, want.ids[i], `ids of ${JSON.stringify(t.slice(0, 40))}`));
+  assert.equal(tok.chatPrompt('What is half of 1?'), want.prompt);
+  assert.equal(HF_TEXTS[1].prompt, want.prompt, 'the test\'s prompt is the templated one');
+});
+
+for (const c of HF_TEXTS) {
+  test(`hf: ONNX per-token values equal PyTorch's to 1e-4: ${c.name}`, { skip, timeout: 120_000 }, async () => {
+    await assertParity(`hf: ${c.name}`, hfServe!, hfScorer!, c.text, c.prompt);
+  });
+}
+
+test('hf: a document longer than the context is refused by both, with both lengths', { skip, timeout: 60_000 }, async () => {
+  const long = 'word '.repeat(1100);
+  await assert.rejects(hfScorer!.score(long), /tokens long; the model's context is 1024 tokens/);
+  await assert.rejects(hfServe!.request('score', { text: long }), (e: Error) => e instanceof TrainerRequestError && /context of 1024 tokens/.test(e.message));
+});
 
 test('both paths refuse characters outside the vocabulary, naming them', { skip, timeout: 60_000 }, async () => {
   await assert.rejects(serve!.request('score', { text: '1+2=3 ☃' }), (e: Error) => e instanceof TrainerRequestError && /☃/.test(e.message));

@@ -116,7 +116,7 @@ class Config:
     save_steps: int = _opt(50, "checkpoint every N steps (0: only at the end)", minimum=0)
     onnx_export: bool = _opt(True, "write onnx/ (policy and reference as ONNX, with the tokenizer description) "
                              "inside each checkpoint, for the editor's per-token views; only models of at most "
-                             "50M parameters with the built-in character tokenizer")
+                             "50M parameters with a fast (Hugging Face tokenizers) or the built-in tokenizer")
     max_nonfinite_steps: int = _opt(5, "stop the run after this many non-finite losses in a row", minimum=1)
 
     # ---------------------------------------------------------------------------------------------

@@ -269,14 +269,14 @@ class Trainer:
                                trainer_state=state, ref=ref, before_commit=self._export_onnx)
 
     def _export_onnx(self, tmp: Path) -> None:
-        """onnx/ inside the checkpoint being written (small character-tokenizer models only). A failure is a
-        warning event and leaves no onnx/ behind; training goes on."""
+        """onnx/ inside the checkpoint being written (models up to MAX_AUTO_PARAMETERS, fast tokenizers). A
+        failure is a warning event and leaves no onnx/ behind; training goes on."""
         if self.onnx_skip is None:
             n = onnx_export.num_parameters(self.policy)
             if n > onnx_export.MAX_AUTO_PARAMETERS:
                 self.onnx_skip = f"{n:,} parameters, over the {onnx_export.MAX_AUTO_PARAMETERS:,} limit"
-            elif onnx_export.tokenizer_kind(self.tokenizer) != "char":
-                self.onnx_skip = "the tokenizer is not the built-in character tokenizer"
+            elif onnx_export.tokenizer_kind(self.tokenizer) == "slow":
+                self.onnx_skip = "the tokenizer is a slow (Python-only) one"
             if self.onnx_skip:
                 log.info("no ONNX export beside checkpoints: %s", self.onnx_skip)
         if self.onnx_skip is not None:

@@ -7,8 +7,11 @@ inside the graph, so a reader only tokenizes and runs it. The distribution is th
 (temperature 1), the same one the `score` request reports.
 
 Beside the two models go `tokenizer.json` — OUR description of the tokenizer (not Hugging Face's file),
-enough to tokenize exactly as the trainer does — and `manifest.json`. Only character-level tokenizers
-(the built-in model's) can be described that way; other models are refused with a clear message.
+enough to tokenize exactly as the trainer does — and `manifest.json`. Two kinds: "char" (the built-in
+model's character tokenizer, described in full: vocabulary and special tokens) and "hf" (a Hugging Face
+fast tokenizer: the description names copies of the trainer's own `tokenizer.json` and
+`tokenizer_config.json` under `hf/`, which the extension reads with `@huggingface/tokenizers`, and carries
+the chat template). Slow (Python-only) tokenizers cannot be reproduced outside Python and are refused.
 
 The exporter is torch's dynamo exporter (`torch.onnx.export(..., dynamo=True)`, which needs `onnxscript`):
 the TorchScript exporter (`dynamo=False`) cannot export transformers' Llama mask code (aten::diff).
@@ -44,6 +47,8 @@ OPSET = 23  # the first opset with Attention (is_causal), RMSNormalization and R
 CAUSAL = "grpo_export_causal"
 MAX_AUTO_PARAMETERS = 50_000_000  # automatic export beside checkpoints only for models up to this size
 POLICY, REFERENCE, TOKENIZER, MANIFEST = "policy.onnx", "reference.onnx", "tokenizer.json", "manifest.json"
+HF_DIR = "hf"  # kind "hf": the Hugging Face tokenizer files, copied here
+HF_FILES = ("tokenizer.json", "tokenizer_config.json")
 INPUTS = [{"name": "input_ids", "dtype": "int64", "shape": ["batch", "seq"]}]
 OUTPUTS = [{"name": "logp", "dtype": "float32", "shape": ["batch", "seq-1"]},
            {"name": "entropy", "dtype": "float32", "shape": ["batch", "seq-1"]}]
@@ -74,10 +79,11 @@ class NextTokenLogProbs(torch.nn.Module):
 
 # ---------------------------------------------------------------------------------------------- tokenizer
 def tokenizer_kind(tokenizer) -> str:
-    """'char' when the tokenizer maps each character to one token (the built-in model's), else 'hf'."""
+    """'char' when the tokenizer maps each character to one token (the built-in model's), 'hf' for any other
+    Hugging Face fast tokenizer, 'slow' for a Python-only tokenizer (no `tokenizers` backend)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
-        return "hf"
+        return "slow"
     spec = json.loads(backend.to_str())
     pre, model = spec.get("pre_tokenizer") or {}, spec.get("model") or {}
     specials = {t["content"] for t in spec.get("added_tokens", [])}
@@ -92,27 +98,47 @@ def tokenizer_kind(tokenizer) -> str:
 def tokenizer_description(tokenizer, max_length: int, max_prompt_length: int | None = None) -> dict[str, Any]:
     """Everything needed to turn a question or a text into the trainer's token ids, without the trainer.
 
-    Text is read left to right: a special token's string (e.g. "<eos>") is one token, any other character
-    is its own token, or `unk_token_id` if it is not in `vocab`. The trainer never adds a BOS token."""
+    "char": text is read left to right: a special token's string (e.g. "<eos>") is one token, any other
+    character is its own token, or `unk_token_id` if it is not in `vocab`. "hf": the files under `hf/`
+    (see `hf_tokenizer_files`) tokenize it. The trainer never adds a BOS token (`add_special_tokens=False`)."""
     kind = tokenizer_kind(tokenizer)
-    if kind != "char":
-        raise UnsupportedModel("ONNX export needs a character-level tokenizer (the built-in model's); this model "
-                               "has a Hugging Face subword tokenizer (kind 'hf'), which the extension cannot "
-                               "reproduce exactly — use `python -m grpo serve` for it instead")
-    vocab = tokenizer.get_vocab()
-    desc = {
-        "kind": "char",
-        "vocab": dict(sorted(vocab.items(), key=lambda kv: kv[1])),
-        "special_tokens": sorted(tokenizer.all_special_tokens, key=lambda t: vocab[t]),
+    if kind == "slow":
+        raise UnsupportedModel("ONNX export needs a Hugging Face fast tokenizer (a tokenizer.json) or the built-in "
+                               f"character tokenizer; {type(tokenizer).__name__} is a slow, Python-only tokenizer, "
+                               "which the extension cannot reproduce — it scores through `python -m grpo serve`")
+    desc: dict[str, Any] = {"kind": kind}
+    if kind == "char":
+        vocab = tokenizer.get_vocab()
+        desc["vocab"] = dict(sorted(vocab.items(), key=lambda kv: kv[1]))
+        desc["special_tokens"] = sorted(tokenizer.all_special_tokens, key=lambda t: vocab[t])
+    else:
+        desc["files"] = {"tokenizer": f"{HF_DIR}/{HF_FILES[0]}", "config": f"{HF_DIR}/{HF_FILES[1]}"}
+        desc["chat_template"] = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else None
+    desc.update({
         "unk_token_id": tokenizer.unk_token_id, "bos_token_id": tokenizer.bos_token_id,
         "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id,
         "add_bos": False,
         "prompt_template": prompts.plain("{question}"),
         "max_length": int(max_length),
-    }
+    })
     if max_prompt_length is not None:
         desc["max_prompt_length"] = int(max_prompt_length)
     return desc
+
+
+def hf_tokenizer_files(tokenizer) -> dict[str, str]:
+    """kind "hf": the trainer's tokenizer as Hugging Face files (name → text), written the way
+    `save_pretrained` writes them, with the runtime's padding and truncation switched off (scoring never
+    pads or truncates; a limit is an error instead)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        files = {name: (Path(tmp) / name).read_text(encoding="utf-8") for name in HF_FILES}
+    spec = json.loads(files["tokenizer.json"])
+    spec["truncation"], spec["padding"] = None, None
+    files["tokenizer.json"] = json.dumps(spec, ensure_ascii=False)
+    return files
 
 
 def context_length(model) -> int:
@@ -232,6 +258,12 @@ class Exporter:
             shutil.copyfile(out_dir / POLICY, out_dir / REFERENCE)
         else:
             self._model(reference, out_dir / REFERENCE, r_digest, max_length, later(REFERENCE))
+        if desc["kind"] == "hf":
+            (out_dir / HF_DIR).mkdir(exist_ok=True)
+            for name, text in hf_tokenizer_files(tokenizer).items():
+                tmp = out_dir / HF_DIR / (name + ".tmp")
+                tmp.write_text(text, encoding="utf-8")
+                os.replace(tmp, out_dir / HF_DIR / name)
         _write_json(out_dir / TOKENIZER, desc)
         manifest = {"format": FORMAT, "step": step, "checkpoint": checkpoint, "opset": OPSET,
                     "inputs": INPUTS, "outputs": OUTPUTS, "policy": POLICY, "reference": REFERENCE,

@@ -179,8 +179,10 @@ def gsm_file(tmp_path_factory):
     return f
 
 
+# onnx_export=false: small subword models are exported beside each checkpoint too (~20 s each on 2 cores);
+# test_onnx_export.py covers that export
 SMALL = ["max_steps=2", "questions_per_step=2", "num_generations=4", "max_completion_length=12", "eval_size=2",
-         "logprob_chunk_tokens=16", "save_steps=1"]
+         "logprob_chunk_tokens=16", "save_steps=1", "onnx_export=false"]
 
 
 def test_full_training_of_a_qwen2_checkpoint(tiny_dirs, gsm_file, tmp_path):

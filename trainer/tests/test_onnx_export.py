@@ -117,15 +117,80 @@ def test_tokenizer_description_tokenizes_like_the_trainer(exported, target):
     assert prompt == target.prompt(question)  # the run's training prompt
 
 
-def test_subword_tokenizers_are_refused_clearly():
+def test_tokenizer_kinds():
     vocab = {"<unk>": 0, "hello": 1, "world": 2}
     tok = Tokenizer(tk_models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     hf = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
     assert onnx_export.tokenizer_kind(hf) == "hf"
     assert onnx_export.tokenizer_kind(models.char_tokenizer()) == "char"
-    with pytest.raises(onnx_export.UnsupportedModel, match="character-level"):
-        onnx_export.tokenizer_description(hf, 1024)
+
+    class Slow:  # a Python-only tokenizer has no backend_tokenizer
+        pass
+
+    assert onnx_export.tokenizer_kind(Slow()) == "slow"
+    with pytest.raises(onnx_export.UnsupportedModel, match="slow, Python-only"):
+        onnx_export.tokenizer_description(Slow(), 1024)
+
+
+# ------------------------------------------------------------------ a subword (byte-level BPE) checkpoint
+HF_TEXTS = [  # (prompt, text): non-ASCII (2-, 3- and 4-byte UTF-8), newlines, a special token's string
+    ("", "Héllo wörld 😀 ok\n\n  x = ∑ 3/4\n#### 42"),
+    ("<|im_start|>user\nWhat is 1/2?<|im_end|>\n<|im_start|>assistant\n", "The answer is \\boxed{\\frac{1}{2}}.<|im_end|>"),
+    ("Q: ", "Natalia sold 48 clips in April — naïve café 日本語\r\n" * 12),
+]
+
+
+@pytest.fixture(scope="module")
+def hf_export(tmp_path_factory):
+    """test/fixtures/tiny_hf_run.py's run (a tiny random Qwen2, byte-level BPE, chat template; a policy
+    nudged off its reference), its latest checkpoint exported in-process."""
+    run = tmp_path_factory.mktemp("hf") / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "trainer")}
+    p = subprocess.run([sys.executable, str(ROOT / "test/fixtures/tiny_hf_run.py"), str(run)], capture_output=True,
+                       text=True, env=env, timeout=600)
+    assert p.returncode == 0, p.stderr
+    target = inspector.load_target(run, torch.device("cpu"))[0]
+    out = run / "checkpoints/step_000001/onnx"
+    onnx_export.Exporter().export(out, target.policy, target.reference, target.tokenizer, step=1,
+                                  checkpoint=str(target.checkpoint))
+    return target, out
+
+
+def test_hf_export_carries_the_tokenizer_files(hf_export):
+    target, out = hf_export
+    assert sorted(p.name for p in out.iterdir()) == ["hf", "manifest.json", "policy.onnx", "reference.onnx",
+                                                     "tokenizer.json"]
+    desc = json.loads((out / "tokenizer.json").read_text())
+    assert desc["kind"] == "hf" and desc["files"] == {"tokenizer": "hf/tokenizer.json",
+                                                      "config": "hf/tokenizer_config.json"}
+    assert desc["chat_template"] == target.tokenizer.chat_template and "<|im_start|>" in desc["chat_template"]
+    assert desc["eos_token_id"] == target.tokenizer.eos_token_id and desc["add_bos"] is False
+    assert desc["max_length"] == 1024
+    spec = json.loads((out / "hf/tokenizer.json").read_text())
+    assert spec["truncation"] is None and spec["padding"] is None
+    # the copied file alone tokenizes as the trainer does, added tokens included
+    copy = Tokenizer.from_file(str(out / "hf/tokenizer.json"))
+    for prompt, text in HF_TEXTS:
+        for s in (prompt, text):
+            assert copy.encode(s, add_special_tokens=False).ids == target.tokenizer(s, add_special_tokens=False)["input_ids"]
+
+
+@pytest.mark.parametrize("which", ["policy", "reference"])
+def test_hf_onnx_equals_the_trainers_score(hf_export, which):
+    target, out = hf_export
+    sess = ort.InferenceSession(str(out / f"{which}.onnx"), providers=["CPUExecutionProvider"])
+    tok = target.tokenizer
+    for prompt, text in HF_TEXTS:
+        want = inspector.score(target.policy, target.reference, tok, text, prompt)
+        ids = tok(prompt, add_special_tokens=False)["input_ids"] + tok(text, add_special_tokens=False)["input_ids"]
+        logp, entropy = sess.run(None, {"input_ids": np.array([ids], dtype=np.int64)})
+        n = len(want["logp"])
+        key = "logp" if which == "policy" else "ref_logp"
+        np.testing.assert_allclose(logp[0, -n:], want[key], atol=1e-4, rtol=0)
+        if which == "policy":
+            np.testing.assert_allclose(entropy[0, -n:], want["entropy"], atol=1e-4, rtol=0)
+            assert max(want["kl"]) > 1e-2  # the policy is not its reference: agreement is not a coincidence
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
