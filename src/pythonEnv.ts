@@ -66,8 +66,8 @@ export function chooseTorchSource(o: { platform: NodeJS.Platform; nvidiaGpu: boo
 export async function hasNvidiaGpu(envPath = process.env.PATH ?? ''): Promise<boolean> {
   const smi = findOnPath('nvidia-smi', envPath);
   if (!smi) return false;
-  const r = await run(smi, ['-L'], { timeoutMs: 15_000 }).catch(() => undefined);
-  return r?.code === 0 && /GPU \d/.test(r.output);
+  const r = await run(smi, ['-L'], { timeoutMs: 15_000 });
+  return r.code === 0 && /GPU \d/.test(r.output);
 }
 
 /** The torch version pinned in a requirements file (`torch==2.11.0` → '2.11.0'), if any. */
@@ -126,7 +126,7 @@ interface RunResult { code: number | null; output: string; cancelled: boolean }
  * kills the whole tree (pip's build subprocesses included). Keeps the last 400 lines for error messages.
  */
 export function run(cmd: string, args: string[], o: RunOptions = {}): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve) => {
     if (o.signal?.aborted) return resolve({ code: null, output: '', cancelled: true });
     const child = spawn(cmd, args, { shell: false, detached: !IS_WIN, stdio: ['ignore', 'pipe', 'pipe'], env: o.env ?? process.env, windowsHide: true });
     const tail: string[] = [];
@@ -151,9 +151,11 @@ export function run(cmd: string, args: string[], o: RunOptions = {}): Promise<Ru
     child.stdout.on('data', take('out'));
     child.stderr.on('data', take('err'));
     child.on('error', (e) => {
+      // Could not start (ENOENT, EACCES): an exit without a code, the reason as its last line.
       clearTimeout(timer);
       o.signal?.removeEventListener('abort', kill);
-      reject(e);
+      tail.push(`cannot run ${cmd}: ${e.message}`);
+      resolve({ code: null, output: tail.join('\n'), cancelled: false });
     });
     child.on('close', (code) => {
       clearTimeout(timer);
@@ -204,7 +206,7 @@ export async function findBasePython(o: { names?: string[]; envPath?: string; si
     const exe = path.isAbsolute(name) ? name : findOnPath(name, o.envPath);
     if (!exe || seen.has(exe)) continue;
     seen.add(exe);
-    const r = await run(exe, ['-c', PROBE], { signal: o.signal, timeoutMs: 30_000 }).catch((e: Error) => ({ code: -1, output: e.message, cancelled: false }));
+    const r = await run(exe, ['-c', PROBE], { signal: o.signal, timeoutMs: 30_000 });
     if (r.cancelled && o.signal?.aborted) throw new SetupCancelled('python');
     const version = /^(\d+)\.(\d+)\.\d+/m.exec(r.output);
     if (!version) {
@@ -261,8 +263,13 @@ export async function setupEnvironment(o: SetupOptions): Promise<SetupResult> {
   const sha = fileSha256(o.requirements);
   const python = venvPython(o.target);
   const pipEnv = { ...process.env, PIP_DISABLE_PIP_VERSION_CHECK: '1', PIP_NO_INPUT: '1', PYTHONUNBUFFERED: '1' };
-  const writeMarker = (m: Omit<SetupMarker, 'updated' | 'requirementsSha256'>) =>
-    fs.writeFileSync(path.join(o.target, SETUP_MARKER), JSON.stringify({ ...m, requirementsSha256: sha, updated: new Date().toISOString() }, null, 1) + '\n');
+  const writeMarker = (m: Omit<SetupMarker, 'updated' | 'requirementsSha256'>) => {
+    try {
+      fs.writeFileSync(path.join(o.target, SETUP_MARKER), JSON.stringify({ ...m, requirementsSha256: sha, updated: new Date().toISOString() }, null, 1) + '\n');
+    } catch (e) {
+      throw explainFailure(m.complete ? 'check' : 'venv', (e as Error).message, o.target);
+    }
+  };
 
   // 1. A base Python ≥ 3.10; when the target already is a venv, its own interpreter must be one.
   step('python');
@@ -306,7 +313,7 @@ export async function setupEnvironment(o: SetupOptions): Promise<SetupResult> {
     step('torch', `checking ${torch.url}`);
     const reach = await reachable(python, torch.url, o.signal);
     if (reach !== true) {
-      o.onWarning?.(`PyTorch's CPU wheel index ${torch.url} is not reachable (${reach}): installing torch from PyPI instead, which on Linux is the CUDA build (about 3 GB more). ` +
+      o.onWarning?.(`PyTorch's CPU wheel index ${torch.url} is not reachable (${reach}): installing torch from PyPI instead, which on Linux is the CUDA build with several GB of NVIDIA libraries. ` +
         'Set grpo.setup.torchIndexUrl (or GRPO_TORCH_INDEX_URL) to a reachable mirror of the CPU index to avoid that.');
       torch = { kind: 'pypi', why: `${torch.url} unreachable: PyPI's torch (CUDA build)` };
       writeMarker({ complete: false, torch: 'pypi', basePython: base.python });
