@@ -41,6 +41,7 @@ function check(vsix, dir) {
     `${NATIVE}/${dir}/onnxruntime_binding.node`];
   const missing = need.filter((n) => !names.includes(n));
   const foreign = names.filter((n) => (n.startsWith(`${NATIVE}/`) && !n.startsWith(`${NATIVE}/${dir}/`))
+    || n.includes('_providers_')
     || (n.startsWith('node_modules/') && !/^node_modules\/onnxruntime-(node|common)\//.test(n))
     || /(^|\/)__pycache__\/|^src\/|^test\/|^trainer\/tests\//.test(n));
   if (missing.length || foreign.length) {
@@ -59,7 +60,8 @@ const base = fs.readFileSync(path.join(root, '.vscodeignore'), 'utf8');
 fs.mkdirSync(path.join(root, 'dist'), { recursive: true });
 for (const t of chosen) {
   const ignore = path.join(root, 'dist', `.vscodeignore-${t}`);
-  fs.writeFileSync(ignore, `${base}\n# the native binding of this target only\n!${NATIVE}/${targets[t]}/**\n`);
+  // This target's CPU binding only: not the CUDA/TensorRT providers onnxruntime-node's install script may add.
+  fs.writeFileSync(ignore, `${base}\n!${NATIVE}/${targets[t]}/!(*_providers_*)\n`);
   const out = path.join(root, 'dist', `grpo-studio-${t}.vsix`);
   execFileSync(process.execPath, [vsce, 'package', '--target', t, '--ignoreFile', ignore, '--readme-path', 'docs/marketplace.md',
     '--allow-missing-repository', '--skip-license', '--out', out], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
