@@ -4,16 +4,16 @@
  * Environment" → "Workspace .venv" → the progress notification → "Python environment ready" → the workspace
  * settings name the venv, whose marker says complete → "GRPO: Start Training" trains with it.
  *
- * Nothing is downloaded: the workspace's .venv exists beforehand, layered on the project's .venv (a .pth file
- * adds its site-packages, so pip finds the pinned packages installed), `grpo.setup.pipArgs` is `--no-index`,
+ * Nothing is downloaded: the workspace's .venv exists beforehand, layered on the project's .venv
+ * (test/fixtures/venv.ts: pip finds the pinned packages installed), `grpo.setup.pipArgs` is `--no-index`,
  * and the CPU wheel index points at a closed local port, so the set-up takes its "unreachable → PyPI" path.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { readSetupMarker } from '../../src/python';
+import { layeredVenv } from '../fixtures/venv';
 import { isPidAlive, readStatus } from '../../src/runDir';
 import { log, repo, runCommand, shot, startRig, statusBarText, until, type Rig } from './rig';
 
@@ -28,12 +28,6 @@ after(async () => {
   await rig?.close();
 });
 
-function layeredVenv(dir: string): void {
-  execFileSync(python, ['-m', 'venv', dir]);
-  const site = (py: string) => execFileSync(py, ['-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'], { encoding: 'utf8' }).trim();
-  fs.writeFileSync(path.join(site(path.join(dir, 'bin', 'python')), 'project-venv.pth'), fs.realpathSync(site(python)) + '\n');
-}
-
 async function notification(page: Rig['page'], text: RegExp, timeoutMs: number): Promise<string> {
   return until(`a notification matching ${text}`, async () => {
     const all = await page.locator('.notifications-toasts .notification-list-item-message').allInnerTexts();
@@ -45,7 +39,7 @@ test('Set Up Python Environment makes the workspace .venv usable and selects it;
   assert.ok(fs.existsSync(python), `${python} missing (run scripts/setup.sh)`);
   rig = await startRig({
     name: 'setup', settings: { 'grpo.setup.pipArgs': ['--no-index'] }, env: { GRPO_TORCH_INDEX_URL: 'http://127.0.0.1:9/whl/cpu' },
-    before: (ws) => layeredVenv(path.join(ws, '.venv')),
+    before: (ws) => void layeredVenv(python, path.join(ws, '.venv')),
   });
   const { page, workspace } = rig;
   const venvPy = path.join(workspace, '.venv', 'bin', 'python');

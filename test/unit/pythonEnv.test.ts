@@ -1,16 +1,16 @@
 /**
  * "GRPO: Set Up Python Environment" without VS Code (src/pythonEnv.ts): real Python, real venvs, real pip,
  * offline against a local wheel folder (the trainer's own wheel built from ./trainer), so nothing downloads
- * torch. The successful set-up reuses a venv layered on the project's .venv (a .pth file adds its
- * site-packages), so pip finds torch and transformers installed and the real import check passes.
+ * torch. The successful set-up reuses a venv layered on the project's .venv (test/fixtures/venv.ts), so pip
+ * finds torch and transformers installed and the real import check passes.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { before, test } from 'node:test';
 import { checkInterpreter, readSetupMarker } from '../../src/python';
+import { layeredVenv, trainerWheel } from '../fixtures/venv';
 import { chooseTorchSource, explainFailure, findBasePython, pipPhase, SetupCancelled, SetupError, setupEnvironment, torchPin, venvPython, type Step } from '../../src/pythonEnv';
 
 const repo = path.resolve(__dirname, '../..');
@@ -23,13 +23,8 @@ const UNREACHABLE = 'http://127.0.0.1:9/whl/cpu'; // the discard port: nothing l
 let wheels = '';
 before(() => {
   if (!haveVenv) return;
-  // The trainer's wheel, built offline from a copy (setuptools writes build/ and *.egg-info beside the source).
-  const src = path.join(tmp(), 'trainer');
-  fs.mkdirSync(src);
-  for (const f of ['pyproject.toml', 'requirements.txt']) fs.copyFileSync(path.join(trainerDir, f), path.join(src, f));
-  fs.cpSync(path.join(trainerDir, 'grpo'), path.join(src, 'grpo'), { recursive: true, filter: (p) => !p.includes('__pycache__') });
-  wheels = path.join(path.dirname(src), 'wheels');
-  execFileSync(projectPython, ['-m', 'pip', 'wheel', '--quiet', '--no-deps', '--no-build-isolation', '--no-index', '-w', wheels, src], { stdio: 'inherit' });
+  wheels = tmp();
+  trainerWheel(projectPython, trainerDir, wheels);
 });
 
 test('pip phases from its real output lines', () => {
@@ -106,9 +101,7 @@ test('a fresh venv whose install fails stays unfinished and is refused; a cancel
 
 test('set-up into an existing venv from a local wheel folder: CPU index unreachable → PyPI with a warning, install, import check, marked complete', { skip: !haveVenv && 'no .venv (run scripts/setup.sh)', timeout: 180_000 }, async () => {
   const target = path.join(tmp(), '.venv');
-  execFileSync(projectPython, ['-m', 'venv', target]);
-  const site = (py: string) => execFileSync(py, ['-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'], { encoding: 'utf8' }).trim();
-  fs.writeFileSync(path.join(site(venvPython(target)), 'project-venv.pth'), fs.realpathSync(site(projectPython)) + '\n');
+  layeredVenv(projectPython, target);
   const req = path.join(tmp(), 'requirements.txt');
   fs.writeFileSync(req, `${fs.readFileSync(path.join(trainerDir, 'requirements.txt'), 'utf8')}\ngrpo-studio==0.1.0\n`); // the real pins (torch's included) + the trainer's wheel
   const phases: string[] = [];
