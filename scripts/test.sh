@@ -15,7 +15,7 @@ fi
 failed=()
 run() { local name=$1; shift; echo "::: $name: $*"; "$@" || failed+=("$name"); }
 
-run "extension build" npm run build
+run "extension build and .vsix" npm run package
 run "extension unit tests" npm test
 run "end-to-end (code-server)" npm run test:e2e
 run "trainer tests (pytest)" env PYTHONPATH=trainer .venv/bin/python -m pytest trainer/tests -q -p no:cacheprovider

@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { selectPython, SETUP_COMMAND, setupEnvironmentCommand } from './envSetup';
 import { listCandidates, checkInterpreter, SOURCE_LABEL } from './python';
 import { isResumable, listRuns } from './runDir';
 import { InspectCommands } from './inspect/commands';
@@ -65,6 +66,7 @@ export function activate(ctx: vscode.ExtensionContext): void {
       if (dir) showDashboard([dir]);
     }),
     vscode.commands.registerCommand('grpo.selectInterpreter', () => selectInterpreter(training)),
+    vscode.commands.registerCommand(SETUP_COMMAND, () => setupEnvironmentCommand(ctx, training.trainerDir, log)),
     vscode.commands.registerCommand('grpo.refreshRuns', () => runsTree.refresh()),
     vscode.commands.registerCommand('grpo.run.openDashboard', (n: unknown) => {
       const dir = runDirOf(n);
@@ -147,11 +149,11 @@ async function selectInterpreter(training: TrainingController): Promise<void> {
   if (!python) return;
   const r = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `GRPO: checking ${python}…` }, () => checkInterpreter(python, training.trainerDir));
   if (!r.ok) {
-    const use = await vscode.window.showWarningMessage(`GRPO: ${python} cannot run the trainer: ${r.reason}.`, 'Use Anyway');
+    const use = await vscode.window.showWarningMessage(`GRPO: ${python} cannot run the trainer: ${r.reason}.`, 'Use Anyway', 'Set Up Python Environment');
+    if (use === 'Set Up Python Environment') void vscode.commands.executeCommand(SETUP_COMMAND);
     if (use !== 'Use Anyway') return;
   }
-  const target = ws.length ? vscode.ConfigurationTarget.Workspace : vscode.ConfigurationTarget.Global;
-  await vscode.workspace.getConfiguration('grpo').update('pythonPath', python, target);
-  void vscode.window.showInformationMessage(`GRPO: using ${python}${r.ok ? ` (${r.versions})` : ''}.`);
+  const wrote = await selectPython(python, 'workspace');
+  void vscode.window.showInformationMessage(`GRPO: using ${python}${r.ok ? ` (${r.versions})` : ''}; grpo.pythonPath is set in ${wrote}.`);
 }
 

@@ -23,6 +23,8 @@ export interface DiscoveryInputs {
   workspaceFolders: string[];
   /** PATH to search for python3 (defaults to process.env.PATH). */
   envPath?: string;
+  /** `vscode.env.remoteName` in a remote window (Remote-SSH, WSL, a container). */
+  remoteName?: string;
 }
 
 export const SOURCE_LABEL: Record<CandidateSource, string> = {
@@ -86,6 +88,19 @@ export async function listCandidates(inputs: DiscoveryInputs): Promise<Candidate
 
 export type CheckResult = { ok: true; versions: string } | { ok: false; reason: string };
 
+/** Written into a venv by "GRPO: Set Up Python Environment" (src/pythonEnv.ts): `complete` only at the end. */
+export const SETUP_MARKER = 'grpo-studio-setup.json';
+export interface SetupMarker { complete: boolean; requirementsSha256: string; torch: string; basePython: string; updated: string }
+
+/** The set-up marker of the venv `python` lives in (undefined: not a venv made by the set-up command). */
+export function readSetupMarker(python: string): SetupMarker | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(path.dirname(path.dirname(python)), SETUP_MARKER), 'utf8')) as SetupMarker;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * The environment of every Python process the extension starts: the trainer first on PYTHONPATH, and
  * PYTHONSAFEPATH=1 (Python ≥ 3.11, which the trainer needs) so the working directory is never put on
@@ -132,8 +147,15 @@ export function workspaceArgs(args: readonly string[], workspace: string | undef
 
 const CHECK_CODE = 'import sys, torch, transformers, grpo; print(sys.version.split()[0], torch.__version__, transformers.__version__)';
 
-/** Runs `<python> -c "import torch, transformers, grpo"` (argument array, no shell). */
-export function checkInterpreter(python: string, trainerDir: string, timeoutMs = 180_000): Promise<CheckResult> {
+/**
+ * Runs `<python> -c "import torch, transformers, grpo"` (argument array, no shell). An environment whose
+ * set-up did not finish (its marker says so) is refused without running it, unless `ignoreMarker`.
+ */
+export function checkInterpreter(python: string, trainerDir: string, o: { timeoutMs?: number; ignoreMarker?: boolean } = {}): Promise<CheckResult> {
+  const timeoutMs = o.timeoutMs ?? 180_000;
+  if (!o.ignoreMarker && readSetupMarker(python)?.complete === false) {
+    return Promise.resolve({ ok: false, reason: 'its set-up did not finish (run "GRPO: Set Up Python Environment" again)' });
+  }
   return new Promise((resolve) => {
     let stdout = '';
     let stderr = '';
@@ -194,10 +216,14 @@ export async function findInterpreter(
     tried.push({ candidate, reason: r.reason });
   }
   const list = tried.map((t) => `${t.candidate.python} (${SOURCE_LABEL[t.candidate.source]}): ${t.reason}`).join('; ');
+  // In a remote window VS Code ignores machine-overridable settings from the local user settings, silently.
+  const remote = inputs.remoteName && !inputs.setting?.trim()
+    ? ` This is a remote window (${inputs.remoteName}): a grpo.pythonPath in your local User settings is ignored here; set it in the Remote or Workspace settings.`
+    : '';
   return {
     ok: false,
     tried,
-    message: `No Python that can run the trainer (it needs torch and transformers). Tried ${list}. ` +
-      `Set one up in the workspace with: ${setupCommand(trainerDir)} — or choose one with "GRPO: Select Python Interpreter".`,
+    message: `No Python that can run the trainer (it needs torch and transformers). Tried ${list}.${remote} ` +
+      `Make one with "GRPO: Set Up Python Environment", choose one with "GRPO: Select Python Interpreter", or set one up yourself: ${setupCommand(trainerDir)}`,
   };
 }

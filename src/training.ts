@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { ControlType, LiveSummary, MetricsRow, SettingValues } from './protocol';
+import { offerPythonFix } from './envSetup';
 import { checkInterpreter, findInterpreter, SOURCE_LABEL, type Discovery } from './python';
 import { isResumable, listRuns, newRunName, readStatus, effectiveState, trainerAlive } from './runDir';
 import { RunSession, type SessionChange } from './session';
@@ -82,7 +83,7 @@ export class TrainingController implements vscode.Disposable {
       if (r.ok) this.checked.set(python, mtime);
       return r;
     };
-    return findInterpreter({ setting, pythonExtension: () => pythonExtensionInterpreter(), workspaceFolders: ws }, this.trainerDir, cached);
+    return findInterpreter({ setting, pythonExtension: () => pythonExtensionInterpreter(), workspaceFolders: ws, remoteName: vscode.env.remoteName }, this.trainerDir, cached);
   }
 
   // --- Starting ------------------------------------------------------------------------------------
@@ -138,12 +139,7 @@ export class TrainingController implements vscode.Disposable {
     try {
       const found = await vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: 'GRPO: checking the Python interpreter…' }, () => this.discoverInterpreter());
       if (!found.ok) {
-        this.log.error(found.message);
-        const setup = 'Copy Setup Command';
-        const pick = await vscode.window.showErrorMessage(`GRPO: ${found.message}`, 'Select Python Interpreter', setup, 'Show Log');
-        if (pick === 'Select Python Interpreter') void vscode.commands.executeCommand('grpo.selectInterpreter');
-        else if (pick === setup) void vscode.env.clipboard.writeText(found.message.match(/with: (.*?) — /)?.[1] ?? '');
-        else if (pick === 'Show Log') this.log.show();
+        void offerPythonFix(found.message, this.log);
         return undefined;
       }
       fs.mkdirSync(path.dirname(dir), { recursive: true });

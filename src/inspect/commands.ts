@@ -12,6 +12,7 @@
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { NoPythonError, offerPythonFix } from '../envSetup';
 import { findExport, ExportError, type OnnxExport } from '../onnx/exports';
 import { scorerFor } from '../onnx/scorer';
 import { TokenizeError } from '../onnx/tokenizer';
@@ -109,7 +110,7 @@ export class InspectCommands implements vscode.Disposable {
     const have = this.serves.get(checkpoint);
     if (have?.alive) return have;
     const found = await this.training.discoverInterpreter();
-    if (!found.ok) throw new Shown(found.message, true);
+    if (!found.ok) throw new NoPythonError(found.message);
     this.log.info(`inspect: starting ${found.python} -m grpo serve --checkpoint ${checkpoint}`);
     const s = new ServeProcess(found.python, checkpoint, { trainerDir: this.training.trainerDir, workspace: vscode.workspace.workspaceFolders?.[0]?.uri.fsPath, onStderr: (l) => this.log.appendLine(`[serve] ${l}`) });
     this.serves.set(checkpoint, s);
@@ -129,6 +130,7 @@ export class InspectCommands implements vscode.Disposable {
 
   private report(e: unknown): void {
     if (e instanceof vscode.CancellationError) return;
+    if (e instanceof NoPythonError) return void offerPythonFix(e.message, this.log);
     const err = e as Error;
     const withLog = e instanceof TrainerGoneError || (e instanceof Shown && e.withLog) || !(e instanceof Shown || e instanceof TrainerRequestError || e instanceof TokenizeError || e instanceof ExportError);
     this.log.error(`inspect: ${err.message}`);

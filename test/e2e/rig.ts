@@ -1,8 +1,9 @@
 /**
- * The end-to-end rig: real VS Code (code-server from npm, see scripts/setup-e2e.sh) with this repository
- * loaded as an extension, driven by Debian's Chromium through playwright-core.
+ * The end-to-end rig: real VS Code (code-server from npm, see scripts/setup-e2e.sh) with the extension
+ * installed from the freshly built .vsix (`npm run package`) as a user installs it — `--install-extension`,
+ * not the repository — driven by Debian's Chromium through playwright-core.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -47,10 +48,33 @@ export async function until<T>(what: string, fn: () => Promise<T | undefined | n
   throw new Error(`timed out after ${Math.round(timeoutMs / 1000)}s waiting for ${what}${lastErr ? ` (last error: ${(lastErr as Error).message})` : ''}`);
 }
 
+/** The .vsix `npm run package` wrote for this machine; refused when older than the bundle it should hold. */
+export function vsixPath(): string {
+  const vsix = path.join(repo, 'dist', `grpo-studio-${process.platform}-${process.arch}.vsix`);
+  const bundle = path.join(repo, 'dist', 'extension.js');
+  if (!fs.existsSync(vsix)) throw new Error(`${vsix} is missing: run npm run package first`);
+  if (fs.existsSync(bundle) && fs.statSync(bundle).mtimeMs > fs.statSync(vsix).mtimeMs) throw new Error(`${vsix} is older than dist/extension.js: run npm run package`);
+  return vsix;
+}
+
+/** `code-server --install-extension <vsix>`, then checks that the installed copy carries its native binding. */
+function installVsix(env: RigEnv, extensions: string, userData: string): void {
+  const vsix = vsixPath();
+  execFileSync(env.node, [env.codeServer, '--extensions-dir', extensions, '--user-data-dir', userData, '--install-extension', vsix], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const pkg = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8'));
+  const installed = fs.readdirSync(extensions).find((d) => d.startsWith(`${pkg.publisher}.${pkg.name}-${pkg.version}`));
+  if (!installed) throw new Error(`installing ${vsix} left no ${pkg.publisher}.${pkg.name} in ${extensions}`);
+  const dir = path.join(extensions, installed);
+  const binding = path.join(dir, 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6', process.platform, process.arch, 'onnxruntime_binding.node');
+  if (!fs.existsSync(binding)) throw new Error(`the installed extension has no onnxruntime-node binding (${binding})`);
+  if (fs.lstatSync(dir).isSymbolicLink()) throw new Error(`${dir} is a link, not an installed copy`);
+  log(`installed ${path.relative(repo, vsix)} (${(fs.statSync(vsix).size / 2 ** 20).toFixed(1)} MiB) as ${installed}`);
+}
+
 export interface Rig { page: Page; browser: Browser; server: ChildProcess; workspace: string; root: string; shots: string; close(): Promise<void> }
 
-/** Starts code-server on a fresh profile with `settings` as user settings, and opens `workspace` in Chromium. */
-export async function startRig(opts: { settings: Record<string, unknown>; name: string; before?: (workspace: string) => void }): Promise<Rig> {
+/** Starts code-server on a fresh profile with `settings` as user settings (and `env` added to its environment), and opens `workspace` in Chromium. */
+export async function startRig(opts: { settings: Record<string, unknown>; name: string; before?: (workspace: string) => void; env?: Record<string, string> }): Promise<Rig> {
   const env = rigEnv();
   const root = path.join(repo, '.e2e', `${opts.name}-${Date.now()}`);
   const shots = path.join(repo, '.e2e', 'screenshots');
@@ -59,8 +83,7 @@ export async function startRig(opts: { settings: Record<string, unknown>; name: 
   const extensions = path.join(root, 'extensions');
   for (const d of [workspace, path.join(userData, 'User'), extensions, shots]) fs.mkdirSync(d, { recursive: true });
   opts.before?.(workspace);
-  const pkg = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8'));
-  fs.symlinkSync(repo, path.join(extensions, `${pkg.publisher}.${pkg.name}-${pkg.version}`));
+  installVsix(env, extensions, userData);
   fs.writeFileSync(path.join(userData, 'User', 'settings.json'), JSON.stringify({
     'workbench.startupEditor': 'none',
     'security.workspace.trust.enabled': false,
@@ -80,7 +103,7 @@ export async function startRig(opts: { settings: Record<string, unknown>; name: 
     env.codeServer, '--auth', 'none', '--bind-addr', `127.0.0.1:${port}`, '--disable-telemetry', '--disable-update-check',
     '--disable-workspace-trust', '--disable-getting-started-override', '--extensions-dir', extensions, '--user-data-dir', userData,
     '--config', config, workspace,
-  ], { stdio: ['ignore', serverLog, serverLog], detached: true, env: { ...process.env, PATH: `${path.dirname(env.node)}:${process.env.PATH}` } });
+  ], { stdio: ['ignore', serverLog, serverLog], detached: true, env: { ...process.env, ...opts.env, PATH: `${path.dirname(env.node)}:${process.env.PATH}` } });
   const url = `http://127.0.0.1:${port}/?folder=${encodeURIComponent(workspace)}`;
   await until('code-server to answer', async () => (await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => null))?.ok, 60_000);
   log(`code-server up on port ${port}`);

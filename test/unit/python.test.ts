@@ -74,3 +74,13 @@ test('discovery falls through failing candidates to the first working one, else 
   assert.equal(setupCommand('/ext/trainer'), 'python3 -m venv .venv && .venv/bin/pip install -r /ext/trainer/requirements.txt');
   assert.equal(setupCommand("/my ext/trainer"), "python3 -m venv .venv && .venv/bin/pip install -r '/my ext/trainer/requirements.txt'");
 });
+
+test('in a remote window with nothing set, the message says a local User grpo.pythonPath is ignored there', async () => {
+  const ws = tmp();
+  const remote = await findInterpreter({ workspaceFolders: [ws], envPath: '', remoteName: 'ssh-remote' }, trainerDir);
+  assert.equal(remote.ok, false);
+  assert.match(!remote.ok ? remote.message : '', /remote window \(ssh-remote\): a grpo\.pythonPath in your local User settings is ignored here/);
+  assert.match(!remote.ok ? remote.message : '', /GRPO: Set Up Python Environment/);
+  const local = await findInterpreter({ workspaceFolders: [ws], envPath: '' }, trainerDir);
+  assert.doesNotMatch(!local.ok ? local.message : '', /remote window/);
+});
