@@ -68,7 +68,8 @@ def config_from_trl(args: Any, model: str, log_samples_steps: int) -> dict[str, 
         except (config_mod.ConfigError, TypeError, ValueError):
             continue  # e.g. max_steps=-1 (epochs) or a loss_type we do not have: kept under `trl` only
         ours[key] = value
-    ours["model"] = model
+    if model:
+        ours["model"] = model
     ours["log_samples_steps"] = log_samples_steps
     try:
         import trl
