@@ -13,7 +13,7 @@ from child import ROOT, Proc
 from grpo import algorithm
 from grpo.rundir import read_jsonl
 
-trl = pytest.importorskip("trl")
+import trl  # noqa: E402,F401  (bench/requirements.txt; scripts/setup.sh installs it for the tests)
 
 from grpo.integrations.trl import attach  # noqa: E402
 from grpo.integrations.trl_example import tiny_trainer  # noqa: E402
