@@ -1,6 +1,6 @@
 """What `grpo.integrations.trl.attach` costs a TRL GRPOTrainer step: the same run with and without it, in one process.
 
-    PYTHONPATH=trainer .venv/bin/python bench/trl_attach_overhead.py [--steps 8] [--rounds 2] [--out …]
+    PYTHONPATH=trainer .venv/bin/python bench/trl_attach_overhead.py [--steps 21] [--rounds 3] [--out …]
 
 Variants, each trained `--rounds` times for `--steps` steps, in rotating order so that machine noise hits all:
 - `plain`: TRL alone;
@@ -9,7 +9,8 @@ Variants, each trained `--rounds` times for `--steps` steps, in rotating order s
 - `attach_every_step`: log_samples_steps=1, the worst case: a group scored by our chunked scorer every step.
 A step's time is the wall time between consecutive `on_step_begin` callbacks (the last one: to `on_train_end`),
 so it holds generation, TRL's scoring, the update, logging and every callback, ours included. The first step
-of each training is warm-up and left out. No checkpoints (save_strategy="no") and no TRL completions logging.
+of each training is warm-up and left out; with 21 steps, the default variant's measured steps include two
+group-logging steps (10 and 20), so its mean is the amortised cost and its median the cost of an ordinary step. No checkpoints (save_strategy="no") and no TRL completions logging.
 The model is grpo.tiny_hf's random Qwen2 (byte-level BPE, chat template); the settings are
 trl_example.tiny_trainer's with --steps, G=4, 2 prompts per step, 16 completion tokens.
 """
@@ -59,8 +60,8 @@ def step_times(model: str, work: Path, variant: str, steps: int) -> list[float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=8)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=21)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default="bench/results/trl-attach-overhead-cpu.json")
     args = ap.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
