@@ -20,7 +20,7 @@ import { log, repo, runCommand, shot, startRig, until, webviewFrame, type Rig } 
 
 const python = process.env.GRPO_E2E_PYTHON ?? path.join(repo, '.venv', 'bin', 'python');
 const MIN = 60_000;
-const STEPS = 24;
+const STEPS = 240;
 let rig: Rig | undefined;
 let script: ChildProcess | undefined;
 
@@ -36,7 +36,7 @@ test('a TRL run: the dashboard follows it live, and Sample Group works on its ch
   const runDir = path.join(workspace, 'runs', 'trl-run');
   const stderr: string[] = [];
   script = spawn(python, ['-m', 'grpo.integrations.trl_example', '--run-dir', runDir, '--output-dir', path.join(workspace, 'trl-out'),
-    '--steps', String(STEPS), '--save-steps', '8', '--log-samples-steps', '4'],
+    '--steps', String(STEPS), '--save-steps', '80', '--log-samples-steps', '40'],
   { env: { ...process.env, PYTHONPATH: path.join(repo, 'trainer'), OMP_NUM_THREADS: '2' }, stdio: ['ignore', 'ignore', 'pipe'] });
   script.stderr!.on('data', (d: Buffer) => stderr.push(d.toString()));
   const exited = new Promise<number | null>((resolve) => script!.on('exit', (code) => resolve(code)));
@@ -45,6 +45,7 @@ test('a TRL run: the dashboard follows it live, and Sample Group works on its ch
   await runCommand(page, 'GRPO: Open Dashboard');
   const dash = await webviewFrame(page, '#charts');
   const steps0 = Number(await until('the dashboard to draw steps', async () => Number(await dash.locator('body').getAttribute('data-steps')) > 0 && dash.locator('body').getAttribute('data-steps'), MIN));
+  log(`dashboard opened at ${steps0} steps`);
   const steps1 = await until('the dashboard to follow TRL', async () => {
     const n = Number(await dash.locator('body').getAttribute('data-steps'));
     return n > steps0 ? n : undefined;
@@ -65,13 +66,13 @@ test('a TRL run: the dashboard follows it live, and Sample Group works on its ch
   assert.equal(await exited, 0, `the TRL script failed: ${stderr.join('').slice(-2000)}`);
   const status = readStatus(runDir);
   assert.ok(status?.ok && status.value.state === 'finished' && status.value.step === STEPS, JSON.stringify(status));
-  assert.deepEqual(listCheckpoints(runDir).map((c) => c.step), [0, 8, 16, 24]);
+  assert.deepEqual(listCheckpoints(runDir).map((c) => c.step), [0, 80, 160, 240]);
   // what the Runs view reads: the run, its best reward, and its logged groups valid under our record guard
   const listed = listRuns(path.join(workspace, 'runs')).find((r) => r.dir === runDir);
   assert.ok(listed && listed.state === 'finished' && listed.bestReward !== null, JSON.stringify(listed));
-  assert.deepEqual(await listSampleSteps(runDir), [1, 4, 8, 12, 16, 20, 24]);
-  const logged = await readSampleGroup(runDir, 4);
-  assert.ok(logged?.ok, logged && !logged.ok ? logged.error : 'no group at step 4');
+  assert.deepEqual(await listSampleSteps(runDir), [1, 40, 80, 120, 160, 200, 240]);
+  const logged = await readSampleGroup(runDir, 40);
+  assert.ok(logged?.ok, logged && !logged.ok ? logged.error : 'no group at step 40');
 
   await runCommand(page, 'GRPO: Sample Group');
   const box = page.locator('.quick-input-widget', { hasText: 'Sample a group from' });
