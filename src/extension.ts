@@ -58,6 +58,7 @@ export function activate(ctx: vscode.ExtensionContext): void {
       if (dir) await training.resume(dir);
     }),
     vscode.commands.registerCommand('grpo.openDashboard', (dir?: unknown) => {
+      training.reattach(); // a run another process trains (a TRL script with grpo.integrations.trl.attach) is followed live
       const target = typeof dir === 'string' ? dir : training.current?.dir ?? latestRun(training);
       showDashboard(target ? [target] : []);
     }),
@@ -70,6 +71,7 @@ export function activate(ctx: vscode.ExtensionContext): void {
     vscode.commands.registerCommand('grpo.refreshRuns', () => runsTree.refresh()),
     vscode.commands.registerCommand('grpo.run.openDashboard', (n: unknown) => {
       const dir = runDirOf(n);
+      training.reattach();
       if (dir) showDashboard([dir]);
     }),
     vscode.commands.registerCommand('grpo.run.resume', async (n: unknown) => {

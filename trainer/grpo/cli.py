@@ -1,4 +1,4 @@
-"""Command line: `python -m grpo train | eval | sample | export-onnx | serve | config-schema`.
+"""Command line: `python -m grpo train | eval | sample | export-onnx | serve | import-trl | config-schema`.
 
 stdout belongs to machine-readable output (the protocol stream for `train`, one JSON document for the
 others); everything human goes to stderr. Setting errors exit with status 2 before any work starts.
@@ -237,6 +237,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return inspector.serve(ctx, source, stream, sys.stdin)
 
 
+def cmd_import_trl(args: argparse.Namespace) -> int:
+    """A finished TRL GRPO run (its output_dir) as a run directory (grpo/integrations/trl_import.py)."""
+    _setup_logging()
+    _quiet_libraries()
+    from .integrations.trl_import import import_run
+
+    if args.num_generations is not None and args.num_generations < 2:
+        return _fail("--num-generations must be ≥ 2 (a group needs at least two completions)")
+    try:
+        counts = import_run(args.output_dir, args.run_dir, model=args.model, num_generations=args.num_generations)
+    except (FileNotFoundError, ValueError, OSError) as e:
+        return _fail(str(e), 1)
+    sys.stdout.write(json.dumps({"run_dir": str(Path(args.run_dir).resolve()), **counts}) + "\n")
+    return 0
+
+
 def cmd_schema(_: argparse.Namespace) -> int:
     sys.stdout.write(json.dumps(config_mod.schema(), indent=1) + "\n")
     return 0
@@ -286,6 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "stdin, one JSON line each, until stdin closes or a stop request")
     v.add_argument("--checkpoint", required=True, help="a checkpoint directory, or a run directory (its latest)")
     v.set_defaults(func=cmd_serve)
+
+    i = sub.add_parser("import-trl", help="make a run directory of a finished TRL GRPO run: log history → "
+                       "metrics, completions/*.parquet → groups, checkpoint-N → checkpoints")
+    i.add_argument("output_dir", metavar="OUTPUT_DIR", help="TRL's output_dir")
+    i.add_argument("--run-dir", required=True, help="the run directory to write (must not hold a run)")
+    i.add_argument("--model", help="the local model directory TRL started from (becomes step_000000, the reference)")
+    i.add_argument("--num-generations", type=int, help="G (default: inferred from the completions tables)")
+    i.set_defaults(func=cmd_import_trl)
 
     c = sub.add_parser("config-schema", help="print every setting with its type, default and bounds as JSON")
     c.set_defaults(func=cmd_schema)
