@@ -22,6 +22,7 @@ import torch
 
 from . import algorithm, models, protocol, rollout, sft
 from .config import Config, ConfigError, build_config
+from .records import CompareResult, GroupRecord, ScoreResult
 from .rewards import Rewarder, Scored
 from .rundir import latest_checkpoint
 from .tasks import arith
@@ -232,7 +233,7 @@ def sample_group(policy, reference, tokenizer, question: str, answer: str | None
     return rec
 
 
-def _sample_group(target: Target, params: dict) -> dict[str, Any]:
+def _sample_group(target: Target, params: dict) -> GroupRecord:
     s = target.settings
     G = _int_in("num_generations", params.get("num_generations", s.num_generations), 2, MAX_GENERATIONS)
     temperature = float(params.get("temperature", s.temperature))
@@ -280,7 +281,7 @@ def _text_tokens(tokenizer, text: str) -> tuple[list[int], list[list[int]]]:
         return ids, offsets
 
 
-def score(policy, reference, tokenizer, text: str, prompt: str = "", step: int | None = None) -> dict[str, Any]:
+def score(policy, reference, tokenizer, text: str, prompt: str = "", step: int | None = None) -> ScoreResult:
     """Per-token log-probabilities of `text` as a continuation of `prompt` under the policy and the
     reference (the models' own distributions, temperature 1; what the ONNX export computes), k3 KL and
     the policy's entropy. With an empty prompt the text's first token has nothing before it (no BOS is
@@ -319,7 +320,7 @@ def score(policy, reference, tokenizer, text: str, prompt: str = "", step: int |
 
 
 # --------------------------------------------------------------------------------------- compare
-def compare(target: Target, params: dict) -> dict[str, Any]:
+def compare(target: Target, params: dict) -> CompareResult:
     """Greedy (or sampled) completions of the same question from the policy and from the reference, each
     scored under both models (temperature 1), with per-token k3 KL and logp_policy − logp_ref."""
     tok = target.tokenizer

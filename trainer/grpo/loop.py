@@ -27,6 +27,7 @@ from . import (algorithm, checkpoint, data, distributed, engines, inspector, log
                onnx_export, prompts, protocol, sft, verify)
 from .config import Config
 from .progress import Progress
+from .records import GroupRecord, MetricsRow
 from .rewards import Rewarder
 from .rundir import RunDir
 from .tasks import arith
@@ -464,7 +465,7 @@ class Trainer:
         adv_vals = adv_tok[sel].float()
         lens = batch.lengths.float()
         elapsed = time.time() - self.grpo_t0 - self.paused_time + self.elapsed_before
-        row = {
+        row: MetricsRow = {
             "step": self.step, "time": time.time(), "elapsed": elapsed,
             "reward/mean": rewards.mean().item(), "reward/std": rewards.std().item() if rewards.numel() > 1 else 0.0,
             "accuracy": sum(scored.correct) / len(scored.correct),
@@ -530,7 +531,7 @@ def compute_advantages(tokenizer, batch, scored, G: int, supervision: str, scale
 
 
 def group_record(tokenizer, step: int, row: dict, idx: range, batch, texts, scored, seq_adv, advantages, logp,
-                 old_logp, ref_logp, entropy, step_ends_tok) -> dict:
+                 old_logp, ref_logp, entropy, step_ends_tok) -> GroupRecord:
     """One whole group (completions `idx` of the batch) with per-token arrays: a samples.jsonl record,
     also what `grpo sample` prints and the inspector shows."""
     old = logp if old_logp is None else old_logp
@@ -543,7 +544,7 @@ def group_record(tokenizer, step: int, row: dict, idx: range, batch, texts, scor
         r6 = lambda t: [round(float(x), 6) for x in t[i, :n].tolist()]  # noqa: E731
         per_token.append({"text": tokenizer.convert_ids_to_tokens(ids), "logp": r6(logp), "old_logp": r6(old),
                           "ref_logp": r6(ref_logp), "kl": r6(kl), "advantage": r6(adv_tok), "entropy": r6(entropy)})
-    rec = {
+    rec: GroupRecord = {
         "step": step, "question": row["question"], "answer": row["answer"],
         "prompt": row.get("prompt") or sft.prompt_text(row["question"]),
         "completions": [texts[i] for i in idx], "rewards": [scored.rewards[i] for i in idx],
