@@ -1,22 +1,11 @@
 // Regenerates src/generated/protocol.ts from trainer/grpo/records.py, the one definition of the trainer's
 // records and messages: the TypeScript types, the enums' values and the schema that src/protocol.ts's guards
-// check against. `--check` fails if the file is stale (test/unit/protocolGenerated.test.ts runs it).
-import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+// check against. `--check` fails if the file is stale (test/unit/protocolRecords.test.ts runs it).
+import { join } from 'node:path';
+import { root, trainerJson, writeOrCheck } from './gen-common.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'src', 'generated', 'protocol.ts');
-const python = [join(root, '.venv', 'bin', 'python'), 'python3'].find((p) => p === 'python3' || existsSync(p));
-// Load records.py by path: it only needs the standard library, so no torch import and no grpo/__init__.
-const code = [
-  'import importlib.util, json, sys',
-  'spec = importlib.util.spec_from_file_location("grpo_records", sys.argv[1])',
-  'm = importlib.util.module_from_spec(spec); sys.modules["grpo_records"] = m; spec.loader.exec_module(m)',
-  'print(json.dumps(m.schema()))',
-].join('\n');
-const schema = JSON.parse(execFileSync(python, ['-c', code, join(root, 'trainer', 'grpo', 'records.py')], { encoding: 'utf8' }));
+const schema = trainerJson('records', 'schema');
 
 /** RunState → RUN_STATES */
 const constName = (name) => name.replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase() + 'S';
@@ -59,12 +48,15 @@ for (const [name, values] of Object.entries(schema.enums)) {
 }
 parts.push('');
 for (const [name, rec] of Object.entries(schema.records)) {
-  let body = doc(rec.doc, '') + `export interface ${name} {\n`;
+  const base = rec.base ? schema.records[rec.base] : null;
+  let body = doc(rec.doc, '') + `export interface ${name}${base ? ` extends ${rec.base}` : ''} {\n`;
   for (const f of rec.fields) {
+    const same = base?.fields.find((b) => b.name === f.name);
+    if (same && JSON.stringify(same) === JSON.stringify(f)) continue; // inherited as it is
     const optional = !f.required && !('default' in f);
     body += doc(f.doc, '  ') + `  ${key(f.name)}${optional ? '?' : ''}: ${tsType(f.type)};\n`;
   }
-  if (rec.extra) body += `  [key: string]: ${rec.extra.t === "any" ? "unknown" : `${tsType(rec.extra, true)} | undefined`};\n`;
+  if (rec.extra && !base?.extra) body += `  [key: string]: ${rec.extra.t === 'any' ? 'unknown' : `${tsType(rec.extra, true)} | undefined`};\n`;
   parts.push(body + '}\n');
 }
 for (const [name, u] of Object.entries(schema.unions)) {
@@ -81,20 +73,10 @@ for (const name of Object.keys(schema.records)) parts.push(`  ${name}: ${name};`
 for (const [name, u] of Object.entries(schema.unions)) parts.push(`  ${name}: ${name}${u.fallback ? ` | ${u.fallback}` : ''};`);
 parts.push('}\n');
 // One line per record, so that a change shows as a one-line diff.
-const line = (v) => JSON.stringify(v, (k, x) => (k === 'doc' ? undefined : x));
+const line = (v) => JSON.stringify(v, (k, x) => (k === 'doc' || k === 'base' ? undefined : x));
 const block = (o) => `{\n${Object.entries(o).map(([k, v]) => `    ${JSON.stringify(k)}: ${line(v)},`).join('\n')}\n  }`;
 parts.push('/** What the guards check: records.py\'s `schema()` without the documentation. */');
 parts.push(`export const SCHEMA = {\n  enums: ${block(schema.enums)},\n  records: ${block(schema.records)},\n  unions: ${block(schema.unions)},\n};`);
 const text = parts.join('\n') + '\n';
 
-if (process.argv.includes('--check')) {
-  const current = existsSync(out) ? readFileSync(out, 'utf8') : '';
-  if (current !== text) {
-    console.error('src/generated/protocol.ts is stale: run `npm run gen:protocol`');
-    process.exit(1);
-  }
-  console.log('protocol.ts is up to date');
-} else {
-  writeFileSync(out, text);
-  console.log(`wrote ${Object.keys(schema.records).length} records to ${out}`);
-}
+writeOrCheck(out, text, 'npm run gen:protocol', `${Object.keys(schema.records).length} records`);

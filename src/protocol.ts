@@ -12,8 +12,8 @@
  * it receives. Imported by the extension host and by the webview bundles: no `vscode`, no Node modules.
  */
 
-import { SCHEMA, type Json, type Records } from './generated/protocol';
-import type { CompareResult, ControlType, GroupRecord, InspectRequests, MetricsRow, Phase, RunState, RunStatus } from './generated/protocol';
+import { PROTOCOL_VERSION, SCHEMA } from './generated/protocol';
+import type { CompareResult, ControlRequest, ControlType, GroupRecord, InspectRequests, Json, MetricsRow, Phase, Records, RunState, RunStatus, TokenArrays } from './generated/protocol';
 
 export { CONTROL_TYPES, EVENT_KINDS, INSPECT_TYPES, PHASES, PROTOCOL_VERSION, RUN_STATES } from './generated/protocol';
 export type {
@@ -22,7 +22,6 @@ export type {
   ResumeEvent, RunEvent, RunState, RunStatus, SampleGroupParams, ScoreParams, ScoreResult, Source, TokenArrays, TrainerMessage,
   WarningEvent,
 } from './generated/protocol';
-import { PROTOCOL_VERSION } from './generated/protocol';
 
 // ---------------------------------------------------------------------------------------------------
 // Small guard helpers
@@ -52,66 +51,73 @@ interface SchemaRecord { fields: readonly SchemaField[]; extra?: SchemaType }
 interface SchemaUnion { tag: string; variants: Record<string, string>; fallback: string | null }
 const S = SCHEMA as unknown as { enums: Record<string, readonly unknown[]>; records: Record<string, SchemaRecord>; unions: Record<string, SchemaUnion> };
 
-/** Why a value does not conform, with the path of the offending field (`tokens[1].kl`). */
+/** Why a value does not conform: the offending field's path below the value checked (`tokens[1].kl`). */
 class Failure {
   constructor(readonly path: string, readonly problem: string | null = null) {}
+  /** The same failure seen from the parent, which holds the value at `step` (a field name or `[i]`). */
+  under(step: string): Failure {
+    const path = !this.path ? step : this.path.startsWith('[') ? step + this.path : `${step}.${this.path}`;
+    return new Failure(path, this.problem);
+  }
 }
-const at = (path: string, name: string) => (path ? `${path}.${name}` : name);
+const BAD = new Failure('');
+/** Field names by record, for telling extra fields from known ones. */
+const KNOWN = new Map(Object.entries(S.records).map(([name, r]) => [name, new Set(r.fields.map((f) => f.name))]));
 
-/** `v` as schema type `t` (a copy where defaults were filled in), or the Failure. */
-function conform(t: SchemaType, v: unknown, path: string): unknown {
+/** `v` as schema type `t` (a copy where defaults were filled in), or the Failure. Paths are built only
+ * on failure: a group's token arrays hold tens of thousands of numbers. */
+function conform(t: SchemaType, v: unknown): unknown {
   switch (t.t) {
     case 'any': return v;
-    case 'null': return v === null ? v : new Failure(path);
-    case 'bool': return typeof v === 'boolean' ? v : new Failure(path);
-    case 'int': return Number.isInteger(v) ? v : new Failure(path);
-    case 'float': return isNum(v) ? v : new Failure(path);
-    case 'str': return isStr(v) ? v : new Failure(path);
-    case 'enum': return S.enums[t.name!].includes(v) ? v : new Failure(path);
-    case 'literal': return t.values!.includes(v) ? v : new Failure(path);
+    case 'null': return v === null ? v : BAD;
+    case 'bool': return typeof v === 'boolean' ? v : BAD;
+    case 'int': return Number.isInteger(v) ? v : BAD;
+    case 'float': return isNum(v) ? v : BAD;
+    case 'str': return isStr(v) ? v : BAD;
+    case 'enum': return S.enums[t.name!].includes(v) ? v : BAD;
+    case 'literal': return t.values!.includes(v) ? v : BAD;
     case 'union': {
       for (const o of t.of as readonly SchemaType[]) {
-        const r = conform(o, v, path);
+        const r = conform(o, v);
         if (!(r instanceof Failure)) return r;
       }
-      return new Failure(path);
+      return BAD;
     }
     case 'list': case 'tuple': {
-      if (!Array.isArray(v) || (t.items && v.length !== t.items.length)) return new Failure(path);
+      if (!Array.isArray(v) || (t.items && v.length !== t.items.length)) return BAD;
       let out: unknown[] | null = null;
       for (let i = 0; i < v.length; i++) {
-        const r = conform(t.items ? t.items[i] : (t.of as SchemaType), v[i], `${path}[${i}]`);
-        if (r instanceof Failure) return r;
+        const r = conform(t.items ? t.items[i] : (t.of as SchemaType), v[i]);
+        if (r instanceof Failure) return r.under(`[${i}]`);
         if (r !== v[i]) (out ??= v.slice())[i] = r;
       }
       return out ?? v;
     }
     case 'dict': {
-      if (!isObject(v)) return new Failure(path);
+      if (!isObject(v)) return BAD;
       for (const [k, x] of Object.entries(v)) {
-        const r = conform(t.of as SchemaType, x, at(path, k));
-        if (r instanceof Failure) return r;
+        const r = conform(t.of as SchemaType, x);
+        if (r instanceof Failure) return r.under(k);
       }
       return v;
     }
-    case 'ref': return t.union ? conformUnion(t.union, v, path) : conformRecord(t.name!, v, path);
-    default: return new Failure(path, `has a type the guard does not know (${t.t})`);
+    case 'ref': return t.union ? conformUnion(t.union, v) : conformRecord(t.name!, v);
+    default: return new Failure('', `has a type the guard does not know (${t.t})`);
   }
 }
 
-function conformRecord(name: string, v: unknown, path: string): unknown {
-  if (!isObject(v)) return new Failure(path);
+function conformRecord(name: string, v: unknown): unknown {
+  if (!isObject(v)) return BAD;
   const rec = S.records[name];
   let out: Obj | null = null;
   for (const f of rec.fields) {
-    const where = at(path, f.name);
     if (v[f.name] === undefined) {
       if (f.default !== undefined) (out ??= { ...v })[f.name] = f.default;
-      else if (f.required) return new Failure(where);
+      else if (f.required) return BAD.under(f.name);
       continue;
     }
-    const r = conform(f.type, v[f.name], where);
-    if (r instanceof Failure) return r;
+    const r = conform(f.type, v[f.name]);
+    if (r instanceof Failure) return r.under(f.name);
     if (r !== v[f.name]) (out ??= { ...v })[f.name] = r;
   }
   for (const f of rec.fields) {
@@ -119,34 +125,34 @@ function conformRecord(name: string, v: unknown, path: string): unknown {
     if (!Array.isArray(x)) continue;
     const of = f.len && v[f.len.of];
     if (f.len && Array.isArray(of) && x.length !== of.length) {
-      return new Failure(at(path, f.name), `has ${x.length} ${f.len.unit} for ${of.length} ${f.len.noun}`);
+      return new Failure(f.name, `has ${x.length} ${f.len.unit} for ${of.length} ${f.len.noun}`);
     }
     const other = f.paired ? v[f.paired] : undefined;
     if (Array.isArray(other)) {
       for (let i = 0; i < Math.min(x.length, other.length); i++) {
         const a = x[i], b = other[i];
         if (Array.isArray(a) && Array.isArray(b) && a.length !== b.length) {
-          return new Failure(`${at(path, f.name)}[${i}]`, `has ${a.length} values for the ${b.length} of '${at(path, f.paired!)}[${i}]'`);
+          return new Failure(`${f.name}[${i}]`, `has ${a.length} values for the ${b.length} of '${f.paired}[${i}]'`);
         }
       }
     }
   }
   if (rec.extra) {
-    const known = new Set(rec.fields.map((f) => f.name));
+    const known = KNOWN.get(name)!;
     for (const [k, x] of Object.entries(v)) {
-      if (!known.has(k) && x !== undefined && conform(rec.extra, x, at(path, k)) instanceof Failure) return new Failure(at(path, k), 'is not ' + describe(rec.extra));
+      if (!known.has(k) && x !== undefined && conform(rec.extra, x) instanceof Failure) return new Failure(k, `is not ${describe(rec.extra)}`);
     }
   }
   return out ?? v;
 }
 
-function conformUnion(name: string, v: unknown, path: string): unknown {
-  if (!isObject(v)) return new Failure(path);
+function conformUnion(name: string, v: unknown): unknown {
+  if (!isObject(v)) return BAD;
   const u = S.unions[name];
   const tag = v[u.tag];
   const variant = (typeof tag === 'string' && Object.hasOwn(u.variants, tag) ? u.variants[tag] : null) ?? u.fallback;
-  if (variant === null) return new Failure(at(path, u.tag), `is unknown: ${JSON.stringify(tag)}`);
-  return conformRecord(variant, v, path);
+  if (variant === null) return new Failure(u.tag, `is unknown: ${JSON.stringify(tag)}`);
+  return conformRecord(variant, v);
 }
 
 const describe = (t: SchemaType): string =>
@@ -155,7 +161,7 @@ const describe = (t: SchemaType): string =>
 /** Checks `v` as the record (or tagged union) `name`; `label` names it in the error message. */
 function checkAs<K extends keyof Records>(name: K, v: unknown, label: string): Checked<Records[K]> {
   if (!isObject(v)) return { ok: false, error: `${label} is not an object` };
-  const r = name in S.unions ? conformUnion(name, v, '') : conformRecord(name, v, '');
+  const r = name in S.unions ? conformUnion(name, v) : conformRecord(name, v);
   if (!(r instanceof Failure)) return { ok: true, value: r as Records[K] };
   return { ok: false, error: `${label} field '${r.path}' ${r.problem ?? 'is missing or invalid'}` };
 }
@@ -176,7 +182,7 @@ const fieldNames = (name: string) => S.records[name].fields.map((f) => f.name);
 export const METRIC_KEYS: readonly (keyof MetricsRow & string)[] = fieldNames('MetricsRow').filter((k) => k !== 'step' && k !== 'time') as (keyof MetricsRow & string)[];
 export type MetricKey = (typeof METRIC_KEYS)[number];
 /** The per-token arrays of a completion, besides `text`. */
-export const TOKEN_ARRAY_KEYS = fieldNames('TokenArrays').filter((k) => k !== 'text') as readonly ('logp' | 'old_logp' | 'ref_logp' | 'kl' | 'advantage' | 'entropy')[];
+export const TOKEN_ARRAY_KEYS = fieldNames('TokenArrays').filter((k) => k !== 'text') as readonly Exclude<keyof TokenArrays, 'text'>[];
 
 // ---------------------------------------------------------------------------------------------------
 // Trainer → host: the live stream (stdout)
@@ -191,13 +197,13 @@ export function checkTrainerMessage(v: unknown): Checked<Records['TrainerMessage
 // ---------------------------------------------------------------------------------------------------
 // Host → trainer: control requests (stdin)
 
-export function controlRequest(type: ControlType, id?: string): Records['ControlRequest'] {
+export function controlRequest(type: ControlType, id?: string): ControlRequest {
   return id === undefined ? { v: 1, type } : { v: 1, type, id };
 }
-export function encodeControl(req: Records['ControlRequest']): string {
+export function encodeControl(req: ControlRequest): string {
   return JSON.stringify(req) + '\n';
 }
-export const isControlRequest = (v: unknown): v is Records['ControlRequest'] => checkAs('ControlRequest', v, 'control request').ok;
+export const isControlRequest = (v: unknown): v is ControlRequest => checkAs('ControlRequest', v, 'control request').ok;
 
 // ---------------------------------------------------------------------------------------------------
 // Inspection (issue 4): sampled groups, per-token scores, policy vs reference.

@@ -19,15 +19,10 @@ export type InspectType = (typeof INSPECT_TYPES)[number];
 export const MESSAGE_TYPES = ["started","status","progress","metrics","samples","event","response"] as const;
 export type MessageType = (typeof MESSAGE_TYPES)[number];
 
-export interface CheckpointEvent {
+export interface CheckpointEvent extends RunEvent {
   kind: "checkpoint";
-  /** unix seconds */
-  time: number;
-  /** GRPO step; 0 during setup and SFT */
-  step: number;
   /** relative to the run directory */
   path: string;
-  [key: string]: unknown;
 }
 
 export interface CompareParams {
@@ -62,14 +57,9 @@ export interface CompareSide {
 }
 
 /** A control request was obeyed. */
-export interface ControlEvent {
+export interface ControlEvent extends RunEvent {
   kind: "control";
-  /** unix seconds */
-  time: number;
-  /** GRPO step; 0 during setup and SFT */
-  step: number;
   action: ControlType;
-  [key: string]: unknown;
 }
 
 /** A control request on stdin; `id`, when given, is echoed by the response. */
@@ -80,27 +70,17 @@ export interface ControlRequest {
 }
 
 /** The run failed. */
-export interface ErrorEvent {
+export interface ErrorEvent extends RunEvent {
   kind: "error";
-  /** unix seconds */
-  time: number;
-  /** GRPO step; 0 during setup and SFT */
-  step: number;
   message: string;
-  [key: string]: unknown;
 }
 
-export interface EvalEvent {
+export interface EvalEvent extends RunEvent {
   kind: "eval";
-  /** unix seconds */
-  time: number;
-  /** GRPO step; 0 during setup and SFT */
-  step: number;
   /** greedy held-out accuracy */
   accuracy: number | null;
   /** held-out questions evaluated */
   n: number;
-  [key: string]: unknown;
 }
 
 export interface EventMessage {
@@ -202,12 +182,8 @@ export interface MetricsRow {
   [key: string]: number | null | undefined;
 }
 
-export interface PhaseEvent {
+export interface PhaseEvent extends RunEvent {
   kind: "phase";
-  /** unix seconds */
-  time: number;
-  /** GRPO step; 0 during setup and SFT */
-  step: number;
   phase: Phase;
   /** on entering sft: the number of SFT steps */
   steps?: number;
@@ -215,18 +191,9 @@ export interface PhaseEvent {
   sft_accuracy?: number | null;
   /** on done: how the run ended */
   state?: RunState;
-  [key: string]: unknown;
 }
 
-export interface PolicySide {
-  completion: string;
-  tokens: string[];
-  /** under the model that wrote this side */
-  logp: number[];
-  kl: number[];
-  /** log π_θ − log π_ref per token */
-  logp_diff: number[];
-  truncated?: boolean;
+export interface PolicySide extends CompareSide {
   /** the reference's log-probs */
   ref_logp: number[];
 }
@@ -242,24 +209,11 @@ export interface ProgressMessage {
 }
 
 /** The reference was replaced by the current policy (iterative RL). */
-export interface RefResetEvent {
+export interface RefResetEvent extends RunEvent {
   kind: "ref_reset";
-  /** unix seconds */
-  time: number;
-  /** GRPO step; 0 during setup and SFT */
-  step: number;
-  [key: string]: unknown;
 }
 
-export interface ReferenceSide {
-  completion: string;
-  tokens: string[];
-  /** under the model that wrote this side */
-  logp: number[];
-  kl: number[];
-  /** log π_θ − log π_ref per token */
-  logp_diff: number[];
-  truncated?: boolean;
+export interface ReferenceSide extends CompareSide {
   /** the policy's log-probs */
   policy_logp: number[];
 }
@@ -275,15 +229,10 @@ export interface ResponseMessage {
 }
 
 /** The run was resumed from the checkpoint at `step`. */
-export interface ResumeEvent {
+export interface ResumeEvent extends RunEvent {
   kind: "resume";
-  /** unix seconds */
-  time: number;
-  /** GRPO step; 0 during setup and SFT */
-  step: number;
   /** metrics/samples rows after the checkpoint that were dropped */
   dropped_rows: number;
-  [key: string]: unknown;
 }
 
 /** One events.jsonl row: `kind`, `time`, `step` plus fields of its kind. Unknown kinds are kept. */
@@ -414,17 +363,12 @@ export interface TokenArrays {
   entropy: number[];
 }
 
-export interface WarningEvent {
+export interface WarningEvent extends RunEvent {
   kind: "warning";
-  /** unix seconds */
-  time: number;
-  /** GRPO step; 0 during setup and SFT */
-  step: number;
   message: string;
   /** bad_rows, long_prompts, reward_error, nonfinite_loss, onnx_export, … */
   code?: string;
   count?: number;
-  [key: string]: unknown;
 }
 
 /** By `kind`; another kind is read as a plain RunEvent. */

@@ -491,6 +491,10 @@ def schema() -> dict[str, Any]:
         seen[td.__name__] = td
         records[td.__name__] = _record(td)
         todo += _refs(td)
+    for name, rec in records.items():
+        base = _base(rec, records)
+        if base:
+            rec["base"] = base
     return {
         "protocol": PROTOCOL_VERSION,
         "enums": {name: list(get_args(lit)) for name, lit in ENUMS.items()},
@@ -500,6 +504,25 @@ def schema() -> dict[str, Any]:
                    for name, (tag, variants, fallback) in UNIONS.items()},
         "inspect": {k: {"params": p.__name__, "result": r.__name__} for k, (p, r) in INSPECT.items()},
     }
+
+
+def _base(rec: dict[str, Any], records: dict[str, Any]) -> str | None:
+    """The record this one derives from (TypedDict keeps no bases): the longest other record whose fields
+    begin this one's, alike or narrowed from a string to string literals (`kind`). For `extends` in the
+    TypeScript; validation always uses the whole field list."""
+    def inherited(mine: dict, theirs: dict) -> bool:
+        return mine["name"] == theirs["name"] and (
+            mine == theirs or (theirs["type"] == {"t": "str"} and mine["type"]["t"] == "literal"
+                               and all(isinstance(v, str) for v in mine["type"]["values"])))
+    best, size = None, 0
+    for name, other in records.items():
+        n = len(other["fields"])
+        if other is rec or other["fields"] == rec["fields"] or not size < n <= len(rec["fields"]):
+            continue  # (two records alike would each derive from the other)
+        if other.get("extra") in (None, rec.get("extra")) \
+                and all(inherited(a, b) for a, b in zip(rec["fields"], other["fields"])):
+            best, size = name, n
+    return best
 
 
 def _refs(td: type) -> list[type]:
