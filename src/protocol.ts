@@ -85,6 +85,10 @@ function conform(t: SchemaType, v: unknown): unknown {
     }
     case 'list': case 'tuple': {
       if (!Array.isArray(v) || (t.items && v.length !== t.items.length)) return BAD;
+      if ((t.of as SchemaType | undefined)?.t === 'float') { // per-token arrays: the bulk of a group
+        const i = v.findIndex((x) => !isNum(x));
+        return i < 0 ? v : BAD.under(`[${i}]`);
+      }
       let out: unknown[] | null = null;
       for (let i = 0; i < v.length; i++) {
         const r = conform(t.items ? t.items[i] : (t.of as SchemaType), v[i]);
