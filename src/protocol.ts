@@ -2,21 +2,30 @@
  * The one protocol module: every message that crosses a process or sandbox boundary.
  *
  *  - trainer → host: JSON lines on the trainer's stdout (docs/run-directory.md, "The live stream")
- *  - host → trainer: control requests, JSON lines on the trainer's stdin
- *  - run-directory records: status.json, metrics.jsonl rows, events.jsonl rows
- *  - host ↔ webview: the dashboard's and the training panel's messages
+ *  - host → trainer: control and inspection requests, JSON lines on the trainer's stdin
+ *  - run-directory records: status.json, metrics.jsonl, events.jsonl and samples.jsonl rows
+ *  - host ↔ webview: the dashboard's, the training panel's and the inspectors' messages
  *
- * Each message is a TypeScript type plus a hand-written runtime guard; every boundary validates what it
- * receives with these guards. This module is imported by the extension host and by both webview bundles,
- * so it must not import `vscode` or any Node module.
+ * The trainer-facing records are defined once, in trainer/grpo/records.py; their types and the schema the
+ * guards below check against are generated into ./generated/protocol.ts (`npm run gen:protocol`). Only the
+ * host ↔ webview messages, which never reach Python, are written here by hand. Every boundary validates what
+ * it receives. Imported by the extension host and by the webview bundles: no `vscode`, no Node modules.
  */
 
-export const PROTOCOL_VERSION = 1;
+import { PROTOCOL_VERSION, SCHEMA } from './generated/protocol';
+import type { CompareResult, ControlRequest, ControlType, GroupRecord, InspectRequests, Json, MetricsRow, Phase, Records, RunState, RunStatus, TokenArrays } from './generated/protocol';
+
+export { CONTROL_TYPES, EVENT_KINDS, INSPECT_TYPES, PHASES, PROTOCOL_VERSION, RUN_STATES } from './generated/protocol';
+export type {
+  CheckpointEvent, CompareParams, CompareResult, CompareSide, ControlEvent, ControlRequest, ControlType, ErrorEvent, EvalEvent,
+  EventKind, GroupRecord, InspectRequests, Json, KnownEvent, MetricsRow, Phase, PhaseEvent, PolicySide, ReferenceSide, RefResetEvent,
+  ResumeEvent, RunEvent, RunState, RunStatus, SampleGroupParams, ScoreParams, ScoreResult, Source, TokenArrays, TrainerMessage,
+  WarningEvent,
+} from './generated/protocol';
 
 // ---------------------------------------------------------------------------------------------------
 // Small guard helpers
 
-export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type Obj = Record<string, unknown>;
 
 export function isObject(v: unknown): v is Obj {
@@ -26,178 +35,171 @@ const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFin
 const isStr = (v: unknown): v is string => typeof v === 'string';
 const isNumOrNull = (v: unknown): v is number | null => v === null || isNum(v);
 const isStrOrNull = (v: unknown): v is string | null => v === null || isStr(v);
-const optional = <T>(g: (v: unknown) => v is T) => (v: unknown): v is T | undefined => v === undefined || g(v);
 const oneOf = <T extends string>(...xs: readonly T[]) => (v: unknown): v is T => isStr(v) && (xs as readonly string[]).includes(v);
 const arrayOf = <T>(g: (v: unknown) => v is T) => (v: unknown): v is T[] => Array.isArray(v) && v.every(g);
-
-/** Checks fields of an object against guards; returns the name of the first bad field, or null. */
-function badField(o: Obj, spec: Record<string, (v: unknown) => boolean>): string | null {
-  for (const [key, guard] of Object.entries(spec)) {
-    if (!guard(o[key])) return key;
-  }
-  return null;
-}
 
 /** A validation result that says what was wrong, for logs and error messages. */
 export type Checked<T> = { ok: true; value: T } | { ok: false; error: string };
 
 // ---------------------------------------------------------------------------------------------------
+// Guards for the trainer's records, driven by the generated schema (records.py's rules: known fields are
+// typed, lists that go together have equal lengths, unknown fields are kept, absent fields with a default get it)
+
+interface SchemaType { t: string; name?: string; union?: string; values?: readonly unknown[]; of?: SchemaType | readonly SchemaType[]; items?: readonly SchemaType[] }
+interface SchemaField { name: string; type: SchemaType; required: boolean; default?: Json; len?: { of: string; noun: string; unit: string }; paired?: string }
+interface SchemaRecord { fields: readonly SchemaField[]; extra?: SchemaType }
+interface SchemaUnion { tag: string; variants: Record<string, string>; fallback: string | null }
+const S = SCHEMA as unknown as { enums: Record<string, readonly unknown[]>; records: Record<string, SchemaRecord>; unions: Record<string, SchemaUnion> };
+
+/** Why a value does not conform: the offending field's path below the value checked (`tokens[1].kl`). */
+class Failure {
+  constructor(readonly path: string, readonly problem: string | null = null) {}
+  /** The same failure seen from the parent, which holds the value at `step` (a field name or `[i]`). */
+  under(step: string): Failure {
+    const path = !this.path ? step : this.path.startsWith('[') ? step + this.path : `${step}.${this.path}`;
+    return new Failure(path, this.problem);
+  }
+}
+const BAD = new Failure('');
+/** Field names by record, for telling extra fields from known ones. */
+const KNOWN = new Map(Object.entries(S.records).map(([name, r]) => [name, new Set(r.fields.map((f) => f.name))]));
+
+/** `v` as schema type `t` (a copy where defaults were filled in), or the Failure. Paths are built only
+ * on failure: a group's token arrays hold tens of thousands of numbers. */
+function conform(t: SchemaType, v: unknown): unknown {
+  switch (t.t) {
+    case 'any': return v;
+    case 'null': return v === null ? v : BAD;
+    case 'bool': return typeof v === 'boolean' ? v : BAD;
+    case 'int': return Number.isInteger(v) ? v : BAD;
+    case 'float': return isNum(v) ? v : BAD;
+    case 'str': return isStr(v) ? v : BAD;
+    case 'enum': return S.enums[t.name!].includes(v) ? v : BAD;
+    case 'literal': return t.values!.includes(v) ? v : BAD;
+    case 'union': {
+      for (const o of t.of as readonly SchemaType[]) {
+        const r = conform(o, v);
+        if (!(r instanceof Failure)) return r;
+      }
+      return BAD;
+    }
+    case 'list': case 'tuple': {
+      if (!Array.isArray(v) || (t.items && v.length !== t.items.length)) return BAD;
+      if ((t.of as SchemaType | undefined)?.t === 'float') { // per-token arrays: the bulk of a group
+        const i = v.findIndex((x) => !isNum(x));
+        return i < 0 ? v : BAD.under(`[${i}]`);
+      }
+      let out: unknown[] | null = null;
+      for (let i = 0; i < v.length; i++) {
+        const r = conform(t.items ? t.items[i] : (t.of as SchemaType), v[i]);
+        if (r instanceof Failure) return r.under(`[${i}]`);
+        if (r !== v[i]) (out ??= v.slice())[i] = r;
+      }
+      return out ?? v;
+    }
+    case 'dict': {
+      if (!isObject(v)) return BAD;
+      for (const [k, x] of Object.entries(v)) {
+        const r = conform(t.of as SchemaType, x);
+        if (r instanceof Failure) return r.under(k);
+      }
+      return v;
+    }
+    case 'ref': return t.union ? conformUnion(t.union, v) : conformRecord(t.name!, v);
+    default: return new Failure('', `has a type the guard does not know (${t.t})`);
+  }
+}
+
+function conformRecord(name: string, v: unknown): unknown {
+  if (!isObject(v)) return BAD;
+  const rec = S.records[name];
+  let out: Obj | null = null;
+  for (const f of rec.fields) {
+    if (v[f.name] === undefined) {
+      if (f.default !== undefined) (out ??= { ...v })[f.name] = f.default;
+      else if (f.required) return BAD.under(f.name);
+      continue;
+    }
+    const r = conform(f.type, v[f.name]);
+    if (r instanceof Failure) return r.under(f.name);
+    if (r !== v[f.name]) (out ??= { ...v })[f.name] = r;
+  }
+  for (const f of rec.fields) {
+    const x = v[f.name];
+    if (!Array.isArray(x)) continue;
+    const of = f.len && v[f.len.of];
+    if (f.len && Array.isArray(of) && x.length !== of.length) {
+      return new Failure(f.name, `has ${x.length} ${f.len.unit} for ${of.length} ${f.len.noun}`);
+    }
+    const other = f.paired ? v[f.paired] : undefined;
+    if (Array.isArray(other)) {
+      for (let i = 0; i < Math.min(x.length, other.length); i++) {
+        const a = x[i], b = other[i];
+        if (Array.isArray(a) && Array.isArray(b) && a.length !== b.length) {
+          return new Failure(`${f.name}[${i}]`, `has ${a.length} values for the ${b.length} of '${f.paired}[${i}]'`);
+        }
+      }
+    }
+  }
+  if (rec.extra) {
+    const known = KNOWN.get(name)!;
+    for (const [k, x] of Object.entries(v)) {
+      if (!known.has(k) && x !== undefined && conform(rec.extra, x) instanceof Failure) return new Failure(k, `is not ${describe(rec.extra)}`);
+    }
+  }
+  return out ?? v;
+}
+
+function conformUnion(name: string, v: unknown): unknown {
+  if (!isObject(v)) return BAD;
+  const u = S.unions[name];
+  const tag = v[u.tag];
+  const variant = (typeof tag === 'string' && Object.hasOwn(u.variants, tag) ? u.variants[tag] : null) ?? u.fallback;
+  if (variant === null) return new Failure(u.tag, `is unknown: ${JSON.stringify(tag)}`);
+  return conformRecord(variant, v);
+}
+
+const describe = (t: SchemaType): string =>
+  t.t === 'union' ? (t.of as SchemaType[]).map(describe).join(' or ') : ({ float: 'a finite number', int: 'a whole number', null: 'null', str: 'a string', bool: 'true or false' } as Record<string, string>)[t.t] ?? t.t;
+
+/** Checks `v` as the record (or tagged union) `name`; `label` names it in the error message. */
+function checkAs<K extends keyof Records>(name: K, v: unknown, label: string): Checked<Records[K]> {
+  if (!isObject(v)) return { ok: false, error: `${label} is not an object` };
+  const r = name in S.unions ? conformUnion(name, v) : conformRecord(name, v);
+  if (!(r instanceof Failure)) return { ok: true, value: r as Records[K] };
+  return { ok: false, error: `${label} field '${r.path}' ${r.problem ?? 'is missing or invalid'}` };
+}
+const checker = <K extends keyof Records>(name: K, label: string) => (v: unknown) => checkAs(name, v, label);
+
+// ---------------------------------------------------------------------------------------------------
 // Run-directory records
 
-export const RUN_STATES = ['running', 'paused', 'stopped', 'finished', 'failed'] as const;
-export type RunState = (typeof RUN_STATES)[number];
-export const PHASES = ['setup', 'sft', 'grpo', 'done'] as const;
-export type Phase = (typeof PHASES)[number];
+export const checkStatus = checker('RunStatus', 'status');
+export const checkMetricsRow = checker('MetricsRow', 'metrics row');
+/** An events.jsonl row, checked by its `kind`; an unknown kind is kept (forward compatible), not interpreted. */
+export const checkEvent = checker('KnownEvent', 'event');
+export const checkTokenArrays = checker('TokenArrays', 'tokens');
+export const checkGroupRecord = checker('GroupRecord', 'group');
 
-export interface RunStatus {
-  protocol: number;
-  state: RunState;
-  phase: Phase;
-  pid: number | null;
-  step: number;
-  max_steps: number;
-  sft_step?: number;
-  sft_steps?: number;
-  started_at: number | null;
-  updated_at: number | null;
-  ended_at: number | null;
-  last_checkpoint: string | null;
-  error: string | null;
-  /** where the trainer runs, and its process's start time (Linux clock ticks after boot) and a random token:
-   * together they tell the trainer from a later process that reuses its pid (runDir.trainerAlive) */
-  host?: string;
-  proc_start?: number | null;
-  token?: string;
-}
-
-const statusSpec = {
-  protocol: isNum,
-  state: oneOf(...RUN_STATES),
-  phase: oneOf(...PHASES),
-  pid: isNumOrNull,
-  step: isNum,
-  max_steps: isNum,
-  sft_step: optional(isNum),
-  sft_steps: optional(isNum),
-  started_at: optional(isNumOrNull),
-  updated_at: optional(isNumOrNull),
-  ended_at: optional(isNumOrNull),
-  last_checkpoint: optional(isStrOrNull),
-  error: optional(isStrOrNull),
-};
-
-export function checkStatus(v: unknown): Checked<RunStatus> {
-  if (!isObject(v)) return { ok: false, error: 'status is not an object' };
-  const bad = badField(v, statusSpec);
-  if (bad) return { ok: false, error: `status field '${bad}' is missing or invalid` };
-  return {
-    ok: true,
-    value: {
-      ...(v as unknown as RunStatus),
-      started_at: (v.started_at as number | null | undefined) ?? null,
-      updated_at: (v.updated_at as number | null | undefined) ?? null,
-      ended_at: (v.ended_at as number | null | undefined) ?? null,
-      last_checkpoint: (v.last_checkpoint as string | null | undefined) ?? null,
-      error: (v.error as string | null | undefined) ?? null,
-    },
-  };
-}
-
-/** The metric keys the dashboard knows how to chart (metrics.jsonl; others are kept but not charted). */
-export const METRIC_KEYS = [
-  'elapsed', 'reward/mean', 'reward/std', 'accuracy', 'frac_reward_zero_std', 'kl', 'clip_ratio/low',
-  'clip_ratio/high', 'entropy', 'loss', 'grad_norm', 'learning_rate', 'completion_length/mean',
-  'completion_length/max', 'truncated_ratio', 'advantage/mean', 'advantage/std', 'advantage/min',
-  'advantage/max', 'time/generate', 'time/train', 'tokens_per_second', 'eval/accuracy',
-] as const;
+const fieldNames = (name: string) => S.records[name].fields.map((f) => f.name);
+/** The metrics the trainer writes (metrics.jsonl; the dashboard charts any numeric key). */
+export const METRIC_KEYS: readonly (keyof MetricsRow & string)[] = fieldNames('MetricsRow').filter((k) => k !== 'step' && k !== 'time') as (keyof MetricsRow & string)[];
 export type MetricKey = (typeof METRIC_KEYS)[number];
-
-/** One metrics.jsonl row: `step` plus numbers (NaN/inf arrive as null after JSON round trips). */
-export interface MetricsRow {
-  step: number;
-  time?: number;
-  [key: string]: number | null | undefined;
-}
-
-export function checkMetricsRow(v: unknown): Checked<MetricsRow> {
-  if (!isObject(v)) return { ok: false, error: 'metrics row is not an object' };
-  if (!isNum(v.step)) return { ok: false, error: "metrics row has no numeric 'step'" };
-  for (const [k, x] of Object.entries(v)) {
-    if (x !== null && typeof x !== 'number') return { ok: false, error: `metrics field '${k}' is not a number` };
-  }
-  return { ok: true, value: v as MetricsRow };
-}
-
-export const EVENT_KINDS = ['phase', 'eval', 'checkpoint', 'ref_reset', 'warning', 'error', 'control'] as const;
-export interface RunEvent {
-  kind: string; // one of EVENT_KINDS; unknown kinds are kept (forward compatible) but not interpreted
-  time: number;
-  step: number;
-  [key: string]: Json | undefined;
-}
-
-export function checkEvent(v: unknown): Checked<RunEvent> {
-  if (!isObject(v)) return { ok: false, error: 'event is not an object' };
-  const bad = badField(v, { kind: isStr, time: isNum, step: isNum });
-  if (bad) return { ok: false, error: `event field '${bad}' is missing or invalid` };
-  return { ok: true, value: v as RunEvent };
-}
+/** The per-token arrays of a completion, besides `text`. */
+export const TOKEN_ARRAY_KEYS = fieldNames('TokenArrays').filter((k) => k !== 'text') as readonly Exclude<keyof TokenArrays, 'text'>[];
 
 // ---------------------------------------------------------------------------------------------------
 // Trainer → host: the live stream (stdout)
 
-export type TrainerMessage =
-  // `train` sends `config` and `resumed_from`; `serve` sends `checkpoint` and `step` (its readiness line).
-  | { v: 1; type: 'started'; run_dir: string | null; pid: number; config?: Record<string, Json>; resumed_from: number | null; checkpoint?: string; step?: number | null }
-  | { v: 1; type: 'status'; status: RunStatus }
-  | { v: 1; type: 'progress'; phase: string; step: number; total: number; [k: string]: Json | undefined }
-  | { v: 1; type: 'metrics'; row: MetricsRow }
-  | { v: 1; type: 'samples'; row: Record<string, Json> & { step: number } }
-  | { v: 1; type: 'event'; row: RunEvent }
-  | { v: 1; type: 'response'; id: string | number | null; ok: boolean; result?: Json; error?: string };
-
-export function checkTrainerMessage(v: unknown): Checked<TrainerMessage> {
+export function checkTrainerMessage(v: unknown): Checked<Records['TrainerMessage']> {
   if (!isObject(v)) return { ok: false, error: 'line is not a JSON object' };
   if (v.v !== PROTOCOL_VERSION) return { ok: false, error: `unsupported protocol version ${JSON.stringify(v.v)}` };
-  const fail = (what: string): Checked<TrainerMessage> => ({ ok: false, error: `'${String(v.type)}' message: ${what}` });
-  switch (v.type) {
-    case 'started': {
-      const bad = badField(v, { run_dir: isStrOrNull, pid: isNum, config: optional(isObject), resumed_from: optional(isNumOrNull), checkpoint: optional(isStr), step: optional(isNumOrNull) });
-      return bad ? fail(`field '${bad}' is missing or invalid`) : { ok: true, value: { ...v, resumed_from: (v.resumed_from as number | null | undefined) ?? null } as unknown as TrainerMessage };
-    }
-    case 'status': {
-      const s = checkStatus(v.status);
-      return s.ok ? { ok: true, value: { v: 1, type: 'status', status: s.value } } : fail(s.error);
-    }
-    case 'progress': {
-      const bad = badField(v, { phase: isStr, step: isNum, total: isNum });
-      return bad ? fail(`field '${bad}' is missing or invalid`) : { ok: true, value: v as never };
-    }
-    case 'metrics': {
-      const r = checkMetricsRow(v.row);
-      return r.ok ? { ok: true, value: { v: 1, type: 'metrics', row: r.value } } : fail(r.error);
-    }
-    case 'samples':
-      return isObject(v.row) && isNum(v.row.step) ? { ok: true, value: v as never } : fail("'row' must be an object with a numeric step");
-    case 'event': {
-      const e = checkEvent(v.row);
-      return e.ok ? { ok: true, value: { v: 1, type: 'event', row: e.value } } : fail(e.error);
-    }
-    case 'response': {
-      const bad = badField(v, { ok: (x) => typeof x === 'boolean', error: optional(isStr) });
-      return bad ? fail(`field '${bad}' is missing or invalid`) : { ok: true, value: { ...v, id: (v.id as string | number | null | undefined) ?? null } as unknown as TrainerMessage };
-    }
-    default:
-      return { ok: false, error: `unknown message type ${JSON.stringify(v.type)}` };
-  }
+  if (!isStr(v.type) || !Object.hasOwn(S.unions.TrainerMessage.variants, v.type)) return { ok: false, error: `unknown message type ${JSON.stringify(v.type)}` };
+  return checkAs('TrainerMessage', v, `'${v.type}' message`);
 }
 
 // ---------------------------------------------------------------------------------------------------
 // Host → trainer: control requests (stdin)
-
-export const CONTROL_TYPES = ['pause', 'resume', 'stop', 'save_checkpoint'] as const;
-export type ControlType = (typeof CONTROL_TYPES)[number];
-export interface ControlRequest { v: 1; type: ControlType; id?: string }
 
 export function controlRequest(type: ControlType, id?: string): ControlRequest {
   return id === undefined ? { v: 1, type } : { v: 1, type, id };
@@ -205,164 +207,18 @@ export function controlRequest(type: ControlType, id?: string): ControlRequest {
 export function encodeControl(req: ControlRequest): string {
   return JSON.stringify(req) + '\n';
 }
-export const isControlRequest = (v: unknown): v is ControlRequest =>
-  isObject(v) && v.v === PROTOCOL_VERSION && oneOf(...CONTROL_TYPES)(v.type) && optional(isStr)(v.id);
+export const isControlRequest = (v: unknown): v is ControlRequest => checkAs('ControlRequest', v, 'control request').ok;
 
 // ---------------------------------------------------------------------------------------------------
 // Inspection (issue 4): sampled groups, per-token scores, policy vs reference.
 // Requests go to a live `train` process or to `python -m grpo serve` over stdin; both answer with a
 // `response` line carrying the same `id` (docs/run-directory.md, "Inspection requests").
 
-/** Per-token arrays of one completion (samples.jsonl `tokens[i]`); every array has one entry per token. */
-export interface TokenArrays {
-  text: string[];
-  logp: number[];
-  old_logp: number[];
-  ref_logp: number[];
-  kl: number[];
-  advantage: number[];
-  entropy: number[];
-}
-export const TOKEN_ARRAY_KEYS = ['logp', 'old_logp', 'ref_logp', 'kl', 'advantage', 'entropy'] as const;
+export const checkScoreResult = checker('ScoreResult', 'score result');
+export const checkCompareResult = checker('CompareResult', 'compare result');
 
-/** One whole group: a samples.jsonl record, or what `sample_group` answers (plus its `source`). */
-export interface GroupRecord {
-  step?: number;
-  question: string;
-  answer: string | null;
-  prompt: string;
-  completions: string[];
-  rewards: number[];
-  correct?: boolean[];
-  advantages: number[];
-  truncated: boolean[];
-  tokens: TokenArrays[];
-  step_rewards?: number[][];
-  step_ends?: number[][];
-  source?: { checkpoint: string | null; step: number | null; [key: string]: unknown };
-  [key: string]: unknown;
-}
-
-const isNumArray = (v: unknown): v is number[] => Array.isArray(v) && v.every(isNum);
-const isBool = (v: unknown): v is boolean => typeof v === 'boolean';
-
-export function checkTokenArrays(v: unknown, where = 'tokens'): Checked<TokenArrays> {
-  if (!isObject(v)) return { ok: false, error: `${where} is not an object` };
-  if (!arrayOf(isStr)(v.text)) return { ok: false, error: `${where}.text must be a list of strings` };
-  const n = v.text.length;
-  for (const k of TOKEN_ARRAY_KEYS) {
-    const a = v[k];
-    if (!isNumArray(a)) return { ok: false, error: `${where}.${k} must be a list of finite numbers` };
-    if (a.length !== n) return { ok: false, error: `${where}.${k} has ${a.length} values for ${n} tokens` };
-  }
-  return { ok: true, value: v as unknown as TokenArrays };
-}
-
-export function checkGroupRecord(v: unknown): Checked<GroupRecord> {
-  if (!isObject(v)) return { ok: false, error: 'group is not an object' };
-  const bad = badField(v, {
-    question: isStr, answer: isStrOrNull, prompt: isStr, completions: arrayOf(isStr), rewards: isNumArray,
-    correct: optional(arrayOf(isBool)), advantages: isNumArray, truncated: arrayOf(isBool), tokens: Array.isArray,
-    step: optional(isNum), step_rewards: optional(arrayOf(isNumArray)), step_ends: optional(arrayOf(isNumArray)),
-  });
-  if (bad) return { ok: false, error: `group field '${bad}' is missing or invalid` };
-  const g = (v.completions as string[]).length;
-  for (const k of ['rewards', 'correct', 'advantages', 'truncated', 'tokens', 'step_rewards', 'step_ends']) {
-    const a = v[k] as unknown[] | undefined;
-    if (a !== undefined && a.length !== g) return { ok: false, error: `group field '${k}' has ${a.length} entries for ${g} completions` };
-  }
-  for (let i = 0; i < g; i++) {
-    const t = checkTokenArrays((v.tokens as unknown[])[i], `tokens[${i}]`);
-    if (!t.ok) return t as Checked<GroupRecord>;
-    const ends = (v.step_ends as number[][] | undefined)?.[i];
-    const rewards = (v.step_rewards as number[][] | undefined)?.[i];
-    if (ends && rewards && ends.length !== rewards.length) return { ok: false, error: `step_ends[${i}] and step_rewards[${i}] differ in length` };
-  }
-  if (v.source !== undefined && !(isObject(v.source) && isStrOrNull(v.source.checkpoint) && isNumOrNull(v.source.step))) {
-    return { ok: false, error: "group field 'source' is invalid" };
-  }
-  return { ok: true, value: v as unknown as GroupRecord };
-}
-
-/** `score`: `text` as a continuation of `prompt` under policy and reference. */
-export interface ScoreResult {
-  tokens: string[];
-  offsets: [number, number][]; // char offsets into `text`
-  logp: number[];
-  ref_logp: number[];
-  kl: number[];
-  entropy: number[];
-  sequence_kl: number;
-  sum_logp: number;
-  sum_ref_logp: number;
-  step: number | null; // null: a model directory that is not a training checkpoint
-}
-
-const isOffset = (v: unknown): v is [number, number] => Array.isArray(v) && v.length === 2 && isNum(v[0]) && isNum(v[1]);
-
-export function checkScoreResult(v: unknown): Checked<ScoreResult> {
-  if (!isObject(v)) return { ok: false, error: 'score result is not an object' };
-  const bad = badField(v, {
-    tokens: arrayOf(isStr), offsets: arrayOf(isOffset), logp: isNumArray, ref_logp: isNumArray, kl: isNumArray, entropy: isNumArray,
-    sequence_kl: isNum, sum_logp: isNum, sum_ref_logp: isNum, step: isNumOrNull,
-  });
-  if (bad) return { ok: false, error: `score result field '${bad}' is missing or invalid` };
-  const n = (v.tokens as string[]).length;
-  for (const k of ['offsets', 'logp', 'ref_logp', 'kl', 'entropy']) {
-    if ((v[k] as unknown[]).length !== n) return { ok: false, error: `score result field '${k}' has ${(v[k] as unknown[]).length} values for ${n} tokens` };
-  }
-  return { ok: true, value: v as unknown as ScoreResult };
-}
-
-/** One side of `compare`: a greedy (or sampled) completion and its per-token numbers under both models. */
-export interface CompareSide {
-  completion: string;
-  tokens: string[];
-  logp: number[]; // under the model that wrote this side
-  kl: number[];
-  logp_diff: number[]; // logp_policy − logp_ref per token
-  ref_logp?: number[]; // policy side: the reference's log-probs
-  policy_logp?: number[]; // reference side: the policy's log-probs
-}
-export interface CompareResult {
-  question: string;
-  prompt: string;
-  policy: CompareSide;
-  reference: CompareSide;
-  sequence_kl: { policy: number; reference: number };
-}
-
-function checkCompareSide(v: unknown, which: 'policy' | 'reference'): string | null {
-  if (!isObject(v)) return `'${which}' is not an object`;
-  const other = which === 'policy' ? 'ref_logp' : 'policy_logp';
-  const bad = badField(v, { completion: isStr, tokens: arrayOf(isStr), logp: isNumArray, kl: isNumArray, logp_diff: isNumArray, [other]: isNumArray });
-  if (bad) return `'${which}.${bad}' is missing or invalid`;
-  const n = (v.tokens as string[]).length;
-  for (const k of ['logp', 'kl', 'logp_diff', other]) if ((v[k] as unknown[]).length !== n) return `'${which}.${k}' has ${(v[k] as unknown[]).length} values for ${n} tokens`;
-  return null;
-}
-
-export function checkCompareResult(v: unknown): Checked<CompareResult> {
-  if (!isObject(v)) return { ok: false, error: 'compare result is not an object' };
-  const bad = badField(v, { question: isStr, prompt: isStr });
-  if (bad) return { ok: false, error: `compare result field '${bad}' is missing or invalid` };
-  const e = checkCompareSide(v.policy, 'policy') ?? checkCompareSide(v.reference, 'reference');
-  if (e) return { ok: false, error: `compare result: ${e}` };
-  if (!isObject(v.sequence_kl) || !isNum(v.sequence_kl.policy) || !isNum(v.sequence_kl.reference)) return { ok: false, error: "compare result field 'sequence_kl' is missing or invalid" };
-  return { ok: true, value: v as unknown as CompareResult };
-}
-
-export interface SampleGroupParams { question: string; answer?: string | null; num_generations?: number; temperature?: number; max_completion_length?: number; seed?: number }
-export interface ScoreParams { text: string; prompt?: string }
-export interface CompareParams { question: string; max_completion_length?: number; temperature?: number; seed?: number }
-
-/** Each inspection request with its parameters and the guard for its answer. */
-export interface InspectRequests {
-  sample_group: { params: SampleGroupParams; result: GroupRecord };
-  score: { params: ScoreParams; result: ScoreResult };
-  compare: { params: CompareParams; result: CompareResult };
-}
 export type InspectRequestType = keyof InspectRequests;
+/** The guard for each inspection request's answer. */
 export const INSPECT_RESULT_CHECKS: { [K in InspectRequestType]: (v: unknown) => Checked<InspectRequests[K]['result']> } = {
   sample_group: checkGroupRecord,
   score: checkScoreResult,

@@ -15,7 +15,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { listCheckpoints, listRuns, listSampleSteps, readMetrics, readSampleGroup, readStatus } from '../../src/runDir';
+import { listCheckpoints, listSampleSteps, readMetrics, readSampleGroup, readStatus, summarizeRuns } from '../../src/runDir';
 import { log, repo, runCommand, shot, startRig, until, webviewFrame, type Rig } from './rig';
 
 const python = process.env.GRPO_E2E_PYTHON ?? path.join(repo, '.venv', 'bin', 'python');
@@ -41,7 +41,7 @@ test('a TRL run: the dashboard follows it live, and Sample Group works on its ch
   script.stderr!.on('data', (d: Buffer) => stderr.push(d.toString()));
   const exited = new Promise<number | null>((resolve) => script!.on('exit', (code) => resolve(code)));
 
-  await until('the TRL run\'s first metrics row', () => readMetrics(runDir).rows.length >= 1 || (script!.exitCode !== null && assert.fail(`the TRL script exited: ${stderr.join('').slice(-2000)}`)), 5 * MIN, 1000);
+  await until('the TRL run\'s first metrics row', async () => (await readMetrics(runDir)).rows.length >= 1 || (script!.exitCode !== null && assert.fail(`the TRL script exited: ${stderr.join('').slice(-2000)}`)), 5 * MIN, 1000);
   await runCommand(page, 'GRPO: Open Dashboard');
   const dash = await webviewFrame(page, '#charts');
   const steps0 = Number(await until('the dashboard to draw steps', async () => Number(await dash.locator('body').getAttribute('data-steps')) > 0 && dash.locator('body').getAttribute('data-steps'), MIN));
@@ -68,7 +68,7 @@ test('a TRL run: the dashboard follows it live, and Sample Group works on its ch
   assert.ok(status?.ok && status.value.state === 'finished' && status.value.step === STEPS, JSON.stringify(status));
   assert.deepEqual(listCheckpoints(runDir).map((c) => c.step), [0, 80, 160, 240]);
   // what the Runs view reads: the run, its best reward, and its logged groups valid under our record guard
-  const listed = listRuns(path.join(workspace, 'runs')).find((r) => r.dir === runDir);
+  const listed = (await summarizeRuns(path.join(workspace, 'runs'))).find((r) => r.dir === runDir);
   assert.ok(listed && listed.state === 'finished' && listed.bestReward !== null, JSON.stringify(listed));
   assert.deepEqual(await listSampleSteps(runDir), [1, 40, 80, 120, 160, 200, 240]);
   const logged = await readSampleGroup(runDir, 40);

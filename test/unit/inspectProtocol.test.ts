@@ -15,7 +15,7 @@ test('a group in the samples.jsonl shape passes; inconsistent lengths are named'
   assert.deepEqual(checkGroupRecord(short), { ok: false, error: "group field 'rewards' has 1 entries for 2 completions" });
   const g = group();
   g.tokens[1].kl = [0];
-  assert.deepEqual(checkGroupRecord(g), { ok: false, error: 'tokens[1].kl has 1 values for 2 tokens' });
+  assert.deepEqual(checkGroupRecord(g), { ok: false, error: "group field 'tokens[1].kl' has 1 values for 2 tokens" });
   assert.match((checkGroupRecord({ ...group(), question: 3 }) as { error: string }).error, /'question'/);
   assert.ok(checkGroupRecord({ ...group(), source: { checkpoint: null, step: null } }).ok, 'the live trainer has no checkpoint path');
 });

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from . import algorithm
+from .records import GroupRecord
 
 
 def char_to_token_ends(tokenizer, completion_ids: list[int], char_ends: list[int]) -> list[int]:
@@ -48,7 +49,7 @@ def compute_advantages(tokenizer, batch, scored, G: int, supervision: str, scale
 
 
 def group_record(tokenizer, step: int, row: dict, idx: range, batch, texts, scored, seq_adv, advantages, logp,
-                 old_logp, ref_logp, entropy, step_ends_tok) -> dict:
+                 old_logp, ref_logp, entropy, step_ends_tok) -> GroupRecord:
     """One whole group (completions `idx` of the batch; `row` has its question, answer and prompt text) with
     per-token arrays: a samples.jsonl record, also what `grpo sample` prints and the inspector shows."""
     old = logp if old_logp is None else old_logp
@@ -61,7 +62,7 @@ def group_record(tokenizer, step: int, row: dict, idx: range, batch, texts, scor
         r6 = lambda t: [round(float(x), 6) for x in t[i, :n].tolist()]  # noqa: E731
         per_token.append({"text": tokenizer.convert_ids_to_tokens(ids), "logp": r6(logp), "old_logp": r6(old),
                           "ref_logp": r6(ref_logp), "kl": r6(kl), "advantage": r6(adv_tok), "entropy": r6(entropy)})
-    rec = {
+    rec: GroupRecord = {
         "step": step, "question": row["question"], "answer": row["answer"],
         "prompt": row["prompt"],
         "completions": [texts[i] for i in idx], "rewards": [scored.rewards[i] for i in idx],

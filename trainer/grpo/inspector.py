@@ -23,6 +23,7 @@ import torch
 
 from . import algorithm, groups, models, protocol, rollout, sft
 from .context import PolicyContext, Source, eval_mode
+from .records import CompareResult, GroupRecord, ScoreResult
 
 log = logging.getLogger("grpo")
 
@@ -157,7 +158,7 @@ def sample_group(ctx: PolicyContext, question: str, answer: str | None, *, num_g
     return rec
 
 
-def _sample_group(ctx: PolicyContext, source: Source, params: dict) -> dict[str, Any]:
+def _sample_group(ctx: PolicyContext, source: Source, params: dict) -> GroupRecord:
     s = ctx.settings
     G = _int_in("num_generations", params.get("num_generations", s.num_generations), 2, MAX_GENERATIONS)
     temperature = float(params.get("temperature", s.temperature))
@@ -199,7 +200,7 @@ def _text_tokens(tokenizer, text: str) -> tuple[list[int], list[list[int]]]:
         return ids, offsets
 
 
-def score(ctx: PolicyContext, text: str, prompt: str = "", step: int | None = None) -> dict[str, Any]:
+def score(ctx: PolicyContext, text: str, prompt: str = "", step: int | None = None) -> ScoreResult:
     """Per-token log-probabilities of `text` as a continuation of `prompt` under the policy and the
     reference (the models' own distributions, temperature 1; what the ONNX export computes), k3 KL and
     the policy's entropy. With an empty prompt the text's first token has nothing before it (no BOS is
@@ -237,7 +238,7 @@ def score(ctx: PolicyContext, text: str, prompt: str = "", step: int | None = No
 
 
 # --------------------------------------------------------------------------------------- compare
-def compare(ctx: PolicyContext, source: Source, params: dict) -> dict[str, Any]:
+def compare(ctx: PolicyContext, source: Source, params: dict) -> CompareResult:
     """Greedy (or sampled) completions of the same question from the policy (by the configured engine) and
     from the reference, each scored under both models (temperature 1), with per-token k3 KL and
     logp_policy − logp_ref."""

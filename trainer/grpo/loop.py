@@ -28,6 +28,7 @@ from . import algorithm, checkpoint, context, distributed, groups, inspector, lo
     onnx_export, protocol, sft
 from .config import Config
 from .progress import Progress
+from .records import MetricsRow
 from .rundir import RunDir
 
 log = logging.getLogger("grpo")
@@ -485,7 +486,7 @@ class Trainer:
         adv_vals = (adv if adv.dim() == 2 else adv[:, None].expand_as(mask))[mask.bool()].float()
         lens = batch.lengths.float()
         elapsed = time.time() - self.grpo_t0 - self.paused_time + self.elapsed_before
-        row = {
+        row: MetricsRow = {
             "step": self.step, "time": time.time(), "elapsed": elapsed,
             "reward/mean": rewards.mean().item(), "reward/std": rewards.std().item() if rewards.numel() > 1 else 0.0,
             "accuracy": sum(scored.correct) / len(scored.correct),

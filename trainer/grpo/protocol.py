@@ -1,8 +1,9 @@
 """The live stream's message types (stdout) and control requests (stdin), protocol version 1.
 
-docs/run-directory.md is the specification; the extension's src/protocol.ts is the other end. stdout
-carries only these lines: `Stream` owns the real stdout, and the CLI points `sys.stdout` at stderr so that
-stray library prints can never corrupt the stream.
+The messages and records themselves are defined in grpo/records.py (docs/run-directory.md explains them;
+the extension's src/protocol.ts, generated from records.py, is the other end). stdout carries only these
+lines: `Stream` owns the real stdout, and the CLI points `sys.stdout` at stderr so that stray library prints
+can never corrupt the stream.
 """
 
 from __future__ import annotations
@@ -13,23 +14,20 @@ import sys
 import threading
 from typing import IO, Any
 
-PROTOCOL_VERSION = 1
+from .records import CONTROL_TYPES, INSPECT_TYPES, MESSAGE_TYPES, PROTOCOL_VERSION, RUN_STATES, MessageType
 
+# Names for the records' Literal values (in their order there; test_records.py checks each name's value)
 # stdout message types
-STARTED, STATUS, PROGRESS, METRICS, SAMPLES, EVENT, RESPONSE = (
-    "started", "status", "progress", "metrics", "samples", "event", "response")
-MESSAGE_TYPES = (STARTED, STATUS, PROGRESS, METRICS, SAMPLES, EVENT, RESPONSE)
+STARTED, STATUS, PROGRESS, METRICS, SAMPLES, EVENT, RESPONSE = MESSAGE_TYPES
 
 # stdin control requests
-PAUSE, RESUME, STOP, SAVE_CHECKPOINT = "pause", "resume", "stop", "save_checkpoint"
-CONTROL_TYPES = (PAUSE, RESUME, STOP, SAVE_CHECKPOINT)
+PAUSE, RESUME, STOP, SAVE_CHECKPOINT = CONTROL_TYPES
 # stdin inspection requests (answered by `train` between steps and by `serve`; see grpo/inspector.py)
-SAMPLE_GROUP, SCORE, COMPARE = "sample_group", "score", "compare"
-INSPECT_TYPES = (SAMPLE_GROUP, SCORE, COMPARE)
+SAMPLE_GROUP, SCORE, COMPARE = INSPECT_TYPES
 
 # run states (status.json "state")
-RUNNING, PAUSED, STOPPED, FINISHED, FAILED = "running", "paused", "stopped", "finished", "failed"
-STATES = (RUNNING, PAUSED, STOPPED, FINISHED, FAILED)
+STATES = RUN_STATES
+RUNNING, PAUSED, STOPPED, FINISHED, FAILED = STATES
 
 
 def to_json(obj: Any) -> str:
@@ -54,7 +52,7 @@ class Stream:
         self._out = out if out is not None else sys.__stdout__
         self._lock = threading.Lock()
 
-    def send(self, type_: str, **payload: Any) -> None:
+    def send(self, type_: MessageType, **payload: Any) -> None:
         assert type_ in MESSAGE_TYPES, type_
         line = to_json({"v": PROTOCOL_VERSION, "type": type_, **payload})
         with self._lock:

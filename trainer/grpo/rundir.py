@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import protocol
+from .records import GroupRecord, MetricsRow
 from .protocol import Stream, to_json
 
 CHECKPOINTS = "checkpoints"
@@ -109,7 +110,7 @@ class RunDir:
     def __init__(self, path: str | Path, stream: Stream | None = None):
         self.path = Path(path)
         self.stream = stream or Stream(open(os.devnull, "w"))
-        self.status: dict[str, Any] = {}
+        self.status: dict[str, Any] = {}  # a records.RunStatus once start() ran
         self._files: dict[str, Any] = {}
 
     # ---------------------------------------------------------------------------------- records
@@ -120,15 +121,16 @@ class RunDir:
         f.write(to_json(row) + "\n")
         f.flush()
 
-    def metrics(self, row: dict) -> None:
+    def metrics(self, row: MetricsRow) -> None:
         self._append("metrics.jsonl", row)
         self.stream.send(protocol.METRICS, row=row)
 
-    def samples(self, row: dict) -> None:
+    def samples(self, row: GroupRecord) -> None:
         self._append("samples.jsonl", row)
         self.stream.send(protocol.SAMPLES, row=row)
 
     def event(self, kind: str, step: int, **fields: Any) -> dict:
+        """One events.jsonl row; `kind` and its fields are defined in records.py (`EVENTS`)."""
         row = {"kind": kind, "time": time.time(), "step": step, **fields}
         self._append("events.jsonl", row)
         self.stream.send(protocol.EVENT, row=row)

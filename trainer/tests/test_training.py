@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from grpo import records
 from grpo.rundir import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,6 +27,8 @@ def trainer(run_dir: Path, *args: str, stdin=subprocess.DEVNULL) -> subprocess.P
 def stream_lines(text: str) -> list[dict]:
     lines = [json.loads(line) for line in text.splitlines()]  # every stdout line is protocol JSON
     assert all(m["v"] == 1 and "type" in m for m in lines)
+    schema = records.schema()
+    assert [e for m in lines for e in records.validate("TrainerMessage", m, schema)] == []  # the record contract
     return lines
 
 
@@ -77,6 +80,7 @@ def test_short_run_reward_rises_and_writes_the_run_directory(tmp_path):
     assert 0 <= sft_end["sft_accuracy"] <= 1
     ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert ckpts == ["step_000000", "step_000030"]
+    assert records.check_run_dir(run) == []
 
 
 def test_sigkill_then_resume(tmp_path):
@@ -104,6 +108,7 @@ def test_sigkill_then_resume(tmp_path):
     assert status["state"] == "finished" and status["step"] == latest + 2
     steps = [m["step"] for m in read_jsonl(run / "metrics.jsonl")[0]]
     assert steps == list(range(1, latest + 3))  # rows past the checkpoint were replaced, none duplicated
+    assert records.check_run_dir(run) == []  # the resume event included
 
 
 def test_stop_and_pause_over_stdin(tmp_path):
@@ -128,6 +133,7 @@ def test_stop_and_pause_over_stdin(tmp_path):
     assert status["state"] == "stopped"
     assert (run / status["last_checkpoint"]).is_dir()
     assert int(status["last_checkpoint"].split("_")[-1]) == status["step"]
+    assert records.check_run_dir(run) == []  # control events included
     responses = [m for m in stream_lines(out) if m["type"] == "response"]
     assert any(r["ok"] is False and "not JSON" in r["error"] for r in responses)
     assert any(r["ok"] and r["id"] == "a" for r in responses)

@@ -31,7 +31,7 @@ const sides = (['policy', 'reference'] as const).map((which) => {
   const h = heatmap((_row, t) => {
     const s = result![which];
     const lp = s.logp[t];
-    const other = which === 'policy' ? s.ref_logp![t] : s.policy_logp![t];
+    const other = which === 'policy' ? result!.policy.ref_logp[t] : result!.reference.policy_logp[t];
     const policyLp = which === 'policy' ? lp : other;
     const refLp = which === 'policy' ? other : lp;
     return tooltipText({ token: s.tokens[t], index: t, count: s.tokens.length, logp: policyLp, refLogp: refLp, kl: s.kl[t] }, `the ${which}'s completion`);
