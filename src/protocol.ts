@@ -104,6 +104,8 @@ export const METRIC_KEYS = [
   'clip_ratio/high', 'entropy', 'loss', 'grad_norm', 'learning_rate', 'completion_length/mean',
   'completion_length/max', 'truncated_ratio', 'advantage/mean', 'advantage/std', 'advantage/min',
   'advantage/max', 'time/generate', 'time/train', 'tokens_per_second', 'eval/accuracy',
+  // held-out pass@k / maj@k for the default eval_k (1,4,8,16); rows carry them on sampled evaluations only
+  'eval/pass@1', 'eval/pass@4', 'eval/pass@8', 'eval/pass@16', 'eval/maj@1', 'eval/maj@4', 'eval/maj@8', 'eval/maj@16',
 ] as const;
 export type MetricKey = (typeof METRIC_KEYS)[number];
 

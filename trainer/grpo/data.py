@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import decontaminate
 from .tasks import arith
 
 HELD_OUT_SEED = 987_654_321
@@ -26,14 +27,20 @@ class Dataset:
     held_out: list[dict] = field(default_factory=list)
     bad_rows: int = 0
     generated: bool = False
+    ops: tuple[int, int] = (2, 4)   # generated arith: operations per question (min, max)
+    decontamination: dict = field(default_factory=dict)  # the check's findings (decontaminate.Report.fields)
+    _index: decontaminate.Index | None = field(default=None, repr=False)
 
     def batch(self, rng: random.Random, n: int) -> list[dict]:
+        """`n` training rows. A generated task never yields a question that shares a 10-gram with (or, short,
+        equals) a held-out one: GRPO and SFT both draw from here."""
         if self.generated:
             rows = []
-            held = {r["question"] for r in self.held_out}
+            if self._index is None:
+                self._index = decontaminate.Index.of(r["question"] for r in self.held_out)
             while len(rows) < n:
-                q = arith.random_expression(rng)
-                if q not in held:
+                q = arith.random_expression(rng, *self.ops)
+                if not self._index.contaminated(q):
                     rows.append({"question": q, "answer": str(arith.evaluate(arith.parse(q)))})
             return rows
         return [self.train[rng.randrange(len(self.train))] for _ in range(n)]
@@ -147,9 +154,26 @@ def load_rows(path: str | Path, question_column: str = "question", answer_column
 
 
 def load(task: str, eval_size: int, seed: int, question_column: str = "question", answer_column: str = "answer",
-         answer_format: str = "plain") -> Dataset:
+         answer_format: str = "plain", ops: tuple[int, int] = (2, 4), held_out: str = "",
+         decontaminate_action: str = "remove") -> Dataset:
+    """The task's training rows and held-out rows: `held_out` names a file of evaluation rows (its first
+    `eval_size`), else the held-out rows are generated (arith) or split from the task file. Training rows that
+    share a 10-gram with a held-out question are removed (`decontaminate_action` remove) or only counted
+    (report); the findings are in `Dataset.decontamination`."""
+    held: list[dict] | None = None
+    held_bad = 0
+    if held_out:
+        if not Path(held_out).is_file():
+            raise FileNotFoundError(f"setting 'held_out': {held_out!r} is not a JSONL or Parquet file")
+        held, held_bad = load_rows(held_out, question_column, answer_column, answer_format)
+        if not held:
+            raise ValueError(f"setting 'held_out': {held_out} has no usable rows ({held_bad} bad)")
+        held = held[:eval_size]
     if task == "arith":
-        return Dataset("arith", held_out=arith.make_split(HELD_OUT_SEED, eval_size), generated=True)
+        rows = held if held is not None else arith.make_split(HELD_OUT_SEED, eval_size, min_ops=ops[0], max_ops=ops[1])
+        return Dataset("arith", held_out=rows, generated=True, ops=ops, bad_rows=held_bad,
+                       decontamination={"checked": 0, "eval_questions": len(rows), "matched": 0,
+                                        "action": "never generated", "n": decontaminate.N, "examples": []})
     path = Path(task)
     if not path.is_file():
         raise FileNotFoundError(f"setting 'task': {task!r} is neither a built-in task (arith) nor a JSONL or "
@@ -159,5 +183,14 @@ def load(task: str, eval_size: int, seed: int, question_column: str = "question"
         raise ValueError(f"setting 'task': {task} has {len(rows)} usable rows ({bad} bad); need at least 2")
     rows = rows[:]
     random.Random(seed).shuffle(rows)
-    n_eval = min(eval_size, max(1, len(rows) // 10))
-    return Dataset(path.stem, train=rows[n_eval:], held_out=rows[:n_eval], bad_rows=bad)
+    if held is None:
+        n_eval = min(eval_size, max(1, len(rows) // 10))
+        held, rows = rows[:n_eval], rows[n_eval:]
+    found = decontaminate.check([r["question"] for r in rows], [r["question"] for r in held])
+    fields_ = found.fields([r["question"] for r in rows], "removed" if decontaminate_action == "remove" else "reported")
+    if decontaminate_action == "remove" and found.matched:
+        drop = set(found.matched)
+        rows = [r for i, r in enumerate(rows) if i not in drop]
+        if not rows:
+            raise ValueError(f"setting 'task': every training row of {task} shares a 10-gram with a held-out question")
+    return Dataset(path.stem, train=rows, held_out=held, bad_rows=bad + held_bad, decontamination=fields_)

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from . import (algorithm, checkpoint, data, distributed, engines, inspector, logprobs, microbatch, models,
-               onnx_export, prompts, protocol, sft, verify)
+from . import (algorithm, checkpoint, data, distributed, engines, evaluation, inspector, logprobs, microbatch,
+               models, onnx_export, prompts, protocol, sft, verify)
 from .config import Config
 from .progress import Progress
 from .rewards import Rewarder
@@ -83,7 +83,9 @@ class Trainer:
         self.data_rng = random.Random(cfg.seed + distributed.seed_offset())
         self.sample_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + distributed.seed_offset())
         self.dataset = data.load(cfg.task, cfg.eval_size, cfg.seed, cfg.question_column, cfg.answer_column,
-                                 cfg.answer_format)
+                                 cfg.answer_format, ops=(cfg.arith_min_ops, cfg.arith_max_ops),
+                                 held_out=cfg.held_out, decontaminate_action=cfg.decontaminate)
+        self.run.event("decontamination", 0, **self.dataset.decontamination)
         if self.dataset.bad_rows:
             self.run.event("warning", 0, code="bad_rows", count=self.dataset.bad_rows,
                            message=f"skipped {self.dataset.bad_rows} bad rows in {cfg.task}")
@@ -221,7 +223,7 @@ class Trainer:
 
     def _finish(self, state: str) -> str:
         if self.phase == "grpo" and state == protocol.FINISHED and self.last_eval_step != self.step:
-            self._evaluate()
+            self._evaluate(sampled=True)
         self._save()
         # The other ranks wait for rank 0's last checkpoint (and its ONNX export) before they leave the process
         # group: rank 1 tearing gloo down while rank 0 was still writing aborted it (SIGABRT) on a loaded machine.
@@ -292,9 +294,11 @@ class Trainer:
             if self.stop_requested:
                 return False
             rows = self.dataset.batch(self.data_rng, cfg.sft_batch_size)
+            examples = [arith.sft_example(r["question"], self.data_rng, cfg.sft_direct_fraction,
+                                          cfg.sft_direct_weight) for r in rows]
             batch = sft.teacher_batch(self.tokenizer, [sft.prompt_text(r["question"]) for r in rows],
-                                      [arith.worked_solution(r["question"]) for r in rows], self.device)
-            loss = sft.sft_loss(self.scorer, batch)
+                                      [target for target, _ in examples], self.device)
+            loss = sft.sft_loss(self.scorer, batch, torch.tensor([w for _, w in examples]))
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.policy.parameters(), 1.0)
@@ -307,8 +311,10 @@ class Trainer:
                                      loss=loss.item(), elapsed=elapsed)
                 self.run.update(sft_step=self.sft_step)
                 self.progress.show("sft", self.sft_step, cfg.sft_steps, elapsed, loss=loss.item())
-        acc, _ = sft.greedy_accuracy(self.policy, self.tokenizer, self.dataset.held_out, cfg.max_completion_length,
-                                     prompt_fn=self.prompt_text, check=self.check, engine=self.engine)
+        start = self._evaluate(sampled=True)  # the start: step 0's eval event, and a step-0 row of eval columns
+        acc = start["eval/accuracy"]
+        if distributed.is_main():
+            self.run.metrics({"step": 0, "time": time.time(), "elapsed": 0.0, **start})
         self.run.event("phase", 0, phase="grpo", sft_accuracy=acc)
         log.info("SFT done: held-out greedy accuracy %.3f", acc)
         self.phase = "grpo"
@@ -348,15 +354,24 @@ class Trainer:
         return logprobs.score(logprobs.Scorer(self.ref, self.cfg.logprob_chunk_tokens, self.dtype), batch,
                               self.cfg.temperature)
 
-    def _evaluate(self) -> float:
+    def _evaluate(self, sampled: bool = False) -> dict[str, float]:
+        """Held-out greedy accuracy, with `sampled` also pass@k / maj@k (evaluation.py): an eval event, and
+        the metrics-row columns returned."""
+        cfg = self.cfg
         if not distributed.is_main():  # rank 0 evaluates; the others wait at the next collective
             self.last_eval_step = self.step
-            return float("nan")
-        acc, _ = sft.greedy_accuracy(self.policy, self.tokenizer, self.dataset.held_out, self.cfg.max_completion_length,
-                                     prompt_fn=self.prompt_text, check=self.check, engine=self.engine)
+            return {"eval/accuracy": float("nan")}
+        # its own random stream: evaluating never changes what training samples
+        gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 7919)
+        report = evaluation.evaluate(self.policy, self.tokenizer, self.dataset.held_out, cfg.max_completion_length,
+                                     prompt_fn=self.prompt_text, check=self.check, engine=self.engine,
+                                     samples=cfg.eval_samples if sampled else 0,
+                                     ks=evaluation.parse_ks(cfg.eval_k), temperature=cfg.eval_temperature,
+                                     top_p=cfg.top_p, generator=gen)
         self.last_eval_step = self.step
-        self.run.event("eval", self.step, accuracy=acc, n=len(self.dataset.held_out))
-        return acc
+        self.run.event("eval", self.step, **report.fields())
+        self.progress.evaluated(self.step, report.metrics())
+        return report.metrics()
 
     def _grpo_step(self) -> None:
         cfg, tok = self.cfg, self.tokenizer
@@ -486,8 +501,9 @@ class Trainer:
         if cfg.reward == "process":
             flat = [r for rs in scored.step_rewards for r in rs]
             row["process_reward/mean"] = sum(flat) / max(1, len(flat))
-        if (cfg.eval_steps and self.step % cfg.eval_steps == 0) or self.step == cfg.max_steps:
-            row["eval/accuracy"] = self._evaluate()
+        sampled = self.step == cfg.max_steps or bool(cfg.eval_sampled_steps and self.step % cfg.eval_sampled_steps == 0)
+        if (cfg.eval_steps and self.step % cfg.eval_steps == 0) or sampled:
+            row.update(self._evaluate(sampled))
         row = distributed.reduce_row(row)
         if self.step % cfg.logging_steps == 0 or self.step == cfg.max_steps:
             self.run.metrics(row)

@@ -32,9 +32,10 @@ def teacher_batch(tokenizer, prompts: list[str], targets: list[str], device) -> 
                          torch.zeros(len(targets_ids), dtype=torch.bool, device=device))
 
 
-def sft_loss(model, batch: rollout.Batch) -> torch.Tensor:
-    """Mean negative log-likelihood of the target tokens. `model` is a causal LM or a `logprobs.Scorer`
-    (possibly inside DDP)."""
+def sft_loss(model, batch: rollout.Batch, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean negative log-likelihood of the target tokens; with `weights` (one per sequence) each token counts
+    its sequence's weight, normalised by the weighted token count. `model` is a causal LM or a
+    `logprobs.Scorer` (possibly inside DDP)."""
     from .logprobs import Scorer
 
     if isinstance(getattr(model, "module", model), Scorer):
@@ -44,6 +45,8 @@ def sft_loss(model, batch: rollout.Batch) -> torch.Tensor:
     else:
         logp, _ = rollout.token_logprobs(model, batch)
     mask = batch.completion_mask.float()
+    if weights is not None:
+        mask = mask * weights.to(mask.device, mask.dtype)[:, None]
     return -(logp * mask).sum() / mask.sum()
 
 

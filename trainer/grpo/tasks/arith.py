@@ -1,6 +1,7 @@
 """The built-in task `arith`: integer expressions over single digits, solved one operation per line.
 
-An expression has 2–4 binary operations from + − ×, operands 0–9, and is written with the minimal
+An expression has `min_ops`–`max_ops` binary operations from + − × (settings `arith_min_ops`,
+`arith_max_ops`; the embedded default trains on 2), operands 0–9, and is written with the minimal
 parentheses under standard precedence and left associativity, e.g. ``(3+1)*3+4*1``. Its worked solution
 reduces the expression tree one operation per line (left subtree first), then gives the answer after the
 GSM8K-style marker ``####``::
@@ -12,6 +13,11 @@ GSM8K-style marker ``####``::
     #### 16
 
 Negative operands are written in parentheses (``5-(-2)=7``) so every step line has one operator.
+SFT data can mix two behaviours the way instruction data does (settings `sft_direct_fraction`,
+`sft_direct_weight`): a fraction of the targets are a direct answer (``#### 16``) with a larger loss weight,
+the rest worked solutions. Greedy decoding then follows the weighted direct style while sampling often finds
+the more accurate worked one: a start whose pass@k is high and greedy accuracy low, which GRPO can sharpen.
+
 The outcome reward checks the final answer. The process reward checks each line: a step earns 1 when it
 applies the right operator to two values that are available in the current expression (a sub-expression
 whose operands are both already computed) with the right result; the answer line earns 1 when it is right.
@@ -116,7 +122,7 @@ def parse(text: str) -> Node:
 
 
 def random_expression(rng: random.Random, min_ops: int = 2, max_ops: int = 4) -> str:
-    """A random tree with 2–4 operations, rendered minimally (the rendering is canonical: parse∘render
+    """A random tree with `min_ops`–`max_ops` operations, rendered minimally (the rendering is canonical: parse∘render
     gives the tree the solution follows)."""
     def build(k: int) -> Node:
         if k == 0:
@@ -151,6 +157,20 @@ def worked_solution(question: str) -> str:
     tree = parse(question)
     lines = [f"{_num(a)}{op}{_num(b)}={r}" for op, a, b, r in solution_steps(tree)]
     return "\n".join(lines + [f"{ANSWER_MARKER} {evaluate(tree)}"])
+
+
+def direct_solution(question: str) -> str:
+    """The answer alone, in the worked solution's answer format."""
+    return f"{ANSWER_MARKER} {evaluate(parse(question))}"
+
+
+def sft_example(question: str, rng: random.Random, direct_fraction: float = 0.0,
+                direct_weight: float = 1.0) -> tuple[str, float]:
+    """One SFT target and its loss weight: with probability `direct_fraction` the direct answer weighted
+    `direct_weight`, else the worked solution weighted 1."""
+    if direct_fraction > 0 and rng.random() < direct_fraction:
+        return direct_solution(question), direct_weight
+    return worked_solution(question), 1.0
 
 
 def prompt_for(question: str) -> str:
@@ -219,15 +239,23 @@ def process_rewards(question: str, completion: str) -> tuple[list[float], list[i
     return rewards, ends
 
 
-def make_split(seed: int, n: int, exclude: set[str] | None = None) -> list[dict]:
-    """`n` distinct questions with answers, none in `exclude`."""
+def make_split(seed: int, n: int, exclude: set[str] | None = None, min_ops: int = 2,
+               max_ops: int = 4) -> list[dict]:
+    """`n` distinct questions with answers, none in `exclude`. Raises when the distribution has fewer than
+    `n` distinct questions outside `exclude` (1 operation: 300 questions)."""
     rng = random.Random(seed)
     seen = set(exclude or ())
     rows = []
+    misses = 0
     while len(rows) < n:
-        q = random_expression(rng)
+        q = random_expression(rng, min_ops, max_ops)
         if q in seen:
+            misses += 1
+            if misses > 100 * n + 10_000:
+                raise ValueError(f"arith with {min_ops}–{max_ops} operations has too few distinct questions "
+                                 f"for {n} held-out ones")
             continue
+        misses = 0
         seen.add(q)
         rows.append({"question": q, "answer": str(evaluate(parse(q)))})
     return rows
