@@ -125,7 +125,7 @@ export function checkMetricsRow(v: unknown): Checked<MetricsRow> {
   return { ok: true, value: v as MetricsRow };
 }
 
-export const EVENT_KINDS = ['phase', 'eval', 'checkpoint', 'ref_reset', 'warning', 'error', 'control'] as const;
+export const EVENT_KINDS = ['phase', 'eval', 'decontamination', 'checkpoint', 'ref_reset', 'warning', 'error', 'control'] as const;
 export interface RunEvent {
   kind: string; // one of EVENT_KINDS; unknown kinds are kept (forward compatible) but not interpreted
   time: number;

@@ -49,6 +49,9 @@ class Config:
                                       "of a worked solution (tasks that have both)", minimum=0, maximum=1)
     sft_direct_weight: float = _opt(4.0, "loss weight of a direct-answer SFT target (worked ones weigh 1)",
                                     minimum=0, exclusive_min=True)
+    sft_direct_weighting: str = _opt("sequence", "where sft_direct_weight applies: every token of a direct answer "
+                                     "(sequence), or only its first token, the one that chooses the answer's "
+                                     "style (first_token)", choices=("sequence", "first_token"))
 
     # GRPO
     max_steps: int = _opt(200, "GRPO optimizer steps", minimum=0)

@@ -298,7 +298,9 @@ class Trainer:
                                           cfg.sft_direct_weight) for r in rows]
             batch = sft.teacher_batch(self.tokenizer, [sft.prompt_text(r["question"]) for r in rows],
                                       [target for target, _ in examples], self.device)
-            loss = sft.sft_loss(self.scorer, batch, torch.tensor([w for _, w in examples]))
+            weights = sft.target_weights(torch.tensor([w for _, w in examples]), batch.completion_ids.shape[1],
+                                         cfg.sft_direct_weighting)
+            loss = sft.sft_loss(self.scorer, batch, weights)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.policy.parameters(), 1.0)
@@ -311,10 +313,7 @@ class Trainer:
                                      loss=loss.item(), elapsed=elapsed)
                 self.run.update(sft_step=self.sft_step)
                 self.progress.show("sft", self.sft_step, cfg.sft_steps, elapsed, loss=loss.item())
-        start = self._evaluate(sampled=True)  # the start: step 0's eval event, and a step-0 row of eval columns
-        acc = start["eval/accuracy"]
-        if distributed.is_main():
-            self.run.metrics({"step": 0, "time": time.time(), "elapsed": 0.0, **start})
+        acc = self._evaluate(sampled=True)["eval/accuracy"]  # the start: step 0's eval event
         self.run.event("phase", 0, phase="grpo", sft_accuracy=acc)
         log.info("SFT done: held-out greedy accuracy %.3f", acc)
         self.phase = "grpo"
