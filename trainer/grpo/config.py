@@ -42,19 +42,19 @@ class Config:
                               minimum=1, maximum=8)
 
     # Supervised warm-up (the paper's SFT stage; 0 skips it)
-    sft_steps: int = _opt(1000, "SFT optimizer steps on worked solutions before GRPO", minimum=0)
+    sft_steps: int = _opt(3000, "SFT optimizer steps on worked solutions before GRPO", minimum=0)
     sft_batch_size: int = _opt(64, "SFT sequences per step", minimum=1)
     sft_learning_rate: float = _opt(5e-3, "SFT learning rate", minimum=0, exclusive_min=True)
     sft_direct_fraction: float = _opt(0.3, "fraction of SFT targets that are a direct answer ('#### N') instead "
                                       "of a worked solution (tasks that have both)", minimum=0, maximum=1)
     sft_direct_weight: float = _opt(4.0, "loss weight of a direct-answer SFT target (worked ones weigh 1)",
                                     minimum=0, exclusive_min=True)
-    sft_direct_weighting: str = _opt("sequence", "where sft_direct_weight applies: every token of a direct answer "
+    sft_direct_weighting: str = _opt("first_token", "where sft_direct_weight applies: every token of a direct answer "
                                      "(sequence), or only its first token, the one that chooses the answer's "
                                      "style (first_token)", choices=("sequence", "first_token"))
 
     # GRPO
-    max_steps: int = _opt(200, "GRPO optimizer steps", minimum=0)
+    max_steps: int = _opt(100, "GRPO optimizer steps", minimum=0)
     num_generations: int = _opt(8, "G: completions sampled per question", minimum=2)
     questions_per_step: int = _opt(32, "questions per step (TRL: per_device_train_batch_size / "
                                    "num_generations)", minimum=1)
