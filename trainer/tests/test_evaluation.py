@@ -111,3 +111,25 @@ def test_maj_at_k_is_fast_enough_for_spread_answers():
     correct = [i == 0 for i in range(16)]
     assert evaluation.maj_at_k(keys, correct, 8) == pytest.approx(1 / 16)
     assert math.isclose(evaluation.maj_at_k(keys, correct, 16), 1 / 16)
+
+
+def test_evaluate_samples_n_completions_per_question_with_a_real_model():
+    import torch
+
+    from grpo import models, sft
+    from grpo.rewards import answer_matches
+
+    model, tok = models.load(models.BUILTIN, 0, torch.device("cpu"))
+    rows = [{"question": "1+2", "answer": "3"}, {"question": "2*3-1", "answer": "5"}, {"question": "9-9", "answer": "0"}]
+    gen = torch.Generator().manual_seed(0)
+    report = evaluation.evaluate(model, tok, rows, 6, prompt_fn=sft.prompt_text, check=answer_matches, samples=4,
+                                 ks=(1, 4, 8), temperature=1.0, generator=gen, batch_size=8)
+    assert report.n == 3 and len(report.greedy_texts) == 3 and report.samples == 4
+    assert set(report.pass_at) == set(report.maj_at) == {1, 4}  # k = 8 > 4 samples is left out
+    assert all(0 <= v <= 1 for v in [*report.pass_at.values(), *report.maj_at.values()])
+    assert report.pass_at[1] == report.maj_at[1]  # one sample: both are the sampled accuracy
+    fields = report.fields()
+    assert fields["pass_at_k"].keys() == {"1", "4"} and fields["temperature"] == 1.0
+    assert set(report.metrics()) == {"eval/accuracy", "eval/pass@1", "eval/pass@4", "eval/maj@1", "eval/maj@4"}
+    assert evaluation.evaluate(model, tok, rows, 6, prompt_fn=sft.prompt_text, check=answer_matches).fields() \
+        .keys() == {"accuracy", "n"}  # greedy only
