@@ -54,7 +54,8 @@ BENCH_DEFAULTS = ["eval_steps=10", "logging_steps=1", "save_steps=0"]
 
 # Settings of ours that have no bearing on TRL here (they shape only the starting checkpoint, which both share,
 # or our own logging) or that the benchmark fixes itself.
-_START_ONLY = {"sft_steps", "sft_batch_size", "sft_learning_rate"}
+_START_ONLY = {"sft_steps", "sft_batch_size", "sft_learning_rate", "sft_direct_fraction", "sft_direct_weight",
+               "sft_direct_weighting"}
 _OURS_ONLY = {"log_samples_steps", "max_nonfinite_steps", "logging_steps", "save_steps", "device",
               "max_prompt_length"}
 _FIXED = {"task": "arith", "reward": "outcome", "reward_function": "", "device": "auto"}
@@ -371,7 +372,7 @@ def trl_child(spec_path: str, out_path: str) -> int:
     cfg = config_mod.build_config(spec["config"])
     seed, start = spec["seed"], spec["start"]
     mu = cfg.num_iterations
-    task = ArithTask(cfg.eval_size)
+    task = ArithTask.from_settings(cfg)
     # the very questions our trainer draws for this seed, in its order (questions_per_step per step)
     rows = task.questions(random.Random(seed), cfg.questions_per_step * cfg.max_steps)
     train = datasets.Dataset.from_list([{"prompt": prompts.plain(r["question"]), "question": r["question"],

@@ -10,7 +10,7 @@ export const RUN_STATES = ["running","paused","stopped","finished","failed"] as 
 export type RunState = (typeof RUN_STATES)[number];
 export const PHASES = ["setup","sft","grpo","done"] as const;
 export type Phase = (typeof PHASES)[number];
-export const EVENT_KINDS = ["phase","eval","checkpoint","ref_reset","warning","error","control","resume"] as const;
+export const EVENT_KINDS = ["phase","eval","decontamination","checkpoint","ref_reset","warning","error","control","resume"] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 export const CONTROL_TYPES = ["pause","resume","stop","save_checkpoint"] as const;
 export type ControlType = (typeof CONTROL_TYPES)[number];
@@ -69,6 +69,23 @@ export interface ControlRequest {
   id?: string;
 }
 
+/** At start: training questions sharing a 10-gram with (short ones: equal to) a held-out question. */
+export interface DecontaminationEvent extends RunEvent {
+  kind: "decontamination";
+  /** training rows checked (0 for the built-in generator) */
+  checked: number;
+  /** held-out questions */
+  eval_questions: number;
+  /** training rows that share a 10-gram with a held-out question */
+  matched: number;
+  /** removed, reported, or never generated (the built-in generator skips such questions) */
+  action: string;
+  /** the n of the n-grams (10) */
+  n: number;
+  /** up to 3 matched questions */
+  examples: string[];
+}
+
 /** The run failed. */
 export interface ErrorEvent extends RunEvent {
   kind: "error";
@@ -81,6 +98,14 @@ export interface EvalEvent extends RunEvent {
   accuracy: number | null;
   /** held-out questions evaluated */
   n: number;
+  /** sampled evaluations only (the GRPO start, the end, every eval_sampled_steps): completions per question */
+  samples?: number;
+  /** sampled evaluations only: the sampling temperature */
+  temperature?: number | null;
+  /** sampled evaluations only: unbiased pass@k by k (a string key) */
+  pass_at_k?: Record<string, number>;
+  /** sampled evaluations only: maj@k by k (a string key) */
+  maj_at_k?: Record<string, number>;
 }
 
 export interface EventMessage {
@@ -179,6 +204,22 @@ export interface MetricsRow {
   "process_reward/mean"?: number | null;
   /** only on steps where an evaluation ran: greedy held-out accuracy */
   "eval/accuracy"?: number | null;
+  /** only on steps with a sampled evaluation: held-out pass@1 */
+  "eval/pass@1"?: number | null;
+  /** only on steps with a sampled evaluation: held-out pass@4 */
+  "eval/pass@4"?: number | null;
+  /** only on steps with a sampled evaluation: held-out pass@8 */
+  "eval/pass@8"?: number | null;
+  /** only on steps with a sampled evaluation: held-out pass@16 */
+  "eval/pass@16"?: number | null;
+  /** only on steps with a sampled evaluation: held-out maj@1 */
+  "eval/maj@1"?: number | null;
+  /** only on steps with a sampled evaluation: held-out maj@4 */
+  "eval/maj@4"?: number | null;
+  /** only on steps with a sampled evaluation: held-out maj@8 */
+  "eval/maj@8"?: number | null;
+  /** only on steps with a sampled evaluation: held-out maj@16 */
+  "eval/maj@16"?: number | null;
   [key: string]: number | null | undefined;
 }
 
@@ -376,7 +417,7 @@ export interface WarningEvent extends RunEvent {
 }
 
 /** By `kind`; another kind is read as a plain RunEvent. */
-export type KnownEvent = PhaseEvent | EvalEvent | CheckpointEvent | RefResetEvent | WarningEvent | ErrorEvent | ControlEvent | ResumeEvent;
+export type KnownEvent = PhaseEvent | EvalEvent | DecontaminationEvent | CheckpointEvent | RefResetEvent | WarningEvent | ErrorEvent | ControlEvent | ResumeEvent;
 
 /** By `type`. */
 export type TrainerMessage = StartedMessage | StatusMessage | ProgressMessage | MetricsMessage | SamplesMessage | EventMessage | ResponseMessage;
@@ -396,6 +437,7 @@ export interface Records {
   CompareSide: CompareSide;
   ControlEvent: ControlEvent;
   ControlRequest: ControlRequest;
+  DecontaminationEvent: DecontaminationEvent;
   ErrorEvent: ErrorEvent;
   EvalEvent: EvalEvent;
   EventMessage: EventMessage;
@@ -430,7 +472,7 @@ export const SCHEMA = {
   enums: {
     "RunState": ["running","paused","stopped","finished","failed"],
     "Phase": ["setup","sft","grpo","done"],
-    "EventKind": ["phase","eval","checkpoint","ref_reset","warning","error","control","resume"],
+    "EventKind": ["phase","eval","decontamination","checkpoint","ref_reset","warning","error","control","resume"],
     "ControlType": ["pause","resume","stop","save_checkpoint"],
     "InspectType": ["sample_group","score","compare"],
     "MessageType": ["started","status","progress","metrics","samples","event","response"],
@@ -442,12 +484,13 @@ export const SCHEMA = {
     "CompareSide": {"fields":[{"name":"completion","type":{"t":"str"},"required":true},{"name":"tokens","type":{"t":"list","of":{"t":"str"}},"required":true},{"name":"logp","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"kl","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"logp_diff","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"truncated","type":{"t":"bool"},"required":false}]},
     "ControlEvent": {"fields":[{"name":"kind","type":{"t":"literal","values":["control"]},"required":true},{"name":"time","type":{"t":"float"},"required":true},{"name":"step","type":{"t":"int"},"required":true},{"name":"action","type":{"t":"enum","name":"ControlType"},"required":true}],"extra":{"t":"any"}},
     "ControlRequest": {"fields":[{"name":"v","type":{"t":"literal","values":[1]},"required":true},{"name":"type","type":{"t":"enum","name":"ControlType"},"required":true},{"name":"id","type":{"t":"str"},"required":false}]},
+    "DecontaminationEvent": {"fields":[{"name":"kind","type":{"t":"literal","values":["decontamination"]},"required":true},{"name":"time","type":{"t":"float"},"required":true},{"name":"step","type":{"t":"int"},"required":true},{"name":"checked","type":{"t":"int"},"required":true},{"name":"eval_questions","type":{"t":"int"},"required":true},{"name":"matched","type":{"t":"int"},"required":true},{"name":"action","type":{"t":"str"},"required":true},{"name":"n","type":{"t":"int"},"required":true},{"name":"examples","type":{"t":"list","of":{"t":"str"}},"required":true}],"extra":{"t":"any"}},
     "ErrorEvent": {"fields":[{"name":"kind","type":{"t":"literal","values":["error"]},"required":true},{"name":"time","type":{"t":"float"},"required":true},{"name":"step","type":{"t":"int"},"required":true},{"name":"message","type":{"t":"str"},"required":true}],"extra":{"t":"any"}},
-    "EvalEvent": {"fields":[{"name":"kind","type":{"t":"literal","values":["eval"]},"required":true},{"name":"time","type":{"t":"float"},"required":true},{"name":"step","type":{"t":"int"},"required":true},{"name":"accuracy","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":true},{"name":"n","type":{"t":"int"},"required":true}],"extra":{"t":"any"}},
+    "EvalEvent": {"fields":[{"name":"kind","type":{"t":"literal","values":["eval"]},"required":true},{"name":"time","type":{"t":"float"},"required":true},{"name":"step","type":{"t":"int"},"required":true},{"name":"accuracy","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":true},{"name":"n","type":{"t":"int"},"required":true},{"name":"samples","type":{"t":"int"},"required":false},{"name":"temperature","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"pass_at_k","type":{"t":"dict","of":{"t":"float"}},"required":false},{"name":"maj_at_k","type":{"t":"dict","of":{"t":"float"}},"required":false}],"extra":{"t":"any"}},
     "EventMessage": {"fields":[{"name":"v","type":{"t":"literal","values":[1]},"required":true},{"name":"type","type":{"t":"literal","values":["event"]},"required":true},{"name":"row","type":{"t":"ref","name":"RunEvent","union":"KnownEvent"},"required":true}]},
     "GroupRecord": {"fields":[{"name":"step","type":{"t":"int"},"required":false},{"name":"question","type":{"t":"str"},"required":true},{"name":"answer","type":{"t":"union","of":[{"t":"str"},{"t":"null"}]},"required":true},{"name":"prompt","type":{"t":"str"},"required":true},{"name":"completions","type":{"t":"list","of":{"t":"str"}},"required":true},{"name":"rewards","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"completions","noun":"completions","unit":"entries"}},{"name":"correct","type":{"t":"list","of":{"t":"bool"}},"required":false,"len":{"of":"completions","noun":"completions","unit":"entries"}},{"name":"advantages","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"completions","noun":"completions","unit":"entries"}},{"name":"truncated","type":{"t":"list","of":{"t":"bool"}},"required":true,"len":{"of":"completions","noun":"completions","unit":"entries"}},{"name":"tokens","type":{"t":"list","of":{"t":"ref","name":"TokenArrays"}},"required":true,"len":{"of":"completions","noun":"completions","unit":"entries"}},{"name":"step_rewards","type":{"t":"list","of":{"t":"list","of":{"t":"float"}}},"required":false,"len":{"of":"completions","noun":"completions","unit":"entries"}},{"name":"step_ends","type":{"t":"list","of":{"t":"list","of":{"t":"int"}}},"required":false,"len":{"of":"completions","noun":"completions","unit":"entries"},"paired":"step_rewards"},{"name":"source","type":{"t":"ref","name":"Source"},"required":false},{"name":"reward_errors","type":{"t":"list","of":{"t":"str"}},"required":false},{"name":"note","type":{"t":"str"},"required":false}],"extra":{"t":"any"}},
     "MetricsMessage": {"fields":[{"name":"v","type":{"t":"literal","values":[1]},"required":true},{"name":"type","type":{"t":"literal","values":["metrics"]},"required":true},{"name":"row","type":{"t":"ref","name":"MetricsRow"},"required":true}]},
-    "MetricsRow": {"fields":[{"name":"step","type":{"t":"int"},"required":true},{"name":"time","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"elapsed","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"reward/mean","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"reward/std","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"accuracy","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"frac_reward_zero_std","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"kl","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"clip_ratio/low","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"clip_ratio/high","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"clip_ratio/region","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"entropy","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"loss","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"grad_norm","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"learning_rate","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"completion_length/mean","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"completion_length/max","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"truncated_ratio","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"advantage/mean","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"advantage/std","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"advantage/min","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"advantage/max","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"time/generate","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"time/train","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"tokens_per_second","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"process_reward/mean","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"eval/accuracy","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false}],"extra":{"t":"union","of":[{"t":"float"},{"t":"null"}]}},
+    "MetricsRow": {"fields":[{"name":"step","type":{"t":"int"},"required":true},{"name":"time","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"elapsed","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"reward/mean","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"reward/std","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"accuracy","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"frac_reward_zero_std","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"kl","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"clip_ratio/low","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"clip_ratio/high","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"clip_ratio/region","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"entropy","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"loss","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"grad_norm","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"learning_rate","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"completion_length/mean","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"completion_length/max","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"truncated_ratio","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"advantage/mean","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"advantage/std","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"advantage/min","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"advantage/max","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"time/generate","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"time/train","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"tokens_per_second","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"process_reward/mean","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"eval/accuracy","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"eval/pass@1","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"eval/pass@4","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"eval/pass@8","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"eval/pass@16","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"eval/maj@1","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"eval/maj@4","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"eval/maj@8","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"eval/maj@16","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false}],"extra":{"t":"union","of":[{"t":"float"},{"t":"null"}]}},
     "PhaseEvent": {"fields":[{"name":"kind","type":{"t":"literal","values":["phase"]},"required":true},{"name":"time","type":{"t":"float"},"required":true},{"name":"step","type":{"t":"int"},"required":true},{"name":"phase","type":{"t":"enum","name":"Phase"},"required":true},{"name":"steps","type":{"t":"int"},"required":false},{"name":"sft_accuracy","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"state","type":{"t":"enum","name":"RunState"},"required":false}],"extra":{"t":"any"}},
     "PolicySide": {"fields":[{"name":"completion","type":{"t":"str"},"required":true},{"name":"tokens","type":{"t":"list","of":{"t":"str"}},"required":true},{"name":"logp","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"kl","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"logp_diff","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"truncated","type":{"t":"bool"},"required":false},{"name":"ref_logp","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}}]},
     "ProgressMessage": {"fields":[{"name":"v","type":{"t":"literal","values":[1]},"required":true},{"name":"type","type":{"t":"literal","values":["progress"]},"required":true},{"name":"phase","type":{"t":"str"},"required":true},{"name":"step","type":{"t":"int"},"required":true},{"name":"total","type":{"t":"int"},"required":true}],"extra":{"t":"any"}},
@@ -469,7 +512,7 @@ export const SCHEMA = {
     "WarningEvent": {"fields":[{"name":"kind","type":{"t":"literal","values":["warning"]},"required":true},{"name":"time","type":{"t":"float"},"required":true},{"name":"step","type":{"t":"int"},"required":true},{"name":"message","type":{"t":"str"},"required":true},{"name":"code","type":{"t":"str"},"required":false},{"name":"count","type":{"t":"int"},"required":false}],"extra":{"t":"any"}},
   },
   unions: {
-    "KnownEvent": {"tag":"kind","variants":{"phase":"PhaseEvent","eval":"EvalEvent","checkpoint":"CheckpointEvent","ref_reset":"RefResetEvent","warning":"WarningEvent","error":"ErrorEvent","control":"ControlEvent","resume":"ResumeEvent"},"fallback":"RunEvent"},
+    "KnownEvent": {"tag":"kind","variants":{"phase":"PhaseEvent","eval":"EvalEvent","decontamination":"DecontaminationEvent","checkpoint":"CheckpointEvent","ref_reset":"RefResetEvent","warning":"WarningEvent","error":"ErrorEvent","control":"ControlEvent","resume":"ResumeEvent"},"fallback":"RunEvent"},
     "TrainerMessage": {"tag":"type","variants":{"started":"StartedMessage","status":"StatusMessage","progress":"ProgressMessage","metrics":"MetricsMessage","samples":"SamplesMessage","event":"EventMessage","response":"ResponseMessage"},"fallback":null},
   },
 };

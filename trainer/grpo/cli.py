@@ -1,7 +1,8 @@
-"""Command line: `python -m grpo train | eval | sample | export-onnx | serve | import-trl | config-schema`.
+"""Command line: `python -m grpo train | eval | decontaminate | sample | export-onnx | serve | import-trl |
+config-schema`.
 
-stdout belongs to machine-readable output (the protocol stream for `train`, one JSON document for the
-others); everything human goes to stderr. Setting errors exit with status 2 before any work starts.
+stdout belongs to machine-readable output (the protocol stream for `train` when stdout is a pipe or a file, or
+with --stream; one JSON document for the others); everything human goes to stderr. Setting errors exit with status 2 before any work starts.
 """
 
 from __future__ import annotations
@@ -20,12 +21,22 @@ from .config import ConfigError
 log = logging.getLogger("grpo")
 
 
-def _setup_logging(log_file: Path | None = None) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+def _setup_logging(log_file: Path | None = None, console=None) -> None:
+    """Log lines to stderr (through `console`, a rich Console, when a progress bar owns the terminal) and to
+    `log_file`."""
+    if console is not None:
+        from rich.logging import RichHandler
+
+        screen: logging.Handler = RichHandler(console=console, show_path=False, markup=False)
+    else:
+        screen = logging.StreamHandler(sys.stderr)
+    handlers: list[logging.Handler] = [screen]
     if log_file is not None:
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers,
-                        force=True)
+        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handlers.append(file_handler)
+    logging.basicConfig(level=logging.INFO, format="%(message)s" if console is not None else
+                        "%(asctime)s %(levelname)s %(message)s", handlers=handlers, force=True)
     for noisy in ("transformers", "torch", "onnxscript", "onnx_ir"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
@@ -108,43 +119,130 @@ def cmd_train(args: argparse.Namespace) -> int:
     if distributed.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
     sys.stderr = _TolerantStream(sys.__stderr__)
-    _setup_logging(run_dir / "trainer.log" if distributed.is_main() else None)
+    from .progress import Progress, summary_lines
+
+    progress = Progress(enabled=not args.quiet and distributed.is_main())
+    _setup_logging(run_dir / "trainer.log" if distributed.is_main() else None, progress.console)
     _quiet_libraries()
     import torch
 
     from . import protocol
     from .loop import run_training
-    from .progress import Progress
 
     torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
-    # only rank 0 speaks the protocol on stdout
-    stream = protocol.Stream(sys.__stdout__ if distributed.is_main() else open(os.devnull, "w"))
+    # Only rank 0 speaks the protocol on stdout, and only to a program (a pipe, a file) or with --stream: a
+    # person at a terminal gets the progress bar and the summary, the run directory keeps the record either way.
+    speak = distributed.is_main() and (args.stream or not _isatty(sys.__stdout__))
+    stream = protocol.Stream(sys.__stdout__ if speak else open(os.devnull, "w"))
     sys.stdout = sys.stderr  # stray prints from libraries must never reach the protocol stream
+    t0 = time.time()
     try:
-        return run_training(cfg, run_dir, stream, args.resume, Progress(enabled=not args.quiet))
+        code = run_training(cfg, run_dir, stream, args.resume, progress)
     except (ValueError, OSError, RuntimeError) as e:  # OSError: e.g. the disk filled up (the run is marked failed)
         log.error("%s", e)
         return 1
     finally:
         distributed.shutdown()
+    if progress.tty:
+        from .rundir import read_jsonl
+
+        progress.summary(summary_lines(read_jsonl(run_dir / "events.jsonl")[0], time.time() - t0, run_dir))
+    return code
+
+
+def _isatty(f) -> bool:
+    try:
+        return f is not None and f.isatty()
+    except (OSError, ValueError):
+        return False
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     _setup_logging()
     _quiet_libraries()
-    from . import context, data
+    import torch
 
+    from . import context, data, evaluation
+
+    if args.samples < 0:
+        return _fail("--samples must be ≥ 0")
+    if args.temperature <= 0:
+        return _fail("--temperature must be > 0 (greedy accuracy is always reported)")
+    try:
+        ks = evaluation.parse_ks(args.k)
+    except ValueError as e:
+        return _fail(f"--k: {e}")
     try:
         ctx, _, _ = context.from_checkpoint(args.checkpoint)
         s = ctx.settings  # the run's columns and answer format; its prompt, verifier and engine
         rows, bad = data.load_rows(args.data, s.question_column, s.answer_column, s.answer_format)
     except (FileNotFoundError, OSError, ValueError) as e:
         return _fail(str(e), 1)
-    acc, texts = ctx.greedy_accuracy(rows, args.max_new_tokens)
-    out = {"accuracy": acc, "n": len(rows), "correct": round(acc * len(rows)), "bad_rows": bad,
+    gen = torch.Generator(device=ctx.device).manual_seed(args.seed)
+    report = ctx.evaluate(rows, max_new_tokens=args.max_new_tokens, samples=args.samples, ks=ks,
+                          temperature=args.temperature, generator=gen)
+    out = {**report.fields(), "correct": round(report.accuracy * len(rows)), "bad_rows": bad,
            "checkpoint": str(args.checkpoint)}
     sys.stdout.write(json.dumps(out) + "\n")
     return 0
+
+
+def cmd_decontaminate(args: argparse.Namespace) -> int:
+    from . import decontaminate
+
+    try:
+        train, bad_train = _raw_rows(args.train, args.question_column, "--train")
+        evals, bad_eval = _raw_rows(args.eval, args.eval_question_column, "--eval")
+    except (FileNotFoundError, OSError, ValueError) as e:
+        return _fail(str(e), 1)
+    questions = [q for q, _ in train]
+    found = decontaminate.check(questions, [q for q, _ in evals])
+    out = {**found.fields(questions, "removed" if args.out else "reported"), "kept": len(train) - len(found.matched),
+           "bad_rows": {"train": bad_train, "eval": bad_eval}, "out": None}
+    if args.out:
+        drop = set(found.matched)
+        try:
+            with Path(args.out).open("w", encoding="utf-8") as f:
+                for i, (_, line) in enumerate(train):
+                    if i not in drop:
+                        f.write(line + "\n")
+        except OSError as e:
+            return _fail(f"--out {args.out}: {e}", 1)
+        out["out"] = str(Path(args.out).resolve())
+    sys.stdout.write(json.dumps(out) + "\n")
+    return 0
+
+
+def _raw_rows(path: str, question_column: str, option: str) -> tuple[list[tuple[str, str]], int]:
+    """(question, the row as one JSON line) for each usable row of a JSONL or Parquet file, and the bad-row count:
+    `decontaminate --out` writes the kept rows whole, whatever their other fields."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{option} {path}: no such file")
+    if p.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        try:
+            objs = [(json.dumps(o, default=str), o) for o in pq.read_table(p).to_pylist()]
+        except Exception as e:  # noqa: BLE001 - pyarrow raises several types for unreadable files
+            raise ValueError(f"{option} {path} is not a readable Parquet file: {e}") from None
+    else:
+        objs = []
+        with p.open("r", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.strip():
+                    try:
+                        objs.append((line.rstrip("\n"), json.loads(line)))
+                    except json.JSONDecodeError:
+                        objs.append((line, None))
+    rows, bad = [], 0
+    for line, obj in objs:
+        q = obj.get(question_column) if isinstance(obj, dict) else None
+        if isinstance(q, str) and q.strip():
+            rows.append((q, line))
+        else:
+            bad += 1
+    return rows, bad
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -268,14 +366,30 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its latest checkpoint")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
     t.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    t.add_argument("--stream", action="store_true", help="write the JSON-lines protocol stream to stdout even when "
+                   "it is a terminal (it always does to a pipe or a file)")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("eval", help="greedy accuracy of a checkpoint on a JSONL or Parquet file of question/answer "
-                       "rows (the run's prompt, columns and verifier)")
+    e = sub.add_parser("eval", help="greedy accuracy, pass@k and maj@k of a checkpoint on a JSONL or Parquet file "
+                       "of question/answer rows (the run's prompt, columns and verifier)")
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--data", required=True)
     e.add_argument("--max-new-tokens", type=int, default=64)
+    e.add_argument("--samples", type=int, default=16, help="n completions per question for pass@k / maj@k "
+                   "(0: greedy only)")
+    e.add_argument("--k", default="1,4,8,16", help="comma-separated k for pass@k and maj@k (k ≤ --samples)")
+    e.add_argument("--temperature", type=float, default=1.0, help="sampling temperature for pass@k / maj@k")
+    e.add_argument("--seed", type=int, default=0)
     e.set_defaults(func=cmd_eval)
+
+    d = sub.add_parser("decontaminate", help="find training questions sharing a 10-gram with (or, short, equal "
+                       "to) an evaluation question; with --out write the training rows without them")
+    d.add_argument("--train", required=True, help="JSONL or Parquet file of training rows")
+    d.add_argument("--eval", required=True, help="JSONL or Parquet file of evaluation rows")
+    d.add_argument("--out", help="write the kept training rows here (JSONL, each row whole)")
+    d.add_argument("--question-column", default="question", help="the training file's question column")
+    d.add_argument("--eval-question-column", default="question", help="the evaluation file's question column")
+    d.set_defaults(func=cmd_decontaminate)
 
     s = sub.add_parser("sample", help="sample a group from a checkpoint as its run's training would and print it "
                        "as JSON (the flags below default to the run's settings)")

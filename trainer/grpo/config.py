@@ -39,14 +39,24 @@ class Config:
                                 "-> list of floats; replaces the task's outcome reward")
     device: str = _opt("auto", "auto, cpu or cuda", choices=("auto", "cpu", "cuda"))
     seed: int = _opt(0, "random seed (data, sampling, initialisation)", minimum=0)
+    arith_min_ops: int = _opt(2, "task arith: fewest operations in a question", minimum=1, maximum=8)
+    arith_max_ops: int = _opt(2, "task arith: most operations in a question (the README's default: 2)",
+                              minimum=1, maximum=8)
 
     # Supervised warm-up (the paper's SFT stage; 0 skips it)
-    sft_steps: int = _opt(1000, "SFT optimizer steps on worked solutions before GRPO", minimum=0)
+    sft_steps: int = _opt(3000, "SFT optimizer steps on worked solutions before GRPO", minimum=0)
     sft_batch_size: int = _opt(64, "SFT sequences per step", minimum=1)
     sft_learning_rate: float = _opt(5e-3, "SFT learning rate", minimum=0, exclusive_min=True)
+    sft_direct_fraction: float = _opt(0.3, "fraction of SFT targets that are a direct answer ('#### N') instead "
+                                      "of a worked solution (tasks that have both)", minimum=0, maximum=1)
+    sft_direct_weight: float = _opt(4.0, "loss weight of a direct-answer SFT target (worked ones weigh 1)",
+                                    minimum=0, exclusive_min=True)
+    sft_direct_weighting: str = _opt("first_token", "where sft_direct_weight applies: every token of a direct answer "
+                                     "(sequence), or only its first token, the one that chooses the answer's "
+                                     "style (first_token)", choices=("sequence", "first_token"))
 
     # GRPO
-    max_steps: int = _opt(200, "GRPO optimizer steps", minimum=0)
+    max_steps: int = _opt(100, "GRPO optimizer steps", minimum=0)
     num_generations: int = _opt(8, "G: completions sampled per question", minimum=2)
     questions_per_step: int = _opt(32, "questions per step (TRL: per_device_train_batch_size / "
                                    "num_generations)", minimum=1)
@@ -112,7 +122,19 @@ class Config:
     logging_steps: int = _opt(1, "write a metrics row every N steps", minimum=1)
     log_samples_steps: int = _opt(10, "log a whole group to samples.jsonl every N steps (0: never)", minimum=0)
     eval_steps: int = _opt(25, "greedy held-out evaluation every N steps (0: only at the end)", minimum=0)
-    eval_size: int = _opt(200, "held-out questions for evaluation", minimum=1)
+    eval_size: int = _opt(400, "held-out questions for evaluation", minimum=1)
+    held_out: str = _opt("", "a JSONL or Parquet file of held-out question/answer rows to evaluate on (its first "
+                         "eval_size); empty: generated (arith) or split from the task file")
+    decontaminate: str = _opt("remove", "training questions sharing a 10-gram with a held-out question (short ones: "
+                              "identical after normalisation) are removed, or only reported (an event either way)",
+                              choices=("remove", "report"))
+    eval_samples: int = _opt(16, "n: completions sampled per held-out question for pass@k and maj@k, at the GRPO "
+                             "start and end (0: greedy accuracy only)", minimum=0)
+    eval_k: str = _opt("1,4,8,16", "the k of pass@k and maj@k, comma-separated (k > eval_samples is left out)")
+    eval_temperature: float = _opt(1.0, "sampling temperature of the pass@k / maj@k evaluation", minimum=0,
+                                   exclusive_min=True)
+    eval_sampled_steps: int = _opt(0, "also compute pass@k / maj@k every N steps (0: only at the start and the "
+                                   "end; each costs eval_size × eval_samples completions)", minimum=0)
     save_steps: int = _opt(50, "checkpoint every N steps (0: only at the end)", minimum=0)
     onnx_export: bool = _opt(True, "write onnx/ (policy and reference as ONNX, with the tokenizer description) "
                              "inside each checkpoint, for the editor's per-token views; only models of at most "
@@ -238,6 +260,14 @@ def build_config(base: dict[str, Any] | None = None, overrides: list[str] | None
     for key in ("question_column", "answer_column"):
         if not getattr(cfg, key).strip():
             raise ConfigError(f"setting '{key}' must not be empty")
+    try:
+        from .evaluation import parse_ks
+        parse_ks(cfg.eval_k)
+    except ValueError as e:
+        raise ConfigError(f"setting 'eval_k': {e}") from None
+    if cfg.arith_min_ops > cfg.arith_max_ops:
+        raise ConfigError(f"setting 'arith_min_ops' ({cfg.arith_min_ops}) must be ≤ 'arith_max_ops' "
+                          f"({cfg.arith_max_ops})")
     if cfg.reward_function and ":" not in cfg.reward_function:
         raise ConfigError(f"setting 'reward_function' must look like 'module:function'; got {cfg.reward_function!r}")
     return cfg

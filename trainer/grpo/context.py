@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 import torch
 
-from . import checkpoint, engines, groups, logprobs, microbatch, models, prompts, rollout, sft, tasks, verify
+from . import checkpoint, engines, evaluation, groups, logprobs, microbatch, models, prompts, rollout, sft, tasks, verify
 from .config import Config, build_config
 from .rewards import Rewarder, Scored
 from .rundir import latest_checkpoint, read_json_file
@@ -168,11 +168,14 @@ class PolicyContext:
             out = microbatch.score_in_parts(part, batch, self.settings.micro_batch_size)
         return out[..., 0], (out[..., 1] if with_entropy else None)
 
-    def greedy_accuracy(self, rows: list[dict], max_new_tokens: int | None = None) -> tuple[float, list[str]]:
-        """Held-out evaluation as training runs it: the training prompt, the configured verifier and engine."""
-        return sft.greedy_accuracy(self.policy, self.tokenizer, rows,
-                                   max_new_tokens or self.settings.max_completion_length, prompt_fn=self.prompt,
-                                   check=self.check, engine=self.engine)
+    def evaluate(self, rows: list[dict], *, max_new_tokens: int | None = None, samples: int = 0,
+                 ks: tuple[int, ...] = evaluation.DEFAULT_K, temperature: float = 1.0,
+                 generator: torch.Generator | None = None) -> evaluation.Report:
+        """Held-out evaluation as training runs it (the training prompt, the configured verifier and engine):
+        greedy accuracy, and with `samples` = n > 0 pass@k and maj@k from n completions per question."""
+        return evaluation.evaluate(self.policy, self.tokenizer, rows, max_new_tokens or self.settings.max_completion_length,
+                                   prompt_fn=self.prompt, check=self.check, engine=self.engine, samples=samples, ks=ks,
+                                   temperature=temperature, top_p=self.settings.top_p, generator=generator)
 
 
 # ---------------------------------------------------------------------------------------------- factories

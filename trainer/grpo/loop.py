@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from . import algorithm, checkpoint, context, distributed, groups, inspector, logprobs, microbatch, models, \
-    onnx_export, protocol, sft
+from . import algorithm, checkpoint, context, distributed, evaluation, groups, inspector, logprobs, microbatch, \
+    models, onnx_export, protocol, sft
 from .config import Config
 from .progress import Progress
 from .records import MetricsRow
@@ -113,6 +113,8 @@ class Trainer:
         if self.resume and latest is None:
             log.info("no checkpoint to resume from in %s; starting from scratch", self.run.path)
         self.ctx = context.for_training(cfg, self.device, str(latest) if latest is not None else cfg.model)
+        if self.ctx.task.decontamination is not None:
+            self.run.event("decontamination", 0, **self.ctx.task.decontamination)
         if self.ctx.task.bad_rows:
             self.run.event("warning", 0, code="bad_rows", count=self.ctx.task.bad_rows,
                            message=f"skipped {self.ctx.task.bad_rows} bad rows in {cfg.task}")
@@ -244,7 +246,7 @@ class Trainer:
 
     def _finish(self, state: str) -> str:
         if self.phase == "grpo" and state == protocol.FINISHED and self.last_eval_step != self.step:
-            self._evaluate()
+            self._evaluate(sampled=True)
         if self.saved_at != (self.phase, self.step, self.sft_step):  # not again when save_steps divides max_steps
             self._save()
         # The other ranks wait for rank 0's last checkpoint (and its ONNX export) before they leave the process
@@ -317,9 +319,12 @@ class Trainer:
             if self.stop_requested:
                 return False
             rows = task.questions(self.data_rng, cfg.sft_batch_size)
+            examples = [task.sft_example(r["question"], self.data_rng) for r in rows]
             batch = sft.teacher_batch(self.tokenizer, [self.ctx.prompt(r["question"]) for r in rows],
-                                      [task.solution(r["question"]) for r in rows], self.device)
-            loss = sft.sft_loss(self.scorer, batch)
+                                      [target for target, _ in examples], self.device)
+            weights = sft.target_weights(torch.tensor([w for _, w in examples]), batch.completion_ids.shape[1],
+                                         cfg.sft_direct_weighting)
+            loss = sft.sft_loss(self.scorer, batch, weights)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.policy.parameters(), 1.0)
@@ -335,7 +340,7 @@ class Trainer:
             if self.save_requested or (cfg.save_steps and self.sft_step % cfg.save_steps == 0):
                 self.save_requested = False  # a SIGKILL during SFT loses at most save_steps of it
                 self._save()
-        acc, _ = self.ctx.greedy_accuracy(task.held_out())
+        acc = self._evaluate(sampled=True)["eval/accuracy"]  # the start: step 0's eval event
         self.run.event("phase", 0, phase="grpo", sft_accuracy=acc)
         log.info("SFT done: held-out greedy accuracy %.3f", acc)
         self.phase = "grpo"
@@ -368,15 +373,21 @@ class Trainer:
         self.last_eval_step = None
         self.run.update(phase="grpo", step=self.step)
 
-    def _evaluate(self) -> float:
+    def _evaluate(self, sampled: bool = False) -> dict[str, float]:
+        """Held-out greedy accuracy, with `sampled` also pass@k / maj@k (evaluation.py): an eval event, and
+        the metrics-row columns returned."""
+        cfg = self.cfg
         if not distributed.is_main():  # rank 0 evaluates; the others wait at the next collective
             self.last_eval_step = self.step
-            return float("nan")
-        held_out = self.ctx.task.held_out()
-        acc, _ = self.ctx.greedy_accuracy(held_out)
+            return {"eval/accuracy": float("nan")}
+        # its own random stream: evaluating never changes what training samples
+        gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 7919)
+        report = self.ctx.evaluate(self.ctx.task.held_out(), samples=cfg.eval_samples if sampled else 0,
+                                   ks=evaluation.parse_ks(cfg.eval_k), temperature=cfg.eval_temperature, generator=gen)
         self.last_eval_step = self.step
-        self.run.event("eval", self.step, accuracy=acc, n=len(held_out))
-        return acc
+        self.run.event("eval", self.step, **report.fields())
+        self.progress.evaluated(self.step, report.metrics())
+        return report.metrics()
 
     def _grpo_step(self) -> None:
         t_start = time.time()
@@ -510,8 +521,9 @@ class Trainer:
         if cfg.reward == "process":
             flat = [r for rs in scored.step_rewards for r in rs]
             row["process_reward/mean"] = sum(flat) / max(1, len(flat))
-        if (cfg.eval_steps and self.step % cfg.eval_steps == 0) or self.step == cfg.max_steps:
-            row["eval/accuracy"] = self._evaluate()
+        sampled = self.step == cfg.max_steps or bool(cfg.eval_sampled_steps and self.step % cfg.eval_sampled_steps == 0)
+        if (cfg.eval_steps and self.step % cfg.eval_steps == 0) or sampled:
+            row.update(self._evaluate(sampled))
         row = distributed.reduce_row(row)
         if self.step % cfg.logging_steps == 0 or self.step == cfg.max_steps:
             self.run.metrics(row)

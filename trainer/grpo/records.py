@@ -50,7 +50,8 @@ class Paired:
 # --------------------------------------------------------------------------------------------- enums
 RunState = Literal["running", "paused", "stopped", "finished", "failed"]
 Phase = Literal["setup", "sft", "grpo", "done"]
-EventKind = Literal["phase", "eval", "checkpoint", "ref_reset", "warning", "error", "control", "resume"]
+EventKind = Literal["phase", "eval", "decontamination", "checkpoint", "ref_reset", "warning", "error", "control",
+                    "resume"]
 ControlType = Literal["pause", "resume", "stop", "save_checkpoint"]
 InspectType = Literal["sample_group", "score", "compare"]
 MessageType = Literal["started", "status", "progress", "metrics", "samples", "event", "response"]
@@ -96,6 +97,8 @@ class RunStatus(TypedDict):
 # -------------------------------------------------------------------------------- metrics.jsonl
 # Keys with '/' cannot be class attributes, hence the functional form. Every key but `step` is optional
 # for readers; the trainer writes all of them on every logged step except the two marked "only".
+# pass@k / maj@k for the default eval_k (1, 4, 8, 16); other k values are written the same way (eval/pass@K)
+SAMPLED_EVAL_METRICS = tuple(f"eval/{m}@{k}" for m in ("pass", "maj") for k in (1, 4, 8, 16))
 MetricsRow = TypedDict("MetricsRow", {
     "step": Required[Annotated[int, "GRPO optimizer step (1-based)"]],
     "time": Annotated[Number, "unix seconds when the step ended"],
@@ -124,10 +127,12 @@ MetricsRow = TypedDict("MetricsRow", {
     "tokens_per_second": Annotated[Number, "completion tokens sampled per second of the whole step"],
     "process_reward/mean": Annotated[Number, "only with reward = process: mean step reward over all steps of all completions"],
     "eval/accuracy": Annotated[Number, "only on steps where an evaluation ran: greedy held-out accuracy"],
+    **{key: Annotated[Number, "only on steps with a sampled evaluation: held-out " + key[len("eval/"):]]
+       for key in SAMPLED_EVAL_METRICS},
 }, total=False)
 MetricsRow.__doc__ = "One metrics.jsonl row per logged GRPO step: `step` plus numbers (NaN/inf are null)."
 # metrics the trainer writes only under a condition (named in their documentation)
-CONDITIONAL_METRICS = ("process_reward/mean", "eval/accuracy")
+CONDITIONAL_METRICS = ("process_reward/mean", "eval/accuracy", *SAMPLED_EVAL_METRICS)
 
 
 # -------------------------------------------------------------------------------- samples.jsonl
@@ -201,6 +206,22 @@ class EvalEvent(RunEvent):
     kind: Literal["eval"]
     accuracy: Annotated[Number, "greedy held-out accuracy"]
     n: Annotated[int, "held-out questions evaluated"]
+    samples: NotRequired[Annotated[int, "sampled evaluations only (the GRPO start, the end, every eval_sampled_steps): completions per question"]]
+    temperature: NotRequired[Annotated[Number, "sampled evaluations only: the sampling temperature"]]
+    pass_at_k: NotRequired[Annotated[dict[str, float], "sampled evaluations only: unbiased pass@k by k (a string key)"]]
+    maj_at_k: NotRequired[Annotated[dict[str, float], "sampled evaluations only: maj@k by k (a string key)"]]
+
+
+class DecontaminationEvent(RunEvent):
+    """At start: training questions sharing a 10-gram with (short ones: equal to) a held-out question."""
+
+    kind: Literal["decontamination"]
+    checked: Annotated[int, "training rows checked (0 for the built-in generator)"]
+    eval_questions: Annotated[int, "held-out questions"]
+    matched: Annotated[int, "training rows that share a 10-gram with a held-out question"]
+    action: Annotated[str, "removed, reported, or never generated (the built-in generator skips such questions)"]
+    n: Annotated[int, "the n of the n-grams (10)"]
+    examples: Annotated[list[str], "up to 3 matched questions"]
 
 
 class CheckpointEvent(RunEvent):
@@ -242,7 +263,8 @@ class ResumeEvent(RunEvent):
     dropped_rows: Annotated[int, "metrics/samples rows after the checkpoint that were dropped"]
 
 
-EVENTS: dict[str, type] = {"phase": PhaseEvent, "eval": EvalEvent, "checkpoint": CheckpointEvent,
+EVENTS: dict[str, type] = {"phase": PhaseEvent, "eval": EvalEvent, "decontamination": DecontaminationEvent,
+                           "checkpoint": CheckpointEvent,
                            "ref_reset": RefResetEvent, "warning": WarningEvent, "error": ErrorEvent,
                            "control": ControlEvent, "resume": ResumeEvent}
 

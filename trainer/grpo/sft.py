@@ -26,14 +26,30 @@ def teacher_batch(tokenizer, prompts: list[str], targets: list[str], device) -> 
                          torch.zeros(len(targets_ids), dtype=torch.bool, device=device))
 
 
-def sft_loss(model, batch: rollout.Batch) -> torch.Tensor:
-    """Mean negative log-likelihood of the target tokens. `model` is a causal LM or a `logprobs.Scorer`
-    (possibly inside DDP)."""
+def target_weights(weights: torch.Tensor, width: int, scope: str) -> torch.Tensor:
+    """Per-token loss weights [N, width] from one weight per target: on every token (`sequence`) or on the
+    first token only (`first_token`: the token that chooses the answer's style), the rest weighing 1."""
+    if scope == "sequence":
+        return weights[:, None].expand(-1, width).clone()
+    if scope != "first_token":
+        raise ValueError(f"unknown weighting scope {scope!r}")
+    out = torch.ones(len(weights), width)
+    out[:, 0] = weights
+    return out
+
+
+def sft_loss(model, batch: rollout.Batch, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean negative log-likelihood of the target tokens; with `weights` ([N] per sequence or [N, T] per token)
+    each token counts its weight, normalised by the weighted token count. `model` is a causal LM or a
+    `logprobs.Scorer` (possibly inside DDP)."""
     if isinstance(getattr(model, "module", model), logprobs.Scorer):
         logp, _ = logprobs.score(model, batch)
     else:
         logp, _ = logprobs.token_logprobs(model, batch)
     mask = batch.completion_mask.float()
+    if weights is not None:
+        w = weights.to(mask.device, mask.dtype)
+        mask = mask * (w[:, None] if w.dim() == 1 else w)
     return -(logp * mask).sum() / mask.sum()
 
 

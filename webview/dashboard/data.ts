@@ -6,11 +6,23 @@
 import type { MetricsColumns } from '../../src/protocol';
 
 export interface SeriesDef { key: string; label: string; band?: string }
-export interface ChartDef { id: string; title: string; series: SeriesDef[]; percent?: boolean }
+/** `sparse`: values only on some steps (evaluations): drawn with point markers, never smoothed. */
+export interface ChartDef { id: string; title: string; series: SeriesDef[]; percent?: boolean; sparse?: boolean }
+
+/** The k of pass@k / maj@k charted (the trainer's default `eval_k`; k = 1 of both is the sampled accuracy). */
+export const EVAL_K = [1, 4, 8, 16] as const;
 
 export const CHARTS: ChartDef[] = [
   { id: 'reward', title: 'Reward (mean ± std)', series: [{ key: 'reward/mean', label: 'reward', band: 'reward/std' }] },
   { id: 'accuracy', title: 'Accuracy', series: [{ key: 'accuracy', label: 'train' }, { key: 'eval/accuracy', label: 'eval' }], percent: true },
+  {
+    id: 'eval', title: 'Held-out: greedy, pass@k, maj@k', percent: true, sparse: true,
+    series: [
+      { key: 'eval/accuracy', label: 'greedy' },
+      ...EVAL_K.filter((k) => k > 1).map((k) => ({ key: `eval/pass@${k}`, label: `pass@${k}` })),
+      ...EVAL_K.map((k) => ({ key: `eval/maj@${k}`, label: `maj@${k}` })),
+    ],
+  },
   { id: 'kl', title: 'KL to reference', series: [{ key: 'kl', label: 'kl' }] },
   { id: 'clip', title: 'Clip ratios', series: [{ key: 'clip_ratio/low', label: 'low' }, { key: 'clip_ratio/high', label: 'high' }], percent: true },
   { id: 'entropy', title: 'Entropy', series: [{ key: 'entropy', label: 'entropy' }] },

@@ -172,10 +172,14 @@ function datasetsFor(def: ChartDef, buckets: number): ChartDataset<'line', Point
           out.push({ label: HIDDEN + 'lower', data: b.lower, borderWidth: 0, pointRadius: 0, fill: '-1', backgroundColor: alpha(color, 0.15) });
         }
       }
-      if (smoothing > 0) {
+      const smooth = smoothing > 0 && !def.sparse; // a handful of evaluations is not smoothed
+      if (smooth) {
         out.push({ label: HIDDEN + label, data: cache.line(id, run.series, s.key, buckets, false), borderColor: alpha(color, 0.18), borderWidth: 1, borderDash: dash });
       }
-      out.push({ label, data: cache.line(id, run.series, s.key, buckets, smoothing > 0), borderColor: color, backgroundColor: color, borderDash: dash, borderWidth: smoothing > 0 ? 2 : 1.5 });
+      out.push({
+        label, data: cache.line(id, run.series, s.key, buckets, smooth), borderColor: color, backgroundColor: color, borderDash: dash,
+        borderWidth: smooth ? 2 : 1.5, pointRadius: def.sparse ? 2.5 : 0,
+      });
     });
   }
   return out;

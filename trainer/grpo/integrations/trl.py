@@ -166,7 +166,6 @@ class Attachment:
         tok = getattr(t.processing_class, "tokenizer", t.processing_class)
         rows = slice(0, G)
         c_ids, c_mask = out["completion_ids"][rows], out["completion_mask"][rows].clone()
-        width = c_ids.shape[1]
         if t.mask_truncated_completions:  # TRL zeroed the mask of truncated rows; they are full length
             c_mask[c_mask.sum(1) == 0] = 1
         p_ids, p_mask = out["prompt_ids"][rows], out["prompt_mask"][rows]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import plugins
+from .. import data, plugins
 from .arith import ArithTask
 from .base import Task
 from .files import FileTask
@@ -17,10 +17,9 @@ def load(settings) -> Task:
     or a callable taking the settings and returning one)."""
     spec = settings.task
     if spec in BUILTIN:
-        return BUILTIN[spec](settings.eval_size)
+        return BUILTIN[spec].from_settings(settings, held_out_rows(settings))
     if Path(spec).is_file():
-        return FileTask(spec, settings.eval_size, settings.seed, settings.question_column, settings.answer_column,
-                        settings.answer_format)
+        return FileTask.from_settings(settings, held_out_rows(settings))
     if ":" not in spec:
         raise FileNotFoundError(f"setting 'task': {spec!r} is neither a built-in task ({', '.join(BUILTIN)}), a "
                                 "JSONL or Parquet file, nor a 'module:object' path")
@@ -34,6 +33,19 @@ def load(settings) -> Task:
     if not isinstance(task, Task):
         raise ValueError(f"setting 'task': {spec} is not a grpo.tasks.Task (nor a callable returning one)")
     return task
+
+
+def held_out_rows(settings) -> list[dict] | None:
+    """The `held_out` setting's evaluation rows (its first `eval_size`), or None when it is empty."""
+    if not settings.held_out:
+        return None
+    if not Path(settings.held_out).is_file():
+        raise FileNotFoundError(f"setting 'held_out': {settings.held_out!r} is not a JSONL or Parquet file")
+    rows, bad = data.load_rows(settings.held_out, settings.question_column, settings.answer_column,
+                               settings.answer_format)
+    if not rows:
+        raise ValueError(f"setting 'held_out': {settings.held_out} has no usable rows ({bad} bad)")
+    return rows[: settings.eval_size]
 
 
 __all__ = ["ArithTask", "FileTask", "Task", "load", "BUILTIN"]

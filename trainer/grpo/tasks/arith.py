@@ -1,6 +1,7 @@
 """The built-in task `arith`: integer expressions over single digits, solved one operation per line.
 
-An expression has 2–4 binary operations from + − ×, operands 0–9, and is written with the minimal
+An expression has `min_ops`–`max_ops` binary operations from + − × (settings `arith_min_ops`,
+`arith_max_ops`; the embedded default trains on 2), operands 0–9, and is written with the minimal
 parentheses under standard precedence and left associativity, e.g. ``(3+1)*3+4*1``. Its worked solution
 reduces the expression tree one operation per line (left subtree first), then gives the answer after the
 GSM8K-style marker ``####``::
@@ -12,6 +13,11 @@ GSM8K-style marker ``####``::
     #### 16
 
 Negative operands are written in parentheses (``5-(-2)=7``) so every step line has one operator.
+SFT data can mix two behaviours the way instruction data does (settings `sft_direct_fraction`,
+`sft_direct_weight`): a fraction of the targets are a direct answer (``#### 16``) with a larger loss weight,
+the rest worked solutions. Greedy decoding then follows the weighted direct style while sampling often finds
+the more accurate worked one: a start whose pass@k is high and greedy accuracy low, which GRPO can sharpen.
+
 The outcome reward checks the final answer. The process reward checks each line: a step earns 1 when it
 applies the right operator to two values that are available in the current expression (a sub-expression
 whose operands are both already computed) with the right result; the answer line earns 1 when it is right.
@@ -23,6 +29,7 @@ import random
 import re
 from dataclasses import dataclass
 
+from .. import decontaminate
 from ..answers import MARKER as ANSWER_MARKER
 from ..answers import marked
 from .base import Task
@@ -120,7 +127,7 @@ def parse(text: str) -> Node:
 
 
 def random_expression(rng: random.Random, min_ops: int = 2, max_ops: int = 4) -> str:
-    """A random tree with 2–4 operations, rendered minimally (the rendering is canonical: parse∘render
+    """A random tree with `min_ops`–`max_ops` operations, rendered minimally (the rendering is canonical: parse∘render
     gives the tree the solution follows)."""
     def build(k: int) -> Node:
         if k == 0:
@@ -155,6 +162,11 @@ def worked_solution(question: str) -> str:
     tree = parse(question)
     lines = [f"{_num(a)}{op}{_num(b)}={r}" for op, a, b, r in solution_steps(tree)]
     return "\n".join(lines + [f"{ANSWER_MARKER} {evaluate(tree)}"])
+
+
+def direct_solution(question: str) -> str:
+    """The answer alone, in the worked solution's answer format."""
+    return f"{ANSWER_MARKER} {evaluate(parse(question))}"
 
 
 # ------------------------------------------------------------------------------------------- rewards
@@ -214,36 +226,57 @@ def process_rewards(question: str, completion: str) -> tuple[list[float], list[i
     return rewards, ends
 
 
-def make_split(seed: int, n: int, exclude: set[str] | None = None) -> list[dict]:
-    """`n` distinct questions with answers, none in `exclude`."""
+def make_split(seed: int, n: int, exclude: set[str] | None = None, min_ops: int = 2,
+               max_ops: int = 4) -> list[dict]:
+    """`n` distinct questions with answers, none in `exclude`. Raises when the distribution has fewer than
+    `n` distinct questions outside `exclude` (1 operation: 300 questions)."""
     rng = random.Random(seed)
     seen = set(exclude or ())
     rows = []
+    misses = 0
     while len(rows) < n:
-        q = random_expression(rng)
+        q = random_expression(rng, min_ops, max_ops)
         if q in seen:
+            misses += 1
+            if misses > 100 * n + 10_000:
+                raise ValueError(f"arith with {min_ops}–{max_ops} operations has too few distinct questions "
+                                 f"for {n} held-out ones")
             continue
+        misses = 0
         seen.add(q)
         rows.append({"question": q, "answer": str(evaluate(parse(q)))})
     return rows
 
 
 class ArithTask(Task):
-    """The built-in task: fresh random expressions for training, a fixed held-out split (`HELD_OUT_SEED`)
-    that training never draws, worked solutions for SFT and a step checker for process supervision."""
+    """The built-in task: fresh random expressions for training, a fixed held-out split (`HELD_OUT_SEED`, or
+    the rows of the `held_out` setting's file) that training never draws — no generated question shares a
+    10-gram with, or (short) equals, a held-out one — worked solutions for SFT, optionally mixed with direct
+    answers, and a step checker for process supervision."""
 
     name = "arith"
     verifier = "number"  # integer answers: exact and fast
 
-    def __init__(self, eval_size: int = 200):
-        self._held_out = make_split(HELD_OUT_SEED, eval_size)
-        self._held_questions = {r["question"] for r in self._held_out}
+    def __init__(self, eval_size: int = 200, min_ops: int = 2, max_ops: int = 4, held_out: list[dict] | None = None,
+                 direct_fraction: float = 0.0, direct_weight: float = 1.0):
+        self.ops = (min_ops, max_ops)
+        self.direct_fraction, self.direct_weight = direct_fraction, direct_weight
+        self._held_out = held_out if held_out is not None else make_split(HELD_OUT_SEED, eval_size, min_ops=min_ops,
+                                                                          max_ops=max_ops)
+        self._index = decontaminate.Index.of(r["question"] for r in self._held_out)
+        self.decontamination = {"checked": 0, "eval_questions": len(self._held_out), "matched": 0,
+                                "action": "never generated", "n": decontaminate.N, "examples": []}
+
+    @classmethod
+    def from_settings(cls, settings, held_out: list[dict] | None = None) -> "ArithTask":
+        return cls(settings.eval_size, settings.arith_min_ops, settings.arith_max_ops, held_out,
+                   settings.sft_direct_fraction, settings.sft_direct_weight)
 
     def questions(self, rng: random.Random, n: int) -> list[dict]:
         rows = []
         while len(rows) < n:
-            q = random_expression(rng)
-            if q not in self._held_questions:
+            q = random_expression(rng, *self.ops)
+            if not self._index.contaminated(q):
                 rows.append({"question": q, "answer": str(evaluate(parse(q)))})
         return rows
 
@@ -258,6 +291,13 @@ class ArithTask(Task):
 
     def solution(self, question: str) -> str | None:
         return worked_solution(question)
+
+    def sft_example(self, question: str, rng: random.Random) -> tuple[str, float] | None:
+        """With probability `direct_fraction` the direct answer weighted `direct_weight`, else the worked
+        solution weighted 1 (the module docstring says why)."""
+        if self.direct_fraction > 0 and rng.random() < self.direct_fraction:
+            return direct_solution(question), self.direct_weight
+        return worked_solution(question), 1.0
 
     def steps(self, question: str, completion: str) -> tuple[list[float], list[int]]:
         return process_rewards(question, completion)

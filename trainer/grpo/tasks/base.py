@@ -19,6 +19,7 @@ class Task:
     name = "task"
     verifier = "math_verify"   # what `verifier: auto` means for this task (verify.py)
     bad_rows = 0               # rows of the task's data that were skipped (reported once as a warning)
+    decontamination: dict | None = None  # the run-start check against the held-out split (decontaminate.py)
 
     def questions(self, rng: random.Random, n: int) -> list[dict]:
         """`n` training rows {"question", "answer"}, drawn with `rng` (never from the held-out split)."""
@@ -39,6 +40,12 @@ class Task:
     def solution(self, question: str) -> str | None:
         """A worked solution ending in the answer, for the SFT stage; None: the task has none."""
         return None
+
+    def sft_example(self, question: str, rng: random.Random) -> tuple[str, float] | None:
+        """One SFT target and its loss weight (a task may mix behaviours, e.g. worked and direct answers);
+        the default: the reference solution, weight 1."""
+        text = self.solution(question)
+        return None if text is None else (text, 1.0)
 
     def steps(self, question: str, completion: str) -> tuple[list[float], list[int]]:
         """Process supervision: one reward per reasoning step and the character index where each step ends.

@@ -1,7 +1,9 @@
 """A task read from a JSONL or Parquet file of question/answer rows (GSM8K, MATH or plain answers).
 
 The reference answer is read from the answer field by `answer_format` (answers.py); a bad row is skipped
-and counted (`bad_rows`). A seeded shuffle holds out min(eval_size, a tenth of the rows) for evaluation.
+and counted (`bad_rows`). The held-out rows are the `held_out` setting's file when given, else a seeded
+shuffle holds out min(eval_size, a tenth of the rows). Training rows sharing a 10-gram with (or, short, equal
+to) a held-out question are removed, or with `decontaminate: report` only counted (decontaminate.py).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from .. import data
+from .. import data, decontaminate
 from .base import Task
 
 
@@ -17,7 +19,8 @@ class FileTask(Task):
     verifier = "math_verify"
 
     def __init__(self, path: str | Path, eval_size: int = 200, seed: int = 0, question_column: str = "question",
-                 answer_column: str = "answer", answer_format: str = "auto"):
+                 answer_column: str = "answer", answer_format: str = "auto", held_out: list[dict] | None = None,
+                 decontaminate_action: str = "remove"):
         path = Path(path)
         rows, bad = data.load_rows(path, question_column, answer_column, answer_format)
         if len(rows) < 2:
@@ -26,8 +29,24 @@ class FileTask(Task):
         self._answers = {r["question"]: r["answer"] for r in rows}
         rows = rows[:]
         random.Random(seed).shuffle(rows)
-        n_eval = min(eval_size, max(1, len(rows) // 10))
-        self.train, self._held_out = rows[n_eval:], rows[:n_eval]
+        if held_out is None:
+            n_eval = min(eval_size, max(1, len(rows) // 10))
+            held_out, rows = rows[:n_eval], rows[n_eval:]
+        found = decontaminate.check([r["question"] for r in rows], [r["question"] for r in held_out])
+        remove = decontaminate_action == "remove"
+        self.decontamination = found.fields([r["question"] for r in rows], "removed" if remove else "reported")
+        if remove and found.matched:
+            drop = set(found.matched)
+            rows = [r for i, r in enumerate(rows) if i not in drop]
+            if not rows:
+                raise ValueError(f"setting 'task': every training row of {path} shares a 10-gram with a held-out "
+                                 "question")
+        self.train, self._held_out = rows, held_out
+
+    @classmethod
+    def from_settings(cls, settings, held_out: list[dict] | None = None) -> "FileTask":
+        return cls(settings.task, settings.eval_size, settings.seed, settings.question_column, settings.answer_column,
+                   settings.answer_format, held_out, settings.decontaminate)
 
     def questions(self, rng: random.Random, n: int) -> list[dict]:
         return [self.train[rng.randrange(len(self.train))] for _ in range(n)]
