@@ -84,7 +84,9 @@ async function hoverToken(page: Rig['page'], lineText: string, want: RegExp, tim
   return until(`a hover with the token's KL matching ${want}`, async () => {
     const box = await line.boundingBox();
     if (!box) return undefined;
-    await page.mouse.move(box.x + 2, box.y + box.height + 40); // off the text first, so the hover re-triggers
+    // Off the text and any open hover first (a hover kept open over the same token would not be re-asked).
+    await page.mouse.move(5, 5);
+    await page.waitForTimeout(300);
     await page.mouse.move(box.x + dx, box.y + box.height / 2);
     await hover.waitFor({ state: 'visible', timeout: 3000 });
     const text = (await hover.innerText()).trim();

@@ -30,40 +30,34 @@ const python = process.env.GRPO_TEST_PYTHON ?? path.join(repo, '.venv', 'bin', '
 const ready = fs.existsSync(python) && fs.existsSync(path.join(trainerDir, 'grpo', 'onnx_export.py'));
 const skip = !ready && '.venv (scripts/setup.sh) or the trainer\'s ONNX export is missing';
 
-const MAKE_RUN = path.join(repo, 'test', 'fixtures', 'tiny_run.py');
-const MAKE_HF_RUN = path.join(repo, 'test', 'fixtures', 'tiny_hf_run.py');
+interface Fixture { run: string; checkpoint: string; serve: ServeProcess; scorer: OnnxScorer }
+
+/** A fixture run (test/fixtures/`script`), its checkpoint `step` exported by the CLI, a serve process for
+ *  that checkpoint and the extension's scorer on the export. */
+async function exportedRun(script: string, step: string): Promise<Fixture> {
+  const run = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-parity-')), 'run');
+  const env = trainerEnv(trainerDir);
+  execFileSync(python, [path.join(repo, 'test', 'fixtures', script), run], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const checkpoint = path.join(run, 'checkpoints', step);
+  execFileSync(python, ['-m', 'grpo', 'export-onnx', '--checkpoint', checkpoint, '--out', path.join(checkpoint, 'onnx')], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const serve = new ServeProcess(python, checkpoint, { trainerDir });
+  const scorer = await OnnxScorer.load(findExport(run));
+  await serve.ready;
+  return { run, checkpoint, serve, scorer };
+}
 
 let run = '';
 let checkpoint = '';
 let serve: ServeProcess | undefined;
 let scorer: OnnxScorer | undefined;
-
-before(async () => {
-  if (skip) return;
-  run = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-parity-')), 'run');
-  const env = trainerEnv(trainerDir);
-  execFileSync(python, [MAKE_RUN, run], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  checkpoint = path.join(run, 'checkpoints', 'step_000003');
-  execFileSync(python, ['-m', 'grpo', 'export-onnx', '--checkpoint', checkpoint, '--out', path.join(checkpoint, 'onnx')], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  serve = new ServeProcess(python, checkpoint, { trainerDir });
-  scorer = await OnnxScorer.load(findExport(run));
-  await serve.ready;
-}, { timeout: 600_000 });
-
 let hfRun = '';
 let hfServe: ServeProcess | undefined;
 let hfScorer: OnnxScorer | undefined;
 
 before(async () => {
   if (skip) return;
-  hfRun = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-parity-hf-')), 'run');
-  const env = trainerEnv(trainerDir);
-  execFileSync(python, [MAKE_HF_RUN, hfRun], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  const cp = path.join(hfRun, 'checkpoints', 'step_000001');
-  execFileSync(python, ['-m', 'grpo', 'export-onnx', '--checkpoint', hfRun, '--out', path.join(cp, 'onnx')], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  hfServe = new ServeProcess(python, cp, { trainerDir });
-  hfScorer = await OnnxScorer.load(findExport(hfRun));
-  await hfServe.ready;
+  ({ run, checkpoint, serve, scorer } = await exportedRun('tiny_run.py', 'step_000003'));
+  ({ run: hfRun, serve: hfServe, scorer: hfScorer } = await exportedRun('tiny_hf_run.py', 'step_000001'));
 }, { timeout: 600_000 });
 
 after(() => {
