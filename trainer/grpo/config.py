@@ -56,7 +56,7 @@ class Config:
                                      "style (first_token)", choices=("sequence", "first_token"))
 
     # GRPO
-    max_steps: int = _opt(100, "GRPO optimizer steps", minimum=0)
+    max_steps: int = _opt(60, "GRPO optimizer steps", minimum=0)
     num_generations: int = _opt(8, "G: completions sampled per question", minimum=2)
     questions_per_step: int = _opt(32, "questions per step (TRL: per_device_train_batch_size / "
                                    "num_generations)", minimum=1)
