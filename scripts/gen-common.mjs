@@ -1,4 +1,4 @@
-// What the generators of src/generated/ share: reading a trainer module's JSON without the trainer's
+// What the generators of src/shared/generated/ share: reading a trainer module's JSON without the trainer's
 // dependencies, and writing the generated file or, with `--check`, failing when the committed one is stale.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';

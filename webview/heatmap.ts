@@ -6,8 +6,8 @@
  * parse in one pass; rows off screen skip layout and paint (`content-visibility: auto`). One delegated
  * listener and one tooltip element give exact values on hover.
  */
-import { bucketColour, bucketOf, LEVELS, type Scale, visibleToken } from '../src/inspect/values';
-import { QUANTITIES, type Quantity } from '../src/protocol';
+import { bucketColour, bucketOf, LEVELS, type Scale, visibleToken } from '../src/shared/values';
+import { QUANTITIES, type Quantity } from '../src/shared/protocol';
 
 export interface HeatRow {
   /** Identifies the row to `tooltip` and in `data-heat-index`. */

@@ -2,11 +2,11 @@
 /**
  * Inspection benchmark.
  *  - ONNX scoring of a 1,000-token document with the built-in model, in Node with onnxruntime-node
- *    exactly as the extension host does it (src/onnx/scorer.ts: tokenize, policy + reference forward,
+ *    exactly as the extension host does it (src/inspect/onnx/scorer.ts: tokenize, policy + reference forward,
  *    per-token KL); the model is a real export (test/fixtures/tiny_run.py + `python -m grpo export-onnx`,
  *    cached in .cache/bench/inspect-run); and the same for a subword tokenizer: a tiny random Qwen2 with a
  *    byte-level BPE tokenizer (test/fixtures/tiny_hf_run.py, cached in .cache/bench/inspect-hf-run),
- *    tokenized by @huggingface/tokenizers with offsets (src/onnx/hfTokenizer.ts).
+ *    tokenized by @huggingface/tokenizers with offsets (src/inspect/onnx/hfTokenizer.ts).
  *  - A hover answered from cached scores (src/inspect/docScores.ts hoverAt: find the token, build the
  *    Markdown), what the hover provider does per request.
  *  - The token heatmap of 64 completions × 512 tokens drawn by the real inspector bundle
@@ -18,10 +18,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Page } from 'playwright-core';
 import { fromScoreResult, hoverAt } from '../../src/inspect/docScores';
-import { findExport } from '../../src/onnx/exports';
-import { OnnxScorer } from '../../src/onnx/scorer';
-import type { GroupRecord } from '../../src/protocol';
-import { trainerEnv } from '../../src/python';
+import { findExport } from '../../src/inspect/onnx/exports';
+import { OnnxScorer } from '../../src/inspect/onnx/scorer';
+import type { GroupRecord } from '../../src/shared/protocol';
+import { trainerEnv } from '../../src/environment/python';
 import { launchPage, machine, median, openWebview, pct, repo, writeResult } from '../harness';
 
 const python = process.env.GRPO_PYTHON ?? path.join(repo, '.venv', 'bin', 'python');

@@ -12,20 +12,20 @@
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { NoPythonError, offerPythonFix } from '../envSetup';
-import { findExport, ExportError, type OnnxExport } from '../onnx/exports';
-import { scorerFor } from '../onnx/scorer';
-import { TokenizeError } from '../onnx/tokenizer';
-import type { CompareResult, GroupOrigin, InspectRequests, InspectRequestType, Quantity, ScoreResult } from '../protocol';
-import { TrainerGoneError, TrainerRequestError } from '../requests';
-import { lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, readSampleGroup } from '../runDir';
-import { ServeProcess } from '../serve';
-import type { TrainingController } from '../training';
-import { ComparePanel, InspectorPanel, type ShownGroup } from '../views/inspectPanels';
-import type { RunNode } from '../views/runsTree';
+import { NoPythonError, offerPythonFix } from '../environment/envSetup';
+import { findExport, ExportError, type OnnxExport } from './onnx/exports';
+import { scorerFor } from './onnx/scorer';
+import { TokenizeError } from './onnx/tokenizer';
+import type { CompareResult, GroupOrigin, InspectRequests, InspectRequestType, Quantity, ScoreResult } from '../shared/protocol';
+import { TrainerGoneError, TrainerRequestError } from '../shared/requests';
+import { lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, readSampleGroup } from '../runs/runDir';
+import { ServeProcess } from './serve';
+import type { TrainingController } from '../training/controller';
+import { ComparePanel, InspectorPanel, type ShownGroup } from './panels';
+import type { RunNode } from '../runs/runsTree';
 import { fromScoreResult, onText } from './docScores';
 import { completionRef, openCompletion, TokenShading } from './editor';
-import { fmt } from './values';
+import { fmt } from '../shared/values';
 
 const SERVE_IDLE_MS = 10 * 60_000;
 

@@ -3,9 +3,9 @@
  * form the editor needs: character ranges, values, what to shade with, and the hover for an offset.
  * Pure; no `vscode`. The editor layer caches one of these per document version.
  */
-import type { GroupRecord, ScoreResult } from '../protocol';
-import { hoverMarkdown, type TokenFacts } from './hover';
-import { alignTokens, bucketColour, bucketOf, scaleFor, stepOfTokens, tokenAt } from './values';
+import type { GroupRecord, ScoreResult } from '../shared/protocol';
+import { hoverMarkdown, type TokenFacts } from '../shared/hover';
+import { alignTokens, bucketColour, bucketOf, scaleFor, stepOfTokens, tokenAt } from '../shared/values';
 
 export type ShadeMode = 'kl' | 'advantage';
 

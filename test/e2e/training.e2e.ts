@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { isPidAlive, readStatus } from '../../src/runDir';
+import { isPidAlive, readStatus } from '../../src/runs/runDir';
 import { log, repo, runCommand, shot, startRig, statusBarText, until, webviewFrame, type Rig } from './rig';
 
 const python = process.env.GRPO_E2E_PYTHON ?? path.join(repo, '.venv', 'bin', 'python');
@@ -116,7 +116,7 @@ test('train from the command palette, watch it live, stop it, find it in the Run
   assert.ok(stopped.last_checkpoint, 'a checkpoint was recorded');
   assert.ok(fs.existsSync(path.join(runDir, stopped.last_checkpoint!, 'config.json')), `${stopped.last_checkpoint} holds a model`);
   log(`stopped at step ${stopped.step} with ${stopped.last_checkpoint}`);
-  assert.equal(config.max_steps, JSON.parse(fs.readFileSync(path.join(repo, 'src', 'generated', 'configSchema.json'), 'utf8')).find((s: { key: string }) => s.key === 'max_steps').default, 'the embedded default ran');
+  assert.equal(config.max_steps, JSON.parse(fs.readFileSync(path.join(repo, 'src', 'shared', 'generated', 'configSchema.json'), 'utf8')).find((s: { key: string }) => s.key === 'max_steps').default, 'the embedded default ran');
   await until('the status bar to show stopped', async () => /stopped/.test(await statusBarText(page)), MIN);
 
   // The Runs view lists it.

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { rowsToColumns } from '../../src/protocol';
+import { rowsToColumns } from '../../src/shared/protocol';
 import { bandEdges, decimateMinMax, Decimator, DrawCache, Ema, RunSeries, smooth, SmoothCache } from '../../webview/dashboard/data';
 
 const cols = (from: number, to: number, f = (s: number) => s * 0.1) => {

@@ -1,5 +1,5 @@
 /**
- * The extension's per-token values (onnxruntime-node on the exported models, src/onnx/) equal the
+ * The extension's per-token values (onnxruntime-node on the exported models, src/inspect/onnx/) equal the
  * trainer's (PyTorch, through `python -m grpo serve` and its `score` request) on the same checkpoint and
  * text, to 1e-4. Also: serve answers sample_group with a valid group, refuses bad input with a message
  * naming it, and a serve process that dies mid-request fails that request clearly.
@@ -17,12 +17,12 @@ import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import { inspect } from 'node:util';
 import { onText } from '../../src/inspect/docScores';
-import { findExport } from '../../src/onnx/exports';
-import { HfTokenizer } from '../../src/onnx/hfTokenizer';
-import { OnnxScorer } from '../../src/onnx/scorer';
-import { trainerEnv } from '../../src/python';
-import { TrainerGoneError, TrainerRequestError } from '../../src/requests';
-import { ServeProcess } from '../../src/serve';
+import { findExport } from '../../src/inspect/onnx/exports';
+import { HfTokenizer } from '../../src/inspect/onnx/hfTokenizer';
+import { OnnxScorer } from '../../src/inspect/onnx/scorer';
+import { trainerEnv } from '../../src/environment/python';
+import { TrainerGoneError, TrainerRequestError } from '../../src/shared/requests';
+import { ServeProcess } from '../../src/inspect/serve';
 
 const repo = path.resolve(__dirname, '../..');
 const trainerDir = path.join(repo, 'trainer');

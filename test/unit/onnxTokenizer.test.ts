@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { HfTokenizer, tokenOffsets } from '../../src/onnx/hfTokenizer';
-import { charTokenizer, checkTokenizerDescription, encode, promptFor, scoringInput, TokenizeError, type CharDescription, type HfDescription } from '../../src/onnx/tokenizer';
+import { HfTokenizer, tokenOffsets } from '../../src/inspect/onnx/hfTokenizer';
+import { charTokenizer, checkTokenizerDescription, encode, promptFor, scoringInput, TokenizeError, type CharDescription, type HfDescription } from '../../src/inspect/onnx/tokenizer';
 
 const vocab: Record<string, number> = { '<pad>': 0, '<eos>': 1, '<unk>': 2 };
 for (const ch of '0123456789+-*()=#\n abc') vocab[ch] = Object.keys(vocab).length;

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
-import { checkEvent, checkMetricsRow, checkStatus, checkTrainerMessage, isControlRequest, METRIC_KEYS, RUN_STATES } from '../../src/protocol';
+import { checkEvent, checkMetricsRow, checkStatus, checkTrainerMessage, isControlRequest, METRIC_KEYS, RUN_STATES } from '../../src/shared/protocol';
 
-test('src/generated/protocol.ts is what trainer/grpo/records.py generates now', () => {
+test('src/shared/generated/protocol.ts is what trainer/grpo/records.py generates now', () => {
   const out = execFileSync(process.execPath, ['scripts/gen-protocol.mjs', '--check'], { encoding: 'utf8' });
   assert.match(out, /up to date/);
 });

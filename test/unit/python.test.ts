@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { checkInterpreter, findInterpreter, listCandidates, resolveSettingPath, setupCommand } from '../../src/python';
+import { checkInterpreter, findInterpreter, listCandidates, resolveSettingPath, setupCommand } from '../../src/environment/python';
 
 const repo = path.resolve(__dirname, '../..');
 const trainerDir = path.join(repo, 'trainer');

@@ -1,5 +1,5 @@
 /**
- * "GRPO: Set Up Python Environment" without VS Code (src/pythonEnv.ts): real Python, real venvs, real pip,
+ * "GRPO: Set Up Python Environment" without VS Code (src/environment/pythonEnv.ts): real Python, real venvs, real pip,
  * offline against a local wheel folder (the trainer's own wheel built from ./trainer), so nothing downloads
  * torch. The successful set-up reuses a venv layered on the project's .venv (test/fixtures/venv.ts), so pip
  * finds torch and transformers installed and the real import check passes.
@@ -9,9 +9,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { before, test } from 'node:test';
-import { checkInterpreter, readSetupMarker } from '../../src/python';
+import { checkInterpreter, readSetupMarker } from '../../src/environment/python';
 import { layeredVenv, trainerWheel } from '../fixtures/venv';
-import { chooseTorchSource, explainFailure, findBasePython, pipPhase, SetupCancelled, SetupError, setupEnvironment, torchPin, venvPython, type Step } from '../../src/pythonEnv';
+import { chooseTorchSource, explainFailure, findBasePython, pipPhase, SetupCancelled, SetupError, setupEnvironment, torchPin, venvPython, type Step } from '../../src/environment/pythonEnv';
 
 const repo = path.resolve(__dirname, '../..');
 const trainerDir = path.join(repo, 'trainer');

@@ -4,9 +4,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { bestReward, effectiveState, isPidAlive, isResumable, lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, metricsTail, newRunName, readConfig, readMetrics, readSampleGroup, readStatus, scanLines, summarizeRuns, processIdentity, trainerAlive } from '../../src/runDir';
-import type { RunStatus } from '../../src/protocol';
-import { RunSession } from '../../src/session';
+import { bestReward, effectiveState, isPidAlive, isResumable, lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, metricsTail, newRunName, readConfig, readMetrics, readSampleGroup, readStatus, scanLines, summarizeRuns, processIdentity, trainerAlive } from '../../src/runs/runDir';
+import type { RunStatus } from '../../src/shared/protocol';
+import { RunSession } from '../../src/training/session';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-rundir-'));
 const status = (o: object = {}) => ({ protocol: 1, state: 'running', phase: 'grpo', pid: process.pid, step: 3, max_steps: 10, sft_step: 20, sft_steps: 20, started_at: 1, updated_at: 2, ended_at: null, last_checkpoint: 'checkpoints/step_000000', error: null, ...o });

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { RunStatus } from '../../src/protocol';
-import { statusText, summarize } from '../../src/session';
-import { formatDuration } from '../../src/format';
+import type { RunStatus } from '../../src/shared/protocol';
+import { statusText, summarize } from '../../src/training/session';
+import { formatDuration } from '../../src/shared/format';
 
 const st = (o: Partial<RunStatus>): RunStatus => ({ protocol: 1, state: 'running', phase: 'grpo', pid: 1, step: 0, max_steps: 100, started_at: 1000, updated_at: 1000, ended_at: null, last_checkpoint: null, error: null, ...o });
 const opts = { attached: false, ended: false, error: null, now: 1060, startedAt: 1000 };

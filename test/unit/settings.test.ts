@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
-import { defaultValues, diffFromDefaults, EMBEDDED_SCHEMA, launchArgs, parseFieldText, PRESETS, presetValues, sanitizeValues, trainArgs, validateValue } from '../../src/settings';
+import { defaultValues, diffFromDefaults, EMBEDDED_SCHEMA, launchArgs, parseFieldText, PRESETS, presetValues, sanitizeValues, trainArgs, validateValue } from '../../src/shared/settings';
 
 const spec = (key: string) => EMBEDDED_SCHEMA.find((s) => s.key === key)!;
 

@@ -7,9 +7,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { isPidAlive, listCheckpoints, readMetrics, readStatus } from '../../src/runDir';
-import { RunSession, type SessionChange } from '../../src/session';
-import { trainArgs } from '../../src/settings';
+import { isPidAlive, listCheckpoints, readMetrics, readStatus } from '../../src/runs/runDir';
+import { RunSession, type SessionChange } from '../../src/training/session';
+import { trainArgs } from '../../src/shared/settings';
 
 const repo = path.resolve(__dirname, '../..');
 const trainerDir = path.join(repo, 'trainer');

@@ -8,9 +8,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { trainerEnv, workspaceArgs } from '../../src/python';
-import { ServeProcess } from '../../src/serve';
-import { TrainerProcess } from '../../src/trainerProcess';
+import { trainerEnv, workspaceArgs } from '../../src/environment/python';
+import { ServeProcess } from '../../src/inspect/serve';
+import { TrainerProcess } from '../../src/training/trainerProcess';
 
 const repo = path.resolve(__dirname, '../..');
 const trainerDir = path.join(repo, 'trainer');

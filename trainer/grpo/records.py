@@ -2,7 +2,7 @@
 request it reads on stdin, defined once (protocol version 1).
 
 These TypedDicts are the single definition. docs/run-directory.md explains them in words; the extension's
-TypeScript types and runtime guards (src/generated/protocol.ts) are generated from `schema()` below by
+TypeScript types and runtime guards (src/shared/generated/protocol.ts) are generated from `schema()` below by
 `npm run gen:protocol` (scripts/gen-protocol.mjs loads this file by path, so it must need nothing but the
 standard library); `validate()` checks a record against the same schema on the Python side (tests).
 

@@ -2,9 +2,9 @@
  * Policy vs reference: the same question through both models, side by side. Each side's completion is
  * drawn as a token heatmap coloured by per-token KL or by log π_θ − log π_ref; sequence-level KL on top.
  */
-import { tooltipText } from '../../src/inspect/hover';
-import { fmt, QUANTITY_LABEL, scaleFor } from '../../src/inspect/values';
-import { isHostToCompare, type CompareResult, type CompareToHost } from '../../src/protocol';
+import { tooltipText } from '../../src/shared/hover';
+import { fmt, QUANTITY_LABEL, scaleFor } from '../../src/shared/values';
+import { isHostToCompare, type CompareResult, type CompareToHost } from '../../src/shared/protocol';
 import { dropdown, el, registerComponents } from '../components';
 import { heatmap, legend } from '../heatmap';
 import { describe, getState, listen, post, setState } from '../host';

@@ -3,7 +3,7 @@
  * per-run columnar series, EMA smoothing (TensorBoard's debiased form, extended incrementally as steps
  * arrive), and min/max decimation to a pixel budget so a 100,000-step run draws as fast as a short one.
  */
-import type { MetricsColumns } from '../../src/protocol';
+import type { MetricsColumns } from '../../src/shared/protocol';
 
 export interface SeriesDef { key: string; label: string; band?: string }
 /** `sparse`: values only on some steps (evaluations): drawn with point markers, never smoothed. */

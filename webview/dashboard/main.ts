@@ -14,8 +14,8 @@ import {
   Tooltip,
   type ChartDataset,
 } from 'chart.js';
-import { isDashboardState, isHostToDashboard, type DashboardState, type DashboardToHost, type HostToDashboard, type RunInfo } from '../../src/protocol';
-import { formatNumber } from '../../src/format';
+import { isDashboardState, isHostToDashboard, type DashboardState, type DashboardToHost, type HostToDashboard, type RunInfo } from '../../src/shared/protocol';
+import { formatNumber } from '../../src/shared/format';
 import { button, el, registerComponents } from '../components';
 import { describe, getState, listen, post, setState } from '../host';
 import { CHARTS, DrawCache, RunSeries, type ChartDef, type Point } from './data';

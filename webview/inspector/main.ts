@@ -3,9 +3,9 @@
  * truncation; sortable; each row carries `data-completion-index`), and below it the token heatmap of
  * every completion coloured by a chosen quantity, exact values on hover, step boundaries marked.
  */
-import { tooltipText } from '../../src/inspect/hover';
-import { fmt, QUANTITY_LABEL, quantityValues, scaleFor, sortRows, stepOfTokens, type SortKey } from '../../src/inspect/values';
-import { isHostToInspector, QUANTITIES, type GroupOrigin, type GroupRecord, type HostToInspector, type InspectorToHost, type Quantity } from '../../src/protocol';
+import { tooltipText } from '../../src/shared/hover';
+import { fmt, QUANTITY_LABEL, quantityValues, scaleFor, sortRows, stepOfTokens, type SortKey } from '../../src/shared/values';
+import { isHostToInspector, QUANTITIES, type GroupOrigin, type GroupRecord, type HostToInspector, type InspectorToHost, type Quantity } from '../../src/shared/protocol';
 import { button, dropdown, el, registerComponents } from '../components';
 import { heatmap, legend, type HeatRow } from '../heatmap';
 import { describe, getState, listen, post, setState } from '../host';

@@ -2,9 +2,9 @@
  * The Training view: the run's settings as a form (built from the settings schema), the run controls,
  * and a compact live summary. The host owns the values (persisted per workspace); this page edits them.
  */
-import { formatDuration, formatNumber } from '../../src/format';
-import { isHostToPanel, type HostToPanel, type LiveSummary, type PanelToHost, type SettingSpec, type SettingValues } from '../../src/protocol';
-import { formatFieldValue, MAIN_KEYS, parseFieldText, PRESETS, presetValues, validateValue } from '../../src/settings';
+import { formatDuration, formatNumber } from '../../src/shared/format';
+import { isHostToPanel, type HostToPanel, type LiveSummary, type PanelToHost, type SettingSpec, type SettingValues } from '../../src/shared/protocol';
+import { formatFieldValue, MAIN_KEYS, parseFieldText, PRESETS, presetValues, validateValue } from '../../src/shared/settings';
 import { badge, button, checkbox, dropdown, el, registerComponents, section, textField, type FieldHandle } from '../components';
 import { describe, listen, post } from '../host';
 

@@ -4,8 +4,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { countNewlines, parseJsonlBuffer, parseLine, type JsonlChunk, type LineProblem } from './jsonLines';
-import { checkEvent, checkGroupRecord, checkMetricsRow, checkStatus, type Checked, type GroupRecord, type MetricsRow, type RunEvent, type RunState, type RunStatus } from './protocol';
+import { countNewlines, parseJsonlBuffer, parseLine, type JsonlChunk, type LineProblem } from '../shared/jsonLines';
+import { checkEvent, checkGroupRecord, checkMetricsRow, checkStatus, type Checked, type GroupRecord, type MetricsRow, type RunEvent, type RunState, type RunStatus } from '../shared/protocol';
 
 export const STATUS_FILE = 'status.json';
 export const METRICS_FILE = 'metrics.jsonl';

@@ -5,16 +5,17 @@
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { isDashboardToHost, rowsToColumns, type DashboardState, type DashboardToHost, type HostToDashboard, type MetricsRow, type RunInfo } from '../protocol';
-import { readMetrics, readStatus } from '../runDir';
-import type { TrainingController } from '../training';
-import { WebviewChannel, webviewHtml, webviewOptions } from './webviewHtml';
+import { isDashboardToHost, rowsToColumns, type DashboardState, type DashboardToHost, type HostToDashboard, type MetricsRow, type RunInfo } from '../shared/protocol';
+import { readMetrics, readStatus } from '../runs/runDir';
+import type { TrainingController } from '../training/controller';
+import { SingletonPanel } from '../webviews/singletonPanel';
+import { WebviewChannel, webviewHtml, webviewOptions } from '../webviews/webviewHtml';
 
 const FLUSH_MS = 100;
 
 export class DashboardPanel implements vscode.Disposable {
-  static readonly viewType = 'grpo.dashboard';
-  private static current: DashboardPanel | undefined;
+  private static readonly one = new SingletonPanel<DashboardPanel>('grpo.dashboard', 'GRPO Dashboard');
+  static readonly viewType = DashboardPanel.one.viewType;
   private readonly channel: WebviewChannel<DashboardToHost, HostToDashboard>;
   private readonly subs: vscode.Disposable[] = [];
   private runIds: string[] = [];
@@ -24,21 +25,17 @@ export class DashboardPanel implements vscode.Disposable {
 
   /** Opens (or reveals) the dashboard and adds `runDirs` to it. */
   static show(extensionUri: vscode.Uri, training: TrainingController, runDirs: string[]): DashboardPanel {
-    if (!DashboardPanel.current) {
-      const panel = vscode.window.createWebviewPanel(DashboardPanel.viewType, 'GRPO Dashboard', vscode.ViewColumn.Active, webviewOptions(extensionUri));
-      DashboardPanel.current = new DashboardPanel(panel, extensionUri, training, null);
-    } else DashboardPanel.current.panel.reveal();
-    for (const d of runDirs) DashboardPanel.current.addRun(d);
-    return DashboardPanel.current;
+    const p = DashboardPanel.one.show(extensionUri, (panel) => new DashboardPanel(panel, extensionUri, training, null));
+    for (const d of runDirs) p.addRun(d);
+    return p;
   }
 
   static revive(panel: vscode.WebviewPanel, extensionUri: vscode.Uri, training: TrainingController, state: unknown): void {
-    DashboardPanel.current?.dispose();
-    DashboardPanel.current = new DashboardPanel(panel, extensionUri, training, state);
+    DashboardPanel.one.adopt(new DashboardPanel(panel, extensionUri, training, state));
   }
 
   static get instance(): DashboardPanel | undefined {
-    return DashboardPanel.current;
+    return DashboardPanel.one.instance;
   }
 
   private constructor(readonly panel: vscode.WebviewPanel, extensionUri: vscode.Uri, private readonly training: TrainingController, state: unknown) {
@@ -155,7 +152,7 @@ export class DashboardPanel implements vscode.Disposable {
   }
 
   dispose(): void {
-    if (DashboardPanel.current === this) DashboardPanel.current = undefined;
+    DashboardPanel.one.forget(this);
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.subs.forEach((d) => d.dispose());
     this.panel.dispose();

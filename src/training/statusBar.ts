@@ -1,7 +1,7 @@
 /** The status bar item: state, "SFT step N/M" or "step N · reward R" while a run is live; opens the dashboard. */
 import * as vscode from 'vscode';
-import type { LiveSummary } from '../protocol';
-import { statusText } from '../session';
+import type { LiveSummary } from '../shared/protocol';
+import { statusText } from './session';
 
 const ICON: Record<LiveSummary['state'], string> = {
   starting: '$(loading~spin)',

@@ -3,9 +3,9 @@
  * stderr passed on line by line, control requests written to stdin. No `vscode` import.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { LineSplitter, TrainerStreamParser, type LineProblem } from './jsonLines';
-import { encodeControl, type ControlRequest, type TrainerMessage } from './protocol';
-import { trainerCwd, trainerEnv, workspaceArgs } from './python';
+import { LineSplitter, TrainerStreamParser, type LineProblem } from '../shared/jsonLines';
+import { encodeControl, type ControlRequest, type TrainerMessage } from '../shared/protocol';
+import { trainerCwd, trainerEnv, workspaceArgs } from '../environment/python';
 
 export interface TrainerHandlers {
   onMessage(m: TrainerMessage): void;

@@ -4,7 +4,7 @@
  * `vscode`, no DOM: shared by the extension host (editor shading, hovers) and the webviews (heatmap,
  * inspector), and unit-tested directly.
  */
-import type { GroupRecord, Quantity, TokenArrays } from '../protocol';
+import type { GroupRecord, Quantity, TokenArrays } from './protocol';
 
 /** Schulman's k3 estimator of KL(π_θ‖π_ref) for one token: r − log r − 1 with r = π_ref/π_θ (always ≥ 0). */
 export function k3(logp: number, refLogp: number): number {

@@ -14,7 +14,7 @@ interface Pending {
   type: InspectRequestType;
   resolve(v: unknown): void;
   reject(e: Error): void;
-  timer: NodeJS.Timeout;
+  timer: ReturnType<typeof setTimeout>;
 }
 
 export class PendingRequests {

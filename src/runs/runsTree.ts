@@ -1,9 +1,9 @@
 /** The Runs view: every run directory under the runs folder, expandable to checkpoints and sample steps. */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { formatNumber } from '../format';
-import { isResumable, listCheckpoints, listSampleSteps, summarizeRuns, type RunSummary } from '../runDir';
-import type { TrainingController } from '../training';
+import { formatNumber } from '../shared/format';
+import { isResumable, listCheckpoints, listSampleSteps, summarizeRuns, type RunSummary } from './runDir';
+import type { TrainingController } from '../training/controller';
 
 export type RunNode =
   | { kind: 'run'; run: RunSummary }

@@ -6,10 +6,10 @@
  * No `vscode` import; the controller in extension.ts turns these changes into UI.
  */
 import * as path from 'node:path';
-import type { LineProblem } from './jsonLines';
-import { controlRequest, type ControlType, type InspectRequests, type InspectRequestType, type LiveSummary, type MetricsRow, type RunEvent, type RunStatus, type TrainerMessage } from './protocol';
-import { PendingRequests, TrainerGoneError } from './requests';
-import { eventsTail, metricsTail, readStatus, trainerAlive } from './runDir';
+import type { LineProblem } from '../shared/jsonLines';
+import { controlRequest, type ControlType, type InspectRequests, type InspectRequestType, type LiveSummary, type MetricsRow, type RunEvent, type RunStatus, type TrainerMessage } from '../shared/protocol';
+import { PendingRequests, TrainerGoneError } from '../shared/requests';
+import { eventsTail, metricsTail, readStatus, trainerAlive } from '../runs/runDir';
 import { TrainerProcess } from './trainerProcess';
 
 export type SessionChange =

@@ -6,10 +6,10 @@
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import * as path from 'node:path';
-import { LineSplitter, TrainerStreamParser } from './jsonLines';
-import type { InspectRequests, InspectRequestType } from './protocol';
-import { trainerCwd, trainerEnv } from './python';
-import { PendingRequests, TrainerGoneError } from './requests';
+import { LineSplitter, TrainerStreamParser } from '../shared/jsonLines';
+import type { InspectRequests, InspectRequestType } from '../shared/protocol';
+import { trainerCwd, trainerEnv } from '../environment/python';
+import { PendingRequests, TrainerGoneError } from '../shared/requests';
 
 export interface ServeInfo { checkpoint: string; step: number | null; pid: number; runDir: string | null }
 

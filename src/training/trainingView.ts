@@ -1,9 +1,9 @@
 /** The Training view (a webview view in the GRPO container): settings form, run controls, live summary. */
 import * as vscode from 'vscode';
-import { isPanelToHost, type HostToPanel, type PanelToHost } from '../protocol';
-import { EMBEDDED_SCHEMA } from '../settings';
-import type { TrainingController } from '../training';
-import { WebviewChannel, webviewHtml, webviewOptions } from './webviewHtml';
+import { isPanelToHost, type HostToPanel, type PanelToHost } from '../shared/protocol';
+import { EMBEDDED_SCHEMA } from '../shared/settings';
+import type { TrainingController } from './controller';
+import { WebviewChannel, webviewHtml, webviewOptions } from '../webviews/webviewHtml';
 
 export class TrainingViewProvider implements vscode.WebviewViewProvider, vscode.Disposable {
   static readonly viewId = 'grpo.trainingView';

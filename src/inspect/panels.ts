@@ -7,24 +7,21 @@ import * as vscode from 'vscode';
 import {
   isCompareToHost, isInspectorToHost, type CompareResult, type CompareToHost, type GroupOrigin, type GroupRecord, type HostToCompare, type HostToInspector,
   type InspectorToHost, type Quantity,
-} from '../protocol';
-import { WebviewChannel, webviewHtml, webviewOptions } from './webviewHtml';
+} from '../shared/protocol';
+import { SingletonPanel } from '../webviews/singletonPanel';
+import { WebviewChannel, webviewHtml } from '../webviews/webviewHtml';
 
 export interface ShownGroup { group: GroupRecord; origin: GroupOrigin; title: string }
 
 export class InspectorPanel implements vscode.Disposable {
-  static readonly viewType = 'grpo.inspector';
-  private static current: InspectorPanel | undefined;
+  private static readonly one = new SingletonPanel<InspectorPanel>('grpo.inspector', 'GRPO Group Inspector', true);
+  static readonly viewType = InspectorPanel.one.viewType;
   private readonly channel: WebviewChannel<InspectorToHost, HostToInspector>;
   private readonly subs: vscode.Disposable[] = [];
   private shown: (ShownGroup & { focus: number | null; quantity: Quantity | null }) | null = null;
 
   static show(extensionUri: vscode.Uri, log: vscode.LogOutputChannel, g: ShownGroup, opts: { focus?: number | null; quantity?: Quantity | null; onOpenCompletion(g: ShownGroup, index: number): void }): InspectorPanel {
-    let p = InspectorPanel.current;
-    if (!p) {
-      const panel = vscode.window.createWebviewPanel(InspectorPanel.viewType, 'GRPO Group Inspector', vscode.ViewColumn.Active, { ...webviewOptions(extensionUri), retainContextWhenHidden: true });
-      p = InspectorPanel.current = new InspectorPanel(panel, extensionUri, log, opts.onOpenCompletion);
-    } else p.panel.reveal();
+    const p = InspectorPanel.one.show(extensionUri, (panel) => new InspectorPanel(panel, extensionUri, log, opts.onOpenCompletion));
     p.shown = { ...g, focus: opts.focus ?? null, quantity: opts.quantity ?? null };
     p.panel.title = `GRPO: ${g.title}`;
     p.send();
@@ -51,25 +48,21 @@ export class InspectorPanel implements vscode.Disposable {
   }
 
   dispose(): void {
-    if (InspectorPanel.current === this) InspectorPanel.current = undefined;
+    InspectorPanel.one.forget(this);
     this.subs.forEach((d) => d.dispose());
     this.panel.dispose();
   }
 }
 
 export class ComparePanel implements vscode.Disposable {
-  static readonly viewType = 'grpo.compare';
-  private static current: ComparePanel | undefined;
+  private static readonly one = new SingletonPanel<ComparePanel>('grpo.compare', 'GRPO Compare', true);
+  static readonly viewType = ComparePanel.one.viewType;
   private readonly channel: WebviewChannel<CompareToHost, HostToCompare>;
   private readonly subs: vscode.Disposable[] = [];
   private shown: { result: CompareResult; title: string } | null = null;
 
   static show(extensionUri: vscode.Uri, log: vscode.LogOutputChannel, result: CompareResult, title: string): ComparePanel {
-    let p = ComparePanel.current;
-    if (!p) {
-      const panel = vscode.window.createWebviewPanel(ComparePanel.viewType, 'GRPO Compare', vscode.ViewColumn.Active, { ...webviewOptions(extensionUri), retainContextWhenHidden: true });
-      p = ComparePanel.current = new ComparePanel(panel, extensionUri, log);
-    } else p.panel.reveal();
+    const p = ComparePanel.one.show(extensionUri, (panel) => new ComparePanel(panel, extensionUri, log));
     p.shown = { result, title };
     p.panel.title = `GRPO: ${title}`;
     p.send();
@@ -92,7 +85,7 @@ export class ComparePanel implements vscode.Disposable {
   }
 
   dispose(): void {
-    if (ComparePanel.current === this) ComparePanel.current = undefined;
+    ComparePanel.one.forget(this);
     this.subs.forEach((d) => d.dispose());
     this.panel.dispose();
   }

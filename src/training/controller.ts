@@ -5,12 +5,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { ControlType, LiveSummary, MetricsRow, SettingValues } from './protocol';
-import { offerPythonFix } from './envSetup';
-import { checkInterpreter, findInterpreter, SOURCE_LABEL, type Discovery } from './python';
-import { isResumable, listRuns, newRunName, readStatus, effectiveState, trainerAlive } from './runDir';
+import type { ControlType, LiveSummary, MetricsRow, SettingValues } from '../shared/protocol';
+import { offerPythonFix } from '../environment/envSetup';
+import { checkInterpreter, findInterpreter, SOURCE_LABEL, type Discovery } from '../environment/python';
+import { isResumable, listRuns, newRunName, readStatus, effectiveState, trainerAlive } from '../runs/runDir';
 import { RunSession, type SessionChange } from './session';
-import { defaultValues, diffFromDefaults, EMBEDDED_SCHEMA, launchArgs, sanitizeValues, trainArgs, type Launcher } from './settings';
+import { defaultValues, diffFromDefaults, EMBEDDED_SCHEMA, launchArgs, sanitizeValues, trainArgs, type Launcher } from '../shared/settings';
 
 const VALUES_KEY = 'grpo.settingsValues';
 const LIVE_RUN_KEY = 'grpo.liveRun';

@@ -1,6 +1,6 @@
 /**
  * "GRPO: Set Up Python Environment": asks where (the extension's global storage, or the workspace's .venv),
- * runs src/pythonEnv.ts under a cancellable progress notification, and selects the result by writing
+ * runs src/environment/pythonEnv.ts under a cancellable progress notification, and selects the result by writing
  * `grpo.pythonPath` where it takes effect. Also the one "No Python" message with its buttons, shown wherever
  * the interpreter check fails.
  */

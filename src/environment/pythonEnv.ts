@@ -1,6 +1,6 @@
 /**
  * Making a Python environment for the trainer ("GRPO: Set Up Python Environment"). No `vscode` import: the
- * command (src/envSetup.ts) passes in paths, choices and callbacks; unit-tested with real interpreters and pip
+ * command (src/environment/envSetup.ts) passes in paths, choices and callbacks; unit-tested with real interpreters and pip
  * against a local wheel directory.
  *
  * Steps: find a Python ≥ 3.10 that can make venvs → create the venv (or reuse one) → [torch from the CPU

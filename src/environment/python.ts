@@ -88,7 +88,7 @@ export async function listCandidates(inputs: DiscoveryInputs): Promise<Candidate
 
 export type CheckResult = { ok: true; versions: string } | { ok: false; reason: string };
 
-/** Written into a venv by "GRPO: Set Up Python Environment" (src/pythonEnv.ts): `complete` only at the end. */
+/** Written into a venv by "GRPO: Set Up Python Environment" (src/environment/pythonEnv.ts): `complete` only at the end. */
 export const SETUP_MARKER = 'grpo-studio-setup.json';
 export interface SetupMarker { complete: boolean; requirementsSha256: string; torch: string; basePython: string; updated: string }
 
