@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { chromium, type Browser, type Frame, type Page } from 'playwright-core';
+import { isPidAlive, readStatus } from '../../src/runs/runDir';
 
 export const repo = path.resolve(__dirname, '../..');
 
@@ -175,4 +176,26 @@ export async function shot(rig: Rig, name: string): Promise<string> {
 export async function statusBarText(page: Page): Promise<string> {
   const items = page.locator('.statusbar-item', { hasText: 'GRPO:' });
   return (await items.count()) ? (await items.first().innerText()).trim() : '';
+}
+
+/** How many pixels of the page's first canvas are painted (a chart that drew something). */
+export async function paintedPixels(frame: Frame): Promise<number> {
+  await frame.evaluate('window.__name = (f) => f'); // tsx's keepNames helper, for the function below
+  return frame.locator('canvas').first().evaluate((el) => {
+    const c = el as HTMLCanvasElement;
+    const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+    let painted = 0;
+    for (let i = 3; i < d.length; i += 4) if (d[i] > 0) painted++;
+    return painted;
+  });
+}
+
+/** Kills the trainer a test left running in `runDir` (whatever happened in the test), then closes the rig. */
+export async function cleanUp(rig: Rig | undefined, runDir: string | undefined): Promise<void> {
+  const st = runDir ? readStatus(runDir) : null;
+  if (st?.ok && st.value.pid && isPidAlive(st.value.pid) && (st.value.state === 'running' || st.value.state === 'paused')) {
+    log(`killing leftover trainer ${st.value.pid}`);
+    process.kill(st.value.pid, 'SIGKILL');
+  }
+  await rig?.close();
 }

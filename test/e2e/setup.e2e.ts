@@ -15,18 +15,14 @@ import { after, test } from 'node:test';
 import { readSetupMarker } from '../../src/environment/python';
 import { layeredVenv } from '../fixtures/venv';
 import { isPidAlive, readStatus } from '../../src/runs/runDir';
-import { log, repo, runCommand, shot, startRig, statusBarText, until, type Rig } from './rig';
+import { cleanUp, log, repo, runCommand, shot, startRig, statusBarText, until, type Rig } from './rig';
 
 const python = process.env.GRPO_E2E_PYTHON ?? path.join(repo, '.venv', 'bin', 'python');
 const MIN = 60_000;
 let rig: Rig | undefined;
 let runDir: string | undefined;
 
-after(async () => {
-  const st = runDir ? readStatus(runDir) : null;
-  if (st?.ok && st.value.pid && isPidAlive(st.value.pid) && (st.value.state === 'running' || st.value.state === 'paused')) process.kill(st.value.pid, 'SIGKILL');
-  await rig?.close();
-});
+after(() => cleanUp(rig, runDir));
 
 async function notification(page: Rig['page'], text: RegExp, timeoutMs: number): Promise<string> {
   return until(`a notification matching ${text}`, async () => {

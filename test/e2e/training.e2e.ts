@@ -11,22 +11,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { isPidAlive, readStatus } from '../../src/runs/runDir';
-import { log, repo, runCommand, shot, startRig, statusBarText, until, webviewFrame, type Rig } from './rig';
+import { cleanUp, log, paintedPixels, repo, runCommand, shot, startRig, statusBarText, until, webviewFrame, type Rig } from './rig';
 
 const python = process.env.GRPO_E2E_PYTHON ?? path.join(repo, '.venv', 'bin', 'python');
 const MIN = 60_000;
 let rig: Rig | undefined;
 let runDir: string | undefined;
 
-after(async () => {
-  // Never leave a trainer behind, whatever happened.
-  const st = runDir ? readStatus(runDir) : null;
-  if (st?.ok && st.value.pid && isPidAlive(st.value.pid) && (st.value.state === 'running' || st.value.state === 'paused')) {
-    log(`killing leftover trainer ${st.value.pid}`);
-    process.kill(st.value.pid, 'SIGKILL');
-  }
-  await rig?.close();
-});
+after(() => cleanUp(rig, runDir)); // never leave a trainer behind, whatever happened
 
 function metricsRows(dir: string): number {
   const f = path.join(dir, 'metrics.jsonl');
@@ -77,14 +69,7 @@ test('train from the command palette, watch it live, stop it, find it in the Run
     return n > steps0 ? n : undefined;
   }, 5 * MIN, 1000);
   log(`dashboard grew from ${steps0} to ${steps1} steps`);
-  await dash.evaluate('window.__name = (f) => f'); // tsx's keepNames helper, for the function below
-  const pixels = await dash.locator('canvas').first().evaluate((el) => {
-    const c = el as HTMLCanvasElement;
-    const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
-    let painted = 0;
-    for (let i = 3; i < d.length; i += 4) if (d[i] > 0) painted++;
-    return painted;
-  });
+  const pixels = await paintedPixels(dash);
   assert.ok(pixels > 500, `the reward chart has ${pixels} painted pixels`);
   await shot(rig, '03-dashboard-grown');
 

@@ -16,7 +16,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { listCheckpoints, listSampleSteps, readMetrics, readSampleGroup, readStatus, summarizeRuns } from '../../src/runs/runDir';
-import { log, repo, runCommand, shot, startRig, until, webviewFrame, type Rig } from './rig';
+import { log, paintedPixels, repo, runCommand, shot, startRig, until, webviewFrame, type Rig } from './rig';
 
 const python = process.env.GRPO_E2E_PYTHON ?? path.join(repo, '.venv', 'bin', 'python');
 const MIN = 60_000;
@@ -52,14 +52,7 @@ test('a TRL run: the dashboard follows it live, and Sample Group works on its ch
   }, 5 * MIN, 1000);
   log(`the dashboard followed the TRL run from ${steps0} to ${steps1} steps`);
   assert.ok(steps0 < STEPS, 'the dashboard opened while TRL was still training');
-  await dash.evaluate('window.__name = (f) => f'); // tsx's keepNames helper, for the function below
-  const pixels = await dash.locator('canvas').first().evaluate((el) => {
-    const c = el as HTMLCanvasElement;
-    const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
-    let painted = 0;
-    for (let i = 3; i < d.length; i += 4) if (d[i] > 0) painted++;
-    return painted;
-  });
+  const pixels = await paintedPixels(dash);
   assert.ok(pixels > 500, `the reward chart has ${pixels} painted pixels`);
   await shot(rig, '20-trl-dashboard');
 
