@@ -88,10 +88,10 @@ def test_vote_key_normalises_answers():
 
 
 def test_sampled_metrics_means_over_questions_and_skips_large_k():
-    from grpo.rewards import answer_matches
+    from grpo.verify import number_matches
 
     texts = [["#### 1", "#### 2"], ["#### 5", "#### 5"]]
-    pass_at, maj_at = evaluation.sampled_metrics(texts, ["1", "5"], answer_matches, (1, 2, 4))
+    pass_at, maj_at = evaluation.sampled_metrics(texts, ["1", "5"], number_matches, (1, 2, 4))
     assert set(pass_at) == {1, 2}  # k = 4 > n = 2 is left out
     assert pass_at[1] == pytest.approx((0.5 + 1.0) / 2)
     assert pass_at[2] == pytest.approx(1.0)
