@@ -5,6 +5,11 @@ import { selectPython, SETUP_COMMAND } from './envSetup';
 import { checkInterpreter, listCandidates, SOURCE_LABEL } from './python';
 
 export async function selectInterpreter(training: TrainingController): Promise<void> {
+  if (!vscode.workspace.isTrusted) {
+    // checking an interpreter runs it, and a workspace's .venv is the workspace's code
+    void vscode.window.showWarningMessage('GRPO: trust this workspace to choose and check a Python interpreter.');
+    return;
+  }
   const ws = vscode.workspace.workspaceFolders?.map((f) => f.uri.fsPath) ?? [];
   const current = vscode.workspace.getConfiguration('grpo').get<string>('pythonPath', '');
   const found = await listCandidates({ workspaceFolders: ws });
