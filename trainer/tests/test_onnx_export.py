@@ -150,11 +150,10 @@ def hf_export(tmp_path_factory):
     p = subprocess.run([sys.executable, str(ROOT / "test/fixtures/tiny_hf_run.py"), str(run)], capture_output=True,
                        text=True, env=env, timeout=600)
     assert p.returncode == 0, p.stderr
-    target = inspector.load_target(run, torch.device("cpu"))[0]
+    ctx, source, _ = context.from_checkpoint(run, torch.device("cpu"))
     out = run / "checkpoints/step_000001/onnx"
-    onnx_export.Exporter().export(out, target.policy, target.reference, target.tokenizer, step=1,
-                                  checkpoint=str(target.checkpoint))
-    return target, out
+    onnx_export.Exporter().export(out, ctx.policy, ctx.reference, ctx.tokenizer, step=1, checkpoint=source.checkpoint)
+    return ctx, out
 
 
 def test_hf_export_carries_the_tokenizer_files(hf_export):
@@ -182,7 +181,7 @@ def test_hf_onnx_equals_the_trainers_score(hf_export, which):
     sess = ort.InferenceSession(str(out / f"{which}.onnx"), providers=["CPUExecutionProvider"])
     tok = target.tokenizer
     for prompt, text in HF_TEXTS:
-        want = inspector.score(target.policy, target.reference, tok, text, prompt)
+        want = inspector.score(target, text, prompt)
         ids = tok(prompt, add_special_tokens=False)["input_ids"] + tok(text, add_special_tokens=False)["input_ids"]
         logp, entropy = sess.run(None, {"input_ids": np.array([ids], dtype=np.int64)})
         n = len(want["logp"])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from grpo import inspector, protocol, records
+from grpo import context, inspector, protocol, records
 
 DOCS = (Path(__file__).resolve().parents[2] / "docs" / "run-directory.md").read_text(encoding="utf-8")
 
@@ -68,12 +68,12 @@ def test_the_inspectors_parameter_table_is_the_records_one():
 
 
 def test_real_inspection_answers_conform(tiny_run):
-    target, _ = inspector.load_target(tiny_run / "checkpoints" / "step_000005", torch.device("cpu"))
+    ctx, source, _ = context.from_checkpoint(tiny_run / "checkpoints" / "step_000005", torch.device("cpu"))
     sch = records.schema()
     for type_, params in (("sample_group", {"question": "(3+1)*3", "num_generations": 3, "seed": 1}),
                           ("score", {"text": "3+1=4", "prompt": "(3+1)\n"}),
                           ("compare", {"question": "2*3", "max_completion_length": 8})):
-        answer = inspector.answer(target, {"v": 1, "type": type_, "id": "x", **params})
+        answer = inspector.answer(ctx, source, {"v": 1, "type": type_, "id": "x", **params})
         assert answer["ok"], answer
         result = json.loads(protocol.to_json(answer["result"]))  # as it crosses the pipe
         assert records.validate(records.INSPECT[type_][1].__name__, result, sch) == [], type_
