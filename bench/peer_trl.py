@@ -275,7 +275,10 @@ def make_start(work: Path, overrides: list[str]) -> Path:
     shutil.rmtree(run_dir, ignore_errors=True)
     print(f"making the SFT start ({cfg.sft_steps} SFT steps) in {run_dir} …", file=sys.stderr)
     argv = [sys.executable, "-m", "grpo", "train", "--run-dir", str(run_dir), "--quiet"]
-    for s in sets + ["max_steps=0"]:
+    # the start's own evaluation is not used (both trainers evaluate it themselves): greedy only, at the
+    # benchmark's eval_size
+    evals = [s for s in overrides if s.partition("=")[0].strip() == "eval_size"] + ["eval_samples=0"]
+    for s in sets + evals + ["max_steps=0"]:
         argv += ["--set", s]
     work.mkdir(parents=True, exist_ok=True)
     code, wall, _ = _run_child(argv, work / "sft-start.log", stdout=subprocess.DEVNULL)
