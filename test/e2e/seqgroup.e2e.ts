@@ -36,8 +36,8 @@ prompt = "<|im_start|>user\\nWhat is 12 plus 30?<|im_end|>\\n<|im_start|>assista
 table = {"step": [1] * 4, "prompt": [prompt] * 4,
          "completion": ["The answer is 42.", "It is 12 + 30 = 42, I think.", "forty", "42"],
          "digits": [1.0, 1.0, 0.0, 1.0], "brevity": [0.5, -0.5, 0.0, 0.5], "advantage": [0.6, -0.2, -1.3, 0.9]}
-out = run.parent / "trl-completions"
-out.mkdir(exist_ok=True)
+out = run.parent.parent / "trl-out" / "completions"  # TRL's output_dir, outside the runs folder
+out.mkdir(parents=True, exist_ok=True)
 pq.write_table(pa.table(table), out / "completions_00001.parquet")
 rec = groups_from_parquet(out / "completions_00001.parquet", None)
 with open(run / "samples.jsonl", "a") as f:
