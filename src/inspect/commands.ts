@@ -25,7 +25,7 @@ import { ComparePanel, InspectorPanel, type ShownGroup } from './panels';
 import type { RunNode } from '../runs/runsTree';
 import { fromScoreResult, onText } from './docScores';
 import { completionRef, openCompletion, TokenShading } from './editor';
-import { fmt } from '../shared/values';
+import { completionLength, describeLength, fmt } from '../shared/values';
 
 const SERVE_IDLE_MS = 10 * 60_000;
 
@@ -229,11 +229,18 @@ export class InspectCommands implements vscode.Disposable {
     const group = g.group;
     const which = await vscode.window.showQuickPick(group.completions.map((c, i) => ({
       label: `#${i}  reward ${fmt(group.rewards[i], 3)}  advantage ${fmt(group.advantages[i], 3)}`,
-      description: `${group.tokens[i].text.length} tokens${group.truncated[i] ? ', truncated' : ''}`,
+      description: `${describeLength(completionLength(group, i))}${group.truncated?.[i] ? ', truncated' : ''}`,
       detail: c.replace(/\n/g, ' ↵ ').slice(0, 120),
       i,
     })), { title: 'Which completion?', matchOnDetail: true });
     if (!which) return;
+    if (!group.tokens) {
+      // A sequence-level group (imported from TRL's completion tables) has no per-token values to colour:
+      // show the group with the completion focused, and open the completion scored on demand.
+      this.showGroup(g, which.i);
+      await this.openCompletion(g, which.i);
+      return;
+    }
     const quantities: { label: string; q: Quantity }[] = [
       { label: 'advantage Â', q: 'advantage' }, { label: 'ratio π_θ/π_old', q: 'ratio' }, { label: 'k3 KL to the reference', q: 'kl' },
       { label: 'log-prob', q: 'logp' }, { label: 'entropy', q: 'entropy' },

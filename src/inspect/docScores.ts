@@ -48,10 +48,12 @@ export function onText(r: ScoreResult, text: string): ScoreResult {
 
 /**
  * The logged numbers of completion `i` of a group, placed on `text` (the completion). Returns null when
- * the group's tokens do not spell the text (then the document is scored with ONNX instead).
+ * the group has no per-token arrays (a sequence-level group, e.g. imported from TRL's completion tables)
+ * or its tokens do not spell the text: then the document is scored on demand (ONNX, or the trainer).
  */
 export function fromGroup(g: GroupRecord, i: number, text: string, source: string): DocScores | null {
-  const t = g.tokens[i];
+  const t = g.tokens?.[i];
+  if (!t) return null;
   const offsets = alignTokens(text, t.text, new Set(['<eos>', '</s>', '<|endoftext|>', '<pad>']));
   if (!offsets) return null;
   const n = t.text.length;

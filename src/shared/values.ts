@@ -99,13 +99,26 @@ export function bucketColour(bucket: number, q: Quantity): string {
 export const SORT_KEYS = ['index', 'reward', 'advantage', 'length', 'truncated', 'correct'] as const;
 export type SortKey = (typeof SORT_KEYS)[number];
 
+/**
+ * A completion's length as shown and sorted: its tokens, or in a sequence-level group (no `tokens`, e.g.
+ * imported from TRL's completion tables) its characters.
+ */
+export function completionLength(g: GroupRecord, i: number): { n: number; unit: 'tokens' | 'characters' } {
+  return g.tokens ? { n: g.tokens[i].text.length, unit: 'tokens' } : { n: g.completions[i].length, unit: 'characters' };
+}
+
+/** "12 tokens", "1 character". */
+export function describeLength(l: { n: number; unit: 'tokens' | 'characters' }): string {
+  return `${l.n} ${l.n === 1 ? l.unit.slice(0, -1) : l.unit}`;
+}
+
 export function rowValue(g: GroupRecord, i: number, key: SortKey): number {
   switch (key) {
     case 'index': return i;
     case 'reward': return g.rewards[i];
     case 'advantage': return g.advantages[i];
-    case 'length': return g.tokens[i].text.length;
-    case 'truncated': return g.truncated[i] ? 1 : 0;
+    case 'length': return completionLength(g, i).n;
+    case 'truncated': return g.truncated?.[i] ? 1 : 0;
     case 'correct': return g.correct?.[i] ? 1 : 0;
   }
 }

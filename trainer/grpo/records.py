@@ -165,7 +165,8 @@ class Source(TypedDict):
 
 
 class GroupRecord(TypedDict):
-    """One whole group: a samples.jsonl record, or what `sample_group` answers (plus `source`)."""
+    """One whole group: a samples.jsonl record, or what `sample_group` answers (plus `source`). A sequence-level
+    group (no `tokens`, no `truncated`) has only what a completions table keeps: text, rewards, advantages."""
 
     step: NotRequired[int]
     question: str
@@ -175,8 +176,12 @@ class GroupRecord(TypedDict):
     rewards: Annotated[list[float], PerCompletion, "outcome (or total) reward per completion"]
     correct: NotRequired[Annotated[list[bool], PerCompletion, "whether the final answer is right"]]
     advantages: Annotated[list[float], PerCompletion, "sequence-level advantage per completion"]
-    truncated: Annotated[list[bool], PerCompletion]
-    tokens: Annotated[list[TokenArrays], PerCompletion]
+    truncated: NotRequired[Annotated[list[bool], PerCompletion,
+                                     "hit max_completion_length without EOS; absent in sequence-level groups "
+                                     "(e.g. imported from TRL's completion tables)"]]
+    tokens: NotRequired[Annotated[list[TokenArrays], PerCompletion,
+                                  "per-token arrays; absent in sequence-level groups (e.g. imported from TRL's "
+                                  "completion tables: per-token values are scored on demand)"]]
     step_rewards: NotRequired[Annotated[list[list[float]], PerCompletion, "per reasoning step, per completion"]]
     step_ends: NotRequired[Annotated[list[list[int]], PerCompletion, Paired("step_rewards"),
                                      "0-based token index where each step ends"]]

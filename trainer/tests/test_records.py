@@ -25,6 +25,14 @@ def group():
             "tokens": [tokens(1), tokens(1)], "step_rewards": [[1.0], [0.0]], "step_ends": [[0], [0]]}
 
 
+def test_a_sequence_level_group_conforms():
+    """import-trl's groups have no per-token arrays (TRL's completion tables keep none)."""
+    seq = {k: v for k, v in group().items() if k not in ("tokens", "truncated", "step_rewards", "step_ends")}
+    assert records.validate("GroupRecord", {**seq, "level": "sequence"}) == []
+    assert records.validate("GroupRecord", {**seq, "truncated": [True]}) == [
+        "GroupRecord.truncated has 1 entries for 2 completions"]
+
+
 def test_the_validator_names_what_is_wrong_and_keeps_unknown_fields():
     assert records.validate("GroupRecord", {**group(), "future_field": {"x": 1}}) == []
     assert records.validate("GroupRecord", {**group(), "rewards": [1.0]}) == [

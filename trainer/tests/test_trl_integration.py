@@ -10,7 +10,7 @@ import pytest
 import torch
 from child import ROOT, Proc
 
-from grpo import algorithm
+from grpo import algorithm, records
 from grpo.rundir import read_jsonl
 
 import trl  # noqa: E402,F401  (bench/requirements.txt; scripts/setup.sh installs it for the tests)
@@ -134,6 +134,9 @@ def test_import_trl(trl_run):
     groups, _ = read_jsonl(run / "samples.jsonl")
     assert [g["step"] for g in groups] == [1, 2, 3] and all(len(g["completions"]) == G for g in groups)
     for g in groups:
+        # sequence-level (no tokens, no truncated), and still a GroupRecord the extension accepts
+        assert g["level"] == "sequence" and "tokens" not in g and "truncated" not in g
+        assert records.validate("GroupRecord", g) == []
         r = torch.tensor(g["rewards"])
         assert g["advantages"] == pytest.approx(((r - r.mean()) / (r.std() + 1e-4)).tolist(), abs=1e-4)
     status = json.loads((run / "status.json").read_text())

@@ -1,10 +1,12 @@
 /**
  * The group inspector: one row per completion (text, reward with per-step rewards, advantage, length,
  * truncation; sortable; each row carries `data-completion-index`), and below it the token heatmap of
- * every completion coloured by a chosen quantity, exact values on hover, step boundaries marked.
+ * every completion coloured by a chosen quantity, exact values on hover, step boundaries marked. A
+ * sequence-level group (no per-token arrays, e.g. imported from TRL's completion tables) shows its rewards
+ * and advantages, lengths in characters, and in place of the heatmap a note: Open scores a completion.
  */
 import { tooltipText } from '../../src/shared/hover';
-import { fmt, QUANTITY_LABEL, quantityValues, scaleFor, sortRows, stepOfTokens, type SortKey } from '../../src/shared/values';
+import { completionLength, fmt, QUANTITY_LABEL, quantityValues, scaleFor, sortRows, stepOfTokens, type SortKey } from '../../src/shared/values';
 import { isHostToInspector, QUANTITIES, type GroupOrigin, type GroupRecord, type HostToInspector, type InspectorToHost, type Quantity } from '../../src/shared/protocol';
 import { button, dropdown, el, registerComponents } from '../components';
 import { heatmap, legend, type HeatRow } from '../heatmap';
@@ -35,11 +37,15 @@ const quantityPick = dropdown('Colour tokens by', QUANTITIES.map((q) => ({ value
   drawHeatmap();
 }, { id: 'quantity' });
 const heat = heatmap((row, tok) => tokenTooltip(row, tok), (row) => select(row));
+const SEQUENCE_NOTE = 'sequence-level group (imported): no per-token values were recorded. Open a completion to score it token by token (ONNX in the editor, or the trainer through serve).';
+const heatNote = el('div', { class: 'heat-note', id: 'heat-note' }, SEQUENCE_NOTE);
+heatNote.hidden = true;
 app.append(
   el('header', {}, title, meta),
   errorBox,
   table,
   el('div', { class: 'heat-head' }, el('h3', {}, 'Tokens'), quantityPick.element, legendBox),
+  heatNote,
   heat.element,
 );
 
@@ -57,7 +63,7 @@ const COLUMNS: { key: SortKey | null; label: string; title: string }[] = [
   { key: 'index', label: '#', title: 'completion index in the group' },
   { key: 'reward', label: 'reward', title: 'outcome reward, and the reward of each reasoning step' },
   { key: 'advantage', label: 'advantage', title: 'group-relative advantage, computed as training does' },
-  { key: 'length', label: 'tokens', title: 'completion length in tokens (EOS included)' },
+  { key: 'length', label: 'tokens', title: 'completion length in tokens (EOS included); in a sequence-level group, in characters' },
   { key: 'truncated', label: 'truncated', title: 'hit the maximum completion length without EOS' },
   { key: 'correct', label: 'correct', title: 'final answer right' },
   { key: null, label: 'completion', title: 'the completion text (click a row to find it in the heatmap; Open shows it in an editor with per-token shading)' },
@@ -67,7 +73,8 @@ function renderTable(): void {
   const g = group;
   if (!g) return;
   const head = el('tr', {}, ...COLUMNS.map((c) => {
-    const th = el('th', { title: c.title, class: c.key ? 'sortable' : undefined }, c.label + (c.key === sort ? (desc ? ' ▼' : ' ▲') : ''));
+    const label = c.key === 'length' && !g.tokens ? 'characters' : c.label;
+    const th = el('th', { title: c.title, class: c.key ? 'sortable' : undefined }, label + (c.key === sort ? (desc ? ' ▼' : ' ▲') : ''));
     if (c.key) th.addEventListener('click', () => {
       if (sort === c.key) desc = !desc;
       else {
@@ -89,8 +96,8 @@ function renderTable(): void {
       el('td', { class: 'num' }, String(i)),
       reward,
       el('td', { class: `num ${g.advantages[i] > 0 ? 'pos' : g.advantages[i] < 0 ? 'neg' : ''}` }, fmt(g.advantages[i], 3)),
-      el('td', { class: 'num' }, String(g.tokens[i].text.length)),
-      el('td', {}, g.truncated[i] ? 'yes' : ''),
+      el('td', { class: 'num' }, String(completionLength(g, i).n)),
+      g.truncated ? el('td', {}, g.truncated[i] ? 'yes' : '') : el('td', { title: 'not recorded in a sequence-level group' }, '–'),
       el('td', {}, g.correct ? (g.correct[i] ? '✓' : '✗') : ''),
       el('td', { class: 'text' }, el('pre', {}, g.completions[i]), open.element),
     );
@@ -106,7 +113,8 @@ function renderTable(): void {
 
 function tokenTooltip(row: number, t: number): string {
   const g = group!;
-  const a = g.tokens[row];
+  const a = g.tokens?.[row];
+  if (!a) return '';
   const stepIdx = stepOfTokens(a.text.length, g.step_ends?.[row])?.[t];
   return tooltipText({
     token: a.text[t], index: t, count: a.text.length, logp: a.logp[t], refLogp: a.ref_logp[t], kl: a.kl[t], oldLogp: a.old_logp[t],
@@ -120,7 +128,11 @@ function drawHeatmap(): void {
   if (!g) return;
   const t0 = performance.now();
   const order = sortRows(g, sort, desc);
-  const rows: HeatRow[] = order.map((i) => ({ index: i, label: `#${i}`, tokens: g.tokens[i].text, values: quantityValues(g.tokens[i], quantity), stepEnds: g.step_ends?.[i] }));
+  const arrays = g.tokens; // absent in a sequence-level group: no rows, the note instead
+  heatNote.hidden = !!arrays;
+  quantityPick.element.hidden = legendBox.hidden = !arrays;
+  document.body.dataset.level = arrays ? 'token' : 'sequence';
+  const rows: HeatRow[] = !arrays ? [] : order.map((i) => ({ index: i, label: `#${i}`, tokens: arrays[i].text, values: quantityValues(arrays[i], quantity), stepEnds: g.step_ends?.[i] }));
   const scale = scaleFor(quantity, (function* () { for (const r of rows) yield* r.values; })());
   const build = heat.draw(rows, quantity, scale);
   legendBox.replaceChildren(legend(quantity, scale, QUANTITY_LABEL[quantity]));
