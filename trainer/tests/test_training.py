@@ -79,7 +79,7 @@ def test_short_run_reward_rises_and_writes_the_run_directory(tmp_path):
     sft_end = next(e for e in events if e["kind"] == "phase" and e.get("phase") == "grpo")
     assert 0 <= sft_end["sft_accuracy"] <= 1
     ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
-    assert ckpts == ["step_000000", "step_000030"]
+    assert ckpts == ["sft_000050", "step_000000", "step_000030"]  # SFT checkpoints every save_steps (50) too
     assert records.check_run_dir(run) == []
 
 
