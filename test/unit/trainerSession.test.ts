@@ -27,7 +27,7 @@ function until(what: string, fn: () => boolean, ms: number): Promise<void> {
 test('a short real run: live metrics, pause/resume/stop over stdin, checkpoint on stop', { skip: !ready && 'trainer CLI or .venv not there yet', timeout: 600_000 }, async () => {
   const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-session-')), 'run');
   const changes: SessionChange[] = [];
-  const values = { max_steps: 40, sft_steps: 10, num_generations: 4, questions_per_step: 2, eval_steps: 0, save_steps: 0, log_samples_steps: 2 };
+  const values = { max_steps: 40, sft_steps: 10, num_generations: 4, questions_per_step: 2, eval_steps: 0, eval_size: 8, eval_samples: 0, save_steps: 0, log_samples_steps: 2 };
   const s = RunSession.spawn(dir, python, trainArgs({ runDir: dir, values }), { workspace: repo, trainerDir }, { onChange: (c) => changes.push(c) });
   try {
     await until('two GRPO steps', () => s.rows.length >= 2 || s.ended, 300_000);
