@@ -1,0 +1,61 @@
+"""`python -m grpo paradigm --smoke`: every method of the §5 comparison trains through the one loop into an
+ordinary run directory, and the results JSON holds them all."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from grpo import methods, paradigm
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_methods_are_table_10():
+    assert list(methods.METHODS) == ["sft", "rft", "online_rft", "grpo_outcome", "grpo_process", "grpo_iterative",
+                                     "ppo"]
+    assert methods.get("rft").data == "pi_sft" and methods.get("online_rft").data == "pi_theta"
+    assert {m.gc for m in methods.METHODS.values()} == set(methods.COEFFICIENTS)
+    assert methods.get("ppo").kl == "reward" and methods.get("grpo_outcome").kl == "loss"
+    with pytest.raises(ValueError, match="unknown method"):
+        methods.get("dpo")
+    with pytest.raises(ValueError, match="not one of"):
+        methods.Method("x", data="web", reward="rule", gc="one")
+
+
+def test_t_interval_hand_computed():
+    mean, half = paradigm.t_interval([0.5, 0.7, 0.6])
+    assert mean == pytest.approx(0.6)
+    assert half == pytest.approx(4.303 * 0.1 / math.sqrt(3))
+    assert paradigm.t_interval([0.4]) == (0.4, None)
+
+
+def test_smoke_every_method_writes_a_run_directory(tmp_path):
+    out, results = tmp_path / "runs", tmp_path / "paradigm.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "trainer"), "OMP_NUM_THREADS": "2"}
+    p = subprocess.run([sys.executable, "-m", "grpo", "paradigm", "--smoke", "--seeds", "1", "--steps", "2",
+                        "--out", str(out), "--results", str(results)], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    data = json.loads(results.read_text())
+    assert list(data["methods"]) == list(methods.METHODS)
+    assert results.with_suffix(".png").stat().st_size > 0
+    for name, entry in data["methods"].items():
+        run = Path(entry["runs"][0]["run_dir"])
+        assert run.parent == out and run.name == f"{name}-s0"
+        assert json.loads((run / "status.json").read_text())["state"] == "finished"
+        config = json.loads((run / "config.json").read_text())
+        assert config["max_steps"] == 2 and config["sft_steps"] == 0
+        assert config["reward"] == methods.get(name).supervision
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in rows] == [1, 2] and all(math.isfinite(r["reward/mean"]) for r in rows)
+        events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+        assert any(e["kind"] == "eval" and e["step"] == 2 and "pass_at_k" in e for e in events)
+        s = entry["summary"]
+        assert 0 <= s["greedy"]["mean"] <= 1 and s["peak_rss_mb"]["mean"] > 0 and s["greedy"]["ci95"] is None
+    resets = [json.loads(x) for x in (out / "grpo_iterative-s0" / "events.jsonl").read_text().splitlines()]
+    assert any(e["kind"] == "ref_reset" for e in resets)  # --iterations 2 over 2 steps: a reset after step 1
