@@ -24,7 +24,7 @@ class ScalarModel(torch.nn.Module):
         super().__init__()
         lm = logprobs._causal_lm(policy)
         self.body = copy.deepcopy(lm.get_decoder()).train().requires_grad_(True)
-        self.head = torch.nn.Linear(lm.config.hidden_size, 1)
+        self.head = torch.nn.Linear(lm.config.hidden_size, 1).to(next(self.body.parameters()).dtype)
         torch.nn.init.zeros_(self.head.weight)
         torch.nn.init.zeros_(self.head.bias)
 
@@ -99,7 +99,7 @@ class ProcessRewardModel:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
                 self.opt.step()
         self.history.append((batch, ends, labels))
-        return {"loss": float(loss), "replayed": len(picked)}
+        return {"loss": loss.item(), "replayed": len(picked)}
 
     @torch.no_grad()
     def step_rewards(self, batch: Batch, ends: list[list[int]]) -> list[list[float]]:

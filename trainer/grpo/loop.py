@@ -371,6 +371,9 @@ class Trainer:
             if saved is not None:
                 ref.load_state_dict(models.load(str(saved), cfg.seed, self.device)[0].state_dict())
             self.ctx.reference = ref
+        if self.method.data == "pi_sft" and self.ctx.reference is None:
+            raise ValueError(f"method {self.method.name} samples from the frozen SFT model, which LoRA runs keep no "
+                             "copy of (setting 'lora_r')")
         if self.method.gc == "gae":
             self.value_model = critic.ValueModel(self.policy, cfg.learning_rate)
         if self.method.reward == "learned_steps":
