@@ -59,3 +59,21 @@ def test_smoke_every_method_writes_a_run_directory(tmp_path):
         assert 0 <= s["greedy"]["mean"] <= 1 and s["peak_rss_mb"]["mean"] > 0 and s["greedy"]["ci95"] is None
     resets = [json.loads(x) for x in (out / "grpo_iterative-s0" / "events.jsonl").read_text().splitlines()]
     assert any(e["kind"] == "ref_reset" for e in resets)  # --iterations 2 over 2 steps: a reset after step 1
+
+
+def test_prm_replays_ten_percent_and_learns_step_labels():
+    import torch
+
+    from grpo import critic, models, rollout
+
+    tok = models.char_tokenizer()
+    prm = critic.ProcessRewardModel(models.tiny_model(tok, 0), lr=3e-3, epochs=30)
+    n = 10
+    batch = rollout.Batch(torch.randint(5, 20, (n, 3)), torch.ones(n, 3, dtype=torch.long),
+                          torch.randint(5, 20, (n, 4)), torch.ones(n, 4, dtype=torch.long), torch.zeros(n, dtype=torch.bool))
+    ends = [[1, 3]] * n
+    labels = [[1.0, 0.0]] * n  # the first step right, the second wrong, everywhere
+    assert prm.fit(batch, ends, labels)["replayed"] == 0
+    assert prm.fit(batch, ends, labels)["replayed"] == 1  # 10% of the 10 rows seen before
+    rewards = prm.step_rewards(batch, ends)
+    assert all(r[0] > 0.8 and r[1] < 0.2 for r in rewards)
