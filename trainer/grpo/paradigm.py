@@ -114,11 +114,13 @@ def run(parent: Path, *, start: str | None, seeds: int, steps: int, iterations: 
                                "wall_s": round(wall, 1), "peak_rss_mb": round(rss / 2**20, 1)})
             print(f"{name} s{seed}: greedy {ev['accuracy']:.3f} maj {ev['maj_at_k']} pass {ev['pass_at_k']} "
                   f"{wall:.0f}s {rss / 2**20:.0f} MB", file=sys.stderr, flush=True)
-    out = summarise(runs, parent=parent, start=start, steps=steps, iterations=iterations, sets=BASE + sets)
-    if results is not None:
-        results.parent.mkdir(parents=True, exist_ok=True)
-        results.write_text(json.dumps(out, indent=1) + "\n")
-        plot(out, results.with_suffix(".png"))
+        # after every seed: a comparison interrupted later still leaves its finished seeds, marked as such
+        out = summarise(runs, parent=parent, start=start, steps=steps, iterations=iterations, sets=BASE + sets,
+                        seeds_done=seed + 1, seeds_planned=seeds)
+        if results is not None:
+            results.parent.mkdir(parents=True, exist_ok=True)
+            results.write_text(json.dumps(out, indent=1) + "\n")
+            plot(out, results.with_suffix(".png"))
     return out
 
 
