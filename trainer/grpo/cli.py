@@ -354,18 +354,12 @@ def cmd_import_trl(args: argparse.Namespace) -> int:
 def cmd_paradigm(args: argparse.Namespace) -> int:
     from . import paradigm
 
+    _setup_logging()
+    _quiet_libraries()
+    parent = Path(args.out) if args.out else Path("runs") / time.strftime("paradigm-%Y%m%d-%H%M%S")
+    if parent.exists() and any(parent.iterdir()):
+        return _fail(f"--out {parent} is not empty")
     try:
-        if args.one:
-            run_dir = Path(args.run_dir)
-            if (run_dir / "config.json").exists():
-                return _fail(f"{run_dir} already holds a run")
-            run_dir.mkdir(parents=True, exist_ok=True)
-            _setup_logging(run_dir / "trainer.log")
-            _quiet_libraries()
-            return paradigm.run_one(args.one, args.seed, run_dir, args.start, args.steps, args.iterations, args.set)
-        _setup_logging()
-        _quiet_libraries()
-        parent = Path(args.out) if args.out else Path("runs") / time.strftime("paradigm-%Y%m%d-%H%M%S")
         names = args.methods.split(",") if args.methods else list(paradigm.methods.METHODS)
         for n in names:
             paradigm.methods.get(n)
@@ -465,9 +459,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--results", default="bench/results/paradigm-cpu.json", help="results JSON (a PNG beside it)")
     g.add_argument("--smoke", action="store_true", help="tiny settings, for the test suite")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting for every run")
-    g.add_argument("--one", help=argparse.SUPPRESS)  # one method in a child process (the parent's worker)
-    g.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
-    g.add_argument("--run-dir", help=argparse.SUPPRESS)
     g.set_defaults(func=cmd_paradigm)
 
     c = sub.add_parser("config-schema", help="print every setting with its type, default and bounds as JSON")

@@ -55,7 +55,7 @@ class ValueModel:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.opt.step()
-        return float(loss)
+        return loss.item()
 
 
 class ProcessRewardModel:

@@ -47,6 +47,11 @@ class Method:
     def supervision(self) -> str:
         return "process" if self.reward in ("rule_steps", "learned_steps") else "outcome"
 
+    @property
+    def trained_models(self) -> int:
+        """Models with gradients and optimizer state: the policy, PPO's value model, the learned PRM."""
+        return 1 + (self.gc == "gae") + (self.reward == "learned_steps")
+
     def settings(self, cfg: Config, iteration_steps: int) -> Config:
         """The run's settings under this method (what its config.json records): the supervision, and the
         reference reset of iterative RL."""

@@ -2,7 +2,9 @@
 
 One SFT start (an SFT run of the settings, or `--start CHECKPOINT`), then every method of methods.METHODS for
 `--steps` steps from that start with several seeds, each in its own process (so its peak memory is its own)
-and its own ordinary run directory `<parent>/<method>-s<seed>` that the dashboard overlays. The same seed
+and its own ordinary run directory `<parent>/<method>-s<seed>` that the dashboard overlays. The children are
+forked from this process, which imports torch once (a fork before any CUDA or thread-pool work is safe), so
+that each run's peak RSS (`wait4`) is its own. The same seed
 gives every method the same questions; every method samples questions_per_step × G completions a step.
 The results — held-out greedy accuracy, maj@k and pass@k of each run's final evaluation, per seed and as a
 mean with a 95% t-interval, wall-clock and peak RSS — go to a JSON file and a PNG beside it.
@@ -10,10 +12,11 @@ mean with a 95% t-interval, wall-clock and peak RSS — go to a JSON file and a 
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import math
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -54,35 +57,46 @@ def final_eval(run_dir: Path) -> dict:
     return evals[-1]
 
 
-def _child(args: list[str], log_path: Path) -> tuple[int, float, int, str]:
-    """Run `python -m grpo …` as a child; (exit code, wall seconds, peak RSS in bytes, stdout)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(Path(__file__).parents[1]),
-                                                                      os.environ.get("PYTHONPATH", "")) if p)}
+def _in_child(fn, log_path: Path) -> tuple[int, float, int]:
+    """Run `fn()` in a forked child process (torch is imported once, in the parent; the child's memory is its
+    own from the fork on); (exit code, wall seconds, the child's peak RSS in bytes)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
     t0 = time.time()
-    with open(log_path, "ab") as err:
-        p = subprocess.Popen([sys.executable, "-m", "grpo", *args], stdout=subprocess.PIPE, stderr=err, env=env)
-        out = p.stdout.read().decode()
-        _, status, usage = os.wait4(p.pid, 0)
-        p.returncode = os.waitstatus_to_exitcode(status)
-    return p.returncode, time.time() - t0, usage.ru_maxrss * 1024, out
+    pid = os.fork()
+    if pid == 0:  # the child: log to the run's file, never return into the parent's code
+        code = 1
+        try:
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True,
+                                handlers=[logging.FileHandler(log_path, encoding="utf-8")])
+            code = fn()
+        except BaseException:  # noqa: BLE001 - reported in the run's log; the parent sees the exit code
+            logging.getLogger("grpo").exception("failed")
+        finally:
+            logging.shutdown()
+            os._exit(code)
+    _, status, usage = os.wait4(pid, 0)
+    return os.waitstatus_to_exitcode(status), time.time() - t0, usage.ru_maxrss * 1024
 
 
-def run_one(method_name: str, seed: int, run_dir: Path, start: str, steps: int, iterations: int,
-            sets: list[str]) -> int:
-    """One method, one seed: what the parent runs in a child process."""
+def _train(cfg, run_dir: Path, method: methods.Method | None) -> int:
     import torch
 
     from . import protocol
     from .loop import run_training
     from .progress import Progress
 
-    method = methods.get(method_name)
-    cfg = build_config(None, BASE + sets + [f"model={start}", "sft_steps=0", f"seed={seed}", f"max_steps={steps}"])
-    cfg = method.settings(cfg, max(1, steps // max(1, iterations)))
     torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
     with open(os.devnull, "w") as sink:
-        code = run_training(cfg, run_dir, protocol.Stream(sink), False, Progress(enabled=False), method)
-    return code
+        return run_training(cfg, run_dir, protocol.Stream(sink), False, Progress(enabled=False), method)
+
+
+def run_one(method_name: str, seed: int, run_dir: Path, start: str, steps: int, iterations: int,
+            sets: list[str]) -> int:
+    """One method, one seed from the SFT checkpoint `start` (what the parent runs in a child process)."""
+    method = methods.get(method_name)
+    cfg = build_config(None, BASE + sets + [f"model={start}", "sft_steps=0", f"seed={seed}", f"max_steps={steps}"])
+    return _train(method.settings(cfg, max(1, steps // max(1, iterations))), run_dir, method)
 
 
 def run(parent: Path, *, start: str | None, seeds: int, steps: int, iterations: int, sets: list[str],
@@ -90,24 +104,25 @@ def run(parent: Path, *, start: str | None, seeds: int, steps: int, iterations: 
     """Every method × seed from one SFT start; returns (and writes to `results`) the comparison."""
     sets = (SMOKE if smoke else []) + sets
     build_config(None, BASE + sets)  # a bad setting fails before any work
+    from . import loop  # noqa: F401 - torch and the trainer imported once, here, before the children fork
     parent.mkdir(parents=True, exist_ok=True)
-    log_path = parent / "paradigm.log"
     if start is None:
         sft_dir = parent / "sft-start"
-        code, wall, rss, _ = _child(["train", "--quiet", "--run-dir", str(sft_dir), *_sets(BASE + sets + ["max_steps=0"])],
-                                    log_path)
+        sft_dir.mkdir()
+        cfg = build_config(None, BASE + sets + ["max_steps=0"])
+        code, _, _ = _in_child(functools.partial(_train, cfg, sft_dir, None), sft_dir / "trainer.log")
         if code != 0:
-            raise RuntimeError(f"the SFT start failed (exit {code}); see {log_path}")
+            raise RuntimeError(f"the SFT start failed (exit {code}); see {sft_dir / 'trainer.log'}")
         start = str(sft_dir / "checkpoints" / "step_000000")
     runs: dict[str, list[dict]] = {n: [] for n in names}
     for seed in range(seeds):
         for name in names:
             d = parent / f"{name}-s{seed}"
-            code, wall, rss, _ = _child(["paradigm", "--one", name, "--seed", str(seed), "--run-dir", str(d),
-                                         "--start", start, "--steps", str(steps), "--iterations", str(iterations),
-                                         *_sets(sets)], log_path)
+            d.mkdir()
+            code, wall, rss = _in_child(functools.partial(run_one, name, seed, d, start, steps, iterations, sets),
+                                        d / "trainer.log")
             if code != 0:
-                raise RuntimeError(f"{name} seed {seed} failed (exit {code}); see {d}/trainer.log and {log_path}")
+                raise RuntimeError(f"{name} seed {seed} failed (exit {code}); see {d / 'trainer.log'}")
             ev = final_eval(d)
             runs[name].append({"seed": seed, "run_dir": str(d), "greedy": ev["accuracy"],
                                "maj_at_k": ev["maj_at_k"], "pass_at_k": ev["pass_at_k"],
@@ -115,8 +130,8 @@ def run(parent: Path, *, start: str | None, seeds: int, steps: int, iterations: 
             print(f"{name} s{seed}: greedy {ev['accuracy']:.3f} maj {ev['maj_at_k']} pass {ev['pass_at_k']} "
                   f"{wall:.0f}s {rss / 2**20:.0f} MB", file=sys.stderr, flush=True)
         # after every seed: a comparison interrupted later still leaves its finished seeds, marked as such
-        out = summarise(runs, parent=parent, start=start, steps=steps, iterations=iterations, sets=BASE + sets,
-                        seeds_done=seed + 1, seeds_planned=seeds)
+        out = summarise(runs, weights_mb=weights_mb(Path(start)), parent=parent, start=start, steps=steps,
+                        iterations=iterations, sets=BASE + sets, seeds_done=seed + 1, seeds_planned=seeds)
         if results is not None:
             results.parent.mkdir(parents=True, exist_ok=True)
             results.write_text(json.dumps(out, indent=1) + "\n")
@@ -124,12 +139,15 @@ def run(parent: Path, *, start: str | None, seeds: int, steps: int, iterations: 
     return out
 
 
-def _sets(items: list[str]) -> list[str]:
-    return [a for s in items for a in ("--set", s)]
+def weights_mb(checkpoint: Path) -> float:
+    """The policy's weights in MB: the size of the checkpoint's safetensors files."""
+    return sum(f.stat().st_size for f in checkpoint.glob("*.safetensors")) / 2**20
 
 
-def summarise(runs: dict[str, list[dict]], **about) -> dict:
-    """Per method: the per-seed values and their mean ± 95% t-interval half-width."""
+def summarise(runs: dict[str, list[dict]], weights_mb: float, **about) -> dict:
+    """Per method: the per-seed values and their mean ± 95% t-interval half-width; and the memory its models
+    hold by construction (the paper's Figure 4 point: PPO trains a value model as large as the policy), beside
+    the measured peak RSS."""
     out_methods = {}
     for name, rs in runs.items():
         m = methods.get(name)
@@ -143,7 +161,10 @@ def summarise(runs: dict[str, list[dict]], **about) -> dict:
         for key, xs in metrics.items():
             mean, half = t_interval(xs)
             summary[key] = {"mean": round(mean, 4), "ci95": None if half is None else round(half, 4)}
+        # weights, gradients and two AdamW moments per trained model, plus the frozen reference's weights
+        state = weights_mb * (4 * m.trained_models + 1)
         out_methods[name] = {"data": m.data, "reward": m.reward, "gc": m.gc, "kl": m.kl, "iterative": m.iterative,
+                             "trained_models": m.trained_models, "model_state_mb": round(state, 2),
                              "runs": rs, "summary": summary}
     return {"benchmark": "paradigm", "machine": _machine(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
             **{k: (str(v) if isinstance(v, Path) else v) for k, v in about.items()}, "methods": out_methods}

@@ -57,6 +57,9 @@ def test_smoke_every_method_writes_a_run_directory(tmp_path):
         assert any(e["kind"] == "eval" and e["step"] == 2 and "pass_at_k" in e for e in events)
         s = entry["summary"]
         assert 0 <= s["greedy"]["mean"] <= 1 and s["peak_rss_mb"]["mean"] > 0 and s["greedy"]["ci95"] is None
+    assert data["seeds_done"] == 1 and data["methods"]["ppo"]["trained_models"] == 2
+    ppo, grpo = data["methods"]["ppo"]["model_state_mb"], data["methods"]["grpo_outcome"]["model_state_mb"]
+    assert ppo == pytest.approx(grpo * 9 / 5, rel=1e-3)  # (4·2 + 1) against (4·1 + 1) model sizes
     resets = [json.loads(x) for x in (out / "grpo_iterative-s0" / "events.jsonl").read_text().splitlines()]
     assert any(e["kind"] == "ref_reset" for e in resets)  # --iterations 2 over 2 steps: a reset after step 1
 
