@@ -36,7 +36,8 @@ def test_t_interval_hand_computed():
 
 def test_smoke_every_method_writes_a_run_directory(tmp_path):
     out, results = tmp_path / "runs", tmp_path / "paradigm.json"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "trainer"), "OMP_NUM_THREADS": "2"}
+    # one thread: a tiny model gains nothing from two, and two threads on a busy 2-core machine spin
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "trainer"), "OMP_NUM_THREADS": "1"}
     p = subprocess.run([sys.executable, "-m", "grpo", "paradigm", "--smoke", "--seeds", "1", "--steps", "2",
                         "--out", str(out), "--results", str(results)], env=env, capture_output=True, text=True,
                        timeout=300)
@@ -64,7 +65,18 @@ def test_smoke_every_method_writes_a_run_directory(tmp_path):
     assert any(e["kind"] == "ref_reset" for e in resets)  # --iterations 2 over 2 steps: a reset after step 1
 
 
-def test_prm_replays_ten_percent_and_learns_step_labels():
+@pytest.fixture
+def one_thread():
+    """Torch on one thread (see above), restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_prm_replays_ten_percent_and_learns_step_labels(one_thread):
     import torch
 
     from grpo import critic, models, rollout
