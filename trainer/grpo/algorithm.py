@@ -135,3 +135,58 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
             "kl": masked_mean(kl, mask) if kl is not None else torch.zeros(()),
         }
     return loss, stats
+
+
+# ---------------------------------------------------------------------------------------------- §5 paradigm
+# The paper's unified view (§5.1, Table 10): every method's gradient is (1/|o|) Σ_t GC(q, o, t) ∇log π_θ(o_t).
+# GRPO's GC is Â + β(π_ref/π_θ − 1) (grpo_loss above, Eq. 21); the others follow.
+
+def sft_coefficients(n: int) -> torch.Tensor:
+    """SFT: GC = 1 for every token of every target."""
+    return torch.ones(n)
+
+
+def rft_coefficients(correct: Sequence[bool]) -> torch.Tensor:
+    """RFT and Online RFT: GC = 𝕀(o correct), the same for every token of o."""
+    return torch.tensor([1.0 if c else 0.0 for c in correct])
+
+
+def ppo_token_rewards(outcome: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor,
+                      beta: float) -> torch.Tensor:
+    """PPO's per-token reward (Eq. 2's setting): r_t = −β·log(π_θ/π_ref) at every token, plus the outcome reward
+    r_φ(q, o) on the last real token. outcome [N]; the rest [N, T]."""
+    mask = mask.float()
+    r = -beta * (logp - ref_logp) * mask
+    last = (mask.sum(1).long() - 1).clamp(min=0)
+    r[torch.arange(r.shape[0]), last] += outcome.float()
+    return r
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0, lam: float = 0.95
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised Advantage Estimation (Schulman et al. 2016), PPO's GC: δ_t = r_t + γV_{t+1} − V_t,
+    A_t = Σ_l (γλ)^l δ_{t+l}, with V = 0 past the last real token. Returns (advantages, returns = A + V), [N, T]."""
+    mask = mask.float()
+    values = values * mask
+    adv = torch.zeros_like(rewards, dtype=torch.float32)
+    last = rewards.new_zeros(rewards.shape[0], dtype=torch.float32)
+    for t in reversed(range(rewards.shape[1])):
+        nxt = values[:, t + 1] if t + 1 < rewards.shape[1] else torch.zeros_like(last)
+        delta = rewards[:, t] + gamma * nxt - values[:, t]
+        last = (delta + gamma * lam * last) * mask[:, t]
+        adv[:, t] = last
+    return adv, adv + values
+
+
+def whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """(x − mean) / std over the real tokens (PPO normalises its advantages per batch)."""
+    m = masked_mean(x, mask)
+    var = masked_mean((x - m) ** 2, mask)
+    return (x - m) / (var.sqrt() + eps) * mask.to(x.dtype)
+
+
+def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
+               clip: float = 0.2) -> torch.Tensor:
+    """PPO's clipped value loss: ½·max((V − R)², (clip(V, V_old ± ε) − R)²), mean over real tokens."""
+    clipped = old_values + (values - old_values).clamp(-clip, clip)
+    return 0.5 * masked_mean(torch.max((values - returns) ** 2, (clipped - returns) ** 2), mask)

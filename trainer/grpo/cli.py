@@ -1,5 +1,5 @@
 """Command line: `python -m grpo train | eval | decontaminate | sample | export-onnx | serve | import-trl |
-config-schema`.
+paradigm | config-schema`.
 
 stdout belongs to machine-readable output (the protocol stream for `train` when stdout is a pipe or a file, or
 with --stream; one JSON document for the others); everything human goes to stderr. Setting errors exit with status 2 before any work starts.
@@ -351,6 +351,29 @@ def cmd_import_trl(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_paradigm(args: argparse.Namespace) -> int:
+    from . import paradigm
+
+    _setup_logging()
+    _quiet_libraries()
+    parent = Path(args.out) if args.out else Path("runs") / time.strftime("paradigm-%Y%m%d-%H%M%S")
+    if parent.exists() and any(parent.iterdir()):
+        return _fail(f"--out {parent} is not empty")
+    try:
+        names = args.methods.split(",") if args.methods else list(paradigm.methods.METHODS)
+        for n in names:
+            paradigm.methods.get(n)
+        out = paradigm.run(parent, start=args.start, seeds=args.seeds, steps=args.steps, iterations=args.iterations,
+                           sets=args.set, names=names, results=Path(args.results) if args.results else None,
+                           smoke=args.smoke)
+    except (ConfigError, ValueError) as e:
+        return _fail(str(e))
+    except RuntimeError as e:
+        return _fail(str(e), 1)
+    sys.stdout.write(json.dumps(out, indent=1) + "\n")
+    return 0
+
+
 def cmd_schema(_: argparse.Namespace) -> int:
     sys.stdout.write(json.dumps(config_mod.schema(), indent=1) + "\n")
     return 0
@@ -424,6 +447,19 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--model", help="the local model directory TRL started from (becomes step_000000, the reference)")
     i.add_argument("--num-generations", type=int, help="G (default: inferred from the completions tables)")
     i.set_defaults(func=cmd_import_trl)
+
+    g = sub.add_parser("paradigm", help="the paper's §5 comparison: SFT, RFT, Online RFT, GRPO (outcome, process, "
+                       "iterative with a learned PRM) and PPO from one SFT start, several seeds each; results JSON + PNG")
+    g.add_argument("--start", help="the SFT start: a checkpoint directory (default: an SFT run of the settings)")
+    g.add_argument("--out", help="parent folder of the runs (default: runs/paradigm-<time>)")
+    g.add_argument("--seeds", type=int, default=3, help="seeds per method")
+    g.add_argument("--steps", type=int, default=40, help="steps per method (questions_per_step × G completions each)")
+    g.add_argument("--iterations", type=int, default=2, help="iterative GRPO: π_ref resets and PRM re-trainings")
+    g.add_argument("--methods", help="comma-separated subset of the methods (default: all)")
+    g.add_argument("--results", default="bench/results/paradigm-cpu.json", help="results JSON (a PNG beside it)")
+    g.add_argument("--smoke", action="store_true", help="tiny settings, for the test suite")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting for every run")
+    g.set_defaults(func=cmd_paradigm)
 
     c = sub.add_parser("config-schema", help="print every setting with its type, default and bounds as JSON")
     c.set_defaults(func=cmd_schema)

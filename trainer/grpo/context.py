@@ -107,23 +107,24 @@ class PolicyContext:
         return sft.encode(self.tokenizer, self.prompt(question))
 
     def generate(self, prompt_ids: list[list[int]], *, temperature: float, max_new_tokens: int,
-                 generator: torch.Generator | None) -> rollout.Batch:
-        """Completions from the policy by the configured engine (one per prompt; repeat a prompt G times)."""
-        tok = self.tokenizer
-        with eval_mode(self.policy):
-            return self.engine.generate(self.policy, prompt_ids, max_new_tokens=max_new_tokens, eos_id=tok.eos_token_id,
+                 generator: torch.Generator | None, model=None) -> rollout.Batch:
+        """Completions from the policy (or `model`, e.g. the frozen SFT model of offline RFT) by the configured
+        engine (one per prompt; repeat a prompt G times)."""
+        tok, model = self.tokenizer, self.policy if model is None else model
+        with eval_mode(model):
+            return self.engine.generate(model, prompt_ids, max_new_tokens=max_new_tokens, eos_id=tok.eos_token_id,
                                         pad_id=tok.pad_token_id, temperature=temperature, top_p=self.settings.top_p,
                                         generator=generator)
 
     def roll_out(self, rows: list[dict], prompt_ids: list[list[int]], G: int, generator: torch.Generator | None,
-                 temperature: float | None = None, max_new_tokens: int | None = None) -> Group:
-        """G completions of each row's prompt, rewarded, with advantages: a GRPO step's collect. A row whose
-        answer is None (a question from outside the task) gets reward 0."""
+                 temperature: float | None = None, max_new_tokens: int | None = None, model=None) -> Group:
+        """G completions of each row's prompt (from the policy, or `model`), rewarded, with advantages: a GRPO
+        step's collect. A row whose answer is None (a question from outside the task) gets reward 0."""
         s, tok = self.settings, self.tokenizer
         batch = self.generate([p for p in prompt_ids for _ in range(G)],
                               temperature=s.temperature if temperature is None else temperature,
                               max_new_tokens=s.max_completion_length if max_new_tokens is None else max_new_tokens,
-                              generator=generator)
+                              generator=generator, model=model)
         texts = tok.batch_decode(batch.completion_ids, skip_special_tokens=True)
         questions = [r["question"] for r in rows for _ in range(G)]
         answers = [r["answer"] for r in rows for _ in range(G)]

@@ -13,6 +13,7 @@ inspection requests (sample_group, score, compare: grpo/inspector.py) in the ver
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import random
@@ -24,8 +25,8 @@ from pathlib import Path
 
 import torch
 
-from . import algorithm, checkpoint, context, distributed, evaluation, groups, inspector, logprobs, microbatch, \
-    models, onnx_export, protocol, sft
+from . import algorithm, checkpoint, context, critic, distributed, evaluation, groups, inspector, logprobs, methods, \
+    microbatch, models, onnx_export, protocol, sft
 from .config import Config
 from .progress import Progress
 from .records import MetricsRow
@@ -70,10 +71,15 @@ class Update:
 
 class Trainer:
     def __init__(self, cfg: Config, run: RunDir, requests: protocol.Requests | None, resume: bool = False,
-                 progress: Progress | None = None):
+                 progress: Progress | None = None, method: methods.Method | None = None):
         """Every piece of the trainer's state is named here; `setup` fills it from the settings and the
-        checkpoint it resumes from."""
+        checkpoint it resumes from. `method`: a row of the paper's Table 10 (methods.py); GRPO by default,
+        whose supervision and reference resets come from the settings."""
         self.cfg, self.run, self.requests = cfg, run, requests
+        self.method = method or methods.GRPO
+        self.value_model: critic.ValueModel | None = None           # PPO's critic
+        self.prm: critic.ProcessRewardModel | None = None           # the learned PRM of iterative GRPO
+        self.ppo_targets: tuple[torch.Tensor, torch.Tensor] | None = None  # (V_old, returns) of this step
         self.progress = progress or Progress(enabled=False)
         self.resume = resume
         self.device = pick_device(cfg.device)
@@ -365,6 +371,13 @@ class Trainer:
             if saved is not None:
                 ref.load_state_dict(models.load(str(saved), cfg.seed, self.device)[0].state_dict())
             self.ctx.reference = ref
+        if self.method.data == "pi_sft" and self.ctx.reference is None:
+            raise ValueError(f"method {self.method.name} samples from the frozen SFT model, which LoRA runs keep no "
+                             "copy of (setting 'lora_r')")
+        if self.method.gc == "gae":
+            self.value_model = critic.ValueModel(self.policy, cfg.learning_rate)
+        if self.method.reward == "learned_steps":
+            self.prm = critic.ProcessRewardModel(self.policy, cfg.learning_rate, seed=cfg.seed)
         self.opt, self.sched = self._make_optimizer(cfg.learning_rate, cfg.max_steps, cfg.warmup_steps,
                                                     cfg.lr_scheduler_type)
         self._restore_training_state("grpo")
@@ -394,6 +407,7 @@ class Trainer:
         group = self._collect()
         t_generate = time.time() - t_start
         scores = self._score(group)
+        self._coefficients(group, scores)
         update = self._update(group, scores)
         if update is None:  # too many non-finite steps in a row: the run has failed
             return
@@ -423,9 +437,13 @@ class Trainer:
         return rows, prompt_ids
 
     def _collect(self) -> context.Group:
-        """Questions → G completions each from π_old → rewards → advantages."""
+        """Questions → G completions each from the method's data source (π_old; the frozen SFT model; the SFT
+        targets) → rewards → GRPO's advantages."""
         rows, prompt_ids = self._questions()
-        group = self.ctx.roll_out(rows, prompt_ids, self.cfg.num_generations, self.sample_gen)
+        if self.method.data == "sft":
+            return self._sft_targets(rows)
+        model = self.ctx.reference if self.method.data == "pi_sft" else None
+        group = self.ctx.roll_out(rows, prompt_ids, self.cfg.num_generations, self.sample_gen, model=model)
         if group.scored.errors:
             errors = group.scored.errors
             self.run.event("warning", self.step, code="reward_error", count=len(errors),
@@ -433,10 +451,53 @@ class Trainer:
         group.advantages = group.advantages.to(self.device)
         return group
 
+    def _sft_targets(self, rows: list[dict]) -> context.Group:
+        """SFT-continued's data: G targets per question from the task's SFT mixture; GC = the target's
+        per-token SFT weight (1, or the direct style's weight on its first token)."""
+        task, G = self.ctx.task, self.cfg.num_generations
+        rows = [r for r in rows for _ in range(G)]
+        rng = random.Random(self.cfg.seed * 1_000_003 + self.step)  # not data_rng: the questions stay every method's
+        examples = [task.sft_example(r["question"], rng) for r in rows]
+        if any(e is None for e in examples):
+            raise ValueError(f"method sft: task {self.cfg.task} has no worked solutions")
+        texts = [t for t, _ in examples]
+        batch = sft.teacher_batch(self.tokenizer, [r["prompt"] for r in rows], texts, self.device)
+        gc = sft.target_weights(torch.tensor([w for _, w in examples]), batch.completion_ids.shape[1],
+                                self.cfg.sft_direct_weighting) * algorithm.sft_coefficients(len(rows))[:, None]
+        scored = self.ctx.rewarder([r["question"] for r in rows], texts, [r["answer"] for r in rows])
+        gc = gc.to(self.device) * batch.completion_mask
+        return context.Group(rows[::G], batch, texts, scored, gc, gc[:, 0].clone(), None)
+
+    def _coefficients(self, group: context.Group, scores: Scores) -> None:
+        """The method's gradient coefficient in place of GRPO's advantages: 𝕀(correct) (RFT), GAE with the
+        value model (PPO), or GRPO's process advantages from the learned PRM's step rewards."""
+        m, cfg, mask = self.method, self.cfg, group.batch.completion_mask
+        if m.gc == "correct":
+            group.advantages = group.seq_adv = algorithm.rft_coefficients(group.scored.correct).to(self.device)
+        elif m.gc == "gae":
+            values = self.value_model.values(group.batch)
+            rewards = algorithm.ppo_token_rewards(torch.tensor(group.scored.rewards, device=self.device),
+                                                  scores.old_logp, scores.ref_logp, mask, cfg.beta)
+            adv, returns = algorithm.gae(rewards, values, mask)
+            group.advantages = algorithm.whiten(adv, mask)
+            group.seq_adv = group.advantages[:, 0].clone()
+            self.ppo_targets = (values, returns)
+        elif m.reward == "learned_steps":
+            K = cfg.ref_reset_steps
+            if self.step == 0 or (K and self.step % K == 0):  # a new iteration: re-train on fresh samples
+                fit = self.prm.fit(group.batch, group.step_ends, group.scored.step_rewards)
+                log.info("step %d: PRM re-trained (loss %.3f, %d rows replayed)", self.step, fit["loss"],
+                         fit["replayed"])
+            learned = dataclasses.replace(group.scored, step_rewards=self.prm.step_rewards(group.batch, group.step_ends))
+            adv, group.seq_adv, _ = groups.compute_advantages(self.tokenizer, group.batch, learned,
+                                                              cfg.num_generations, "process", cfg.scale_rewards)
+            group.advantages, group.scored = adv.to(self.device), learned
+
     def _score(self, group: context.Group) -> Scores:
-        """π_ref's log-probs (and π_old's when μ > 1), no gradients."""
+        """π_ref's log-probs (and π_old's when μ > 1 or the KL is in PPO's reward), no gradients."""
         T = self.cfg.temperature
-        old = self.ctx.score(group.batch, T)[0] if self.cfg.num_iterations > 1 else None
+        needs_old = self.cfg.num_iterations > 1 or self.method.kl == "reward"
+        old = self.ctx.score(group.batch, T)[0] if needs_old else None
         return Scores(ref_logp=self.ctx.score(group.batch, T, reference=True)[0], old_logp=old)
 
     def _update(self, group: context.Group, scores: Scores) -> Update | None:
@@ -449,9 +510,10 @@ class Trainer:
         losses, grad_norms, stats_acc = [], [], []
         lr = self.opt.param_groups[0]["lr"]
         skipped = False
+        loss_cfg = cfg if self.method.kl == "loss" else dataclasses.replace(cfg, beta=0.0)  # β elsewhere or nowhere
         for it in range(cfg.num_iterations):
             out = microbatch.forward_backward(self.scorer, group.batch, scores.old_logp, scores.ref_logp,
-                                              group.advantages, mask, cfg, with_entropy=(it == 0),
+                                              group.advantages, mask, loss_cfg, with_entropy=(it == 0),
                                               zero_grad=self.opt.zero_grad)
             if out is None:
                 skipped = True
@@ -465,6 +527,8 @@ class Trainer:
                 skipped = True
                 break
             self.opt.step()
+            if self.value_model is not None:
+                self.value_model.update(group.batch, *self.ppo_targets, cfg.epsilon)
             losses.append(loss.item())
             grad_norms.append(gn.item())
             stats_acc.append(stats)
@@ -544,7 +608,8 @@ class Trainer:
             self.run.event("ref_reset", self.step)
 
 
-def run_training(cfg: Config, run_dir: Path, stream: protocol.Stream, resume: bool, progress: Progress) -> int:
+def run_training(cfg: Config, run_dir: Path, stream: protocol.Stream, resume: bool, progress: Progress,
+                 method: methods.Method | None = None) -> int:
     """Train in `run_dir`; returns the process exit code. Any exception marks the run failed (with its
     checkpoints intact) and is re-raised for the CLI to report."""
     run = distributed.run_dir(run_dir, stream)
@@ -561,7 +626,7 @@ def run_training(cfg: Config, run_dir: Path, stream: protocol.Stream, resume: bo
                   message=f"skipped damaged checkpoint {ckpt.name} ({why}); resuming from {latest.name}")
     requests = (protocol.Requests(stream, known=protocol.CONTROL_TYPES + protocol.INSPECT_TYPES)
                 if distributed.is_main() else None)
-    trainer = Trainer(cfg, run, requests, resume=resume, progress=progress)
+    trainer = Trainer(cfg, run, requests, resume=resume, progress=progress, method=method)
     trainer.resume_from = latest
     try:
         state = trainer.train()

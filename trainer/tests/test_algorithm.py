@@ -139,3 +139,62 @@ def test_kl_term_value_in_loss():
     k3 = 0.5 - math.log(0.5) - 1
     assert loss.item() == pytest.approx(0.04 * k3, abs=1e-7)
     assert stats["kl"].item() == pytest.approx(k3, abs=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- §5 paradigm
+def test_rft_and_sft_coefficients():
+    from grpo.algorithm import rft_coefficients, sft_coefficients
+
+    assert torch.equal(rft_coefficients([True, False, True]), torch.tensor([1.0, 0.0, 1.0]))
+    assert torch.equal(sft_coefficients(2), torch.ones(2))
+
+
+def test_rft_gradient_is_indicator_times_grad_logp():
+    """Through the one loss with β = 0 at ρ = 1: ∂ℓ/∂logp_{i,t} = −GC_i / (N·|o_i|), GC = 𝕀(correct)."""
+    from grpo.algorithm import rft_coefficients
+
+    logp = torch.tensor([[-1.0, -2.0, -0.5], [-0.3, -0.7, -0.9]], requires_grad=True)
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    gc = rft_coefficients([True, False])
+    loss, _ = grpo_loss(logp, logp.detach(), None, gc, mask, beta=0.0)
+    loss.backward()
+    expected = torch.tensor([[-1 / (2 * 2), -1 / (2 * 2), 0.0], [0.0, 0.0, 0.0]])
+    assert torch.allclose(logp.grad, expected)
+
+
+def test_ppo_token_rewards_hand_computed():
+    from grpo.algorithm import ppo_token_rewards
+
+    logp = torch.tensor([[-1.0, -2.0, -3.0]])
+    ref = torch.tensor([[-1.5, -2.0, -1.0]])
+    r = ppo_token_rewards(torch.tensor([1.0]), logp, ref, torch.tensor([[1.0, 1.0, 0.0]]), beta=0.1)
+    # −β(logp − ref) per real token; the outcome on the last real token (index 1); nothing past it
+    assert torch.allclose(r, torch.tensor([[-0.05, 1.0, 0.0]]))
+
+
+def test_gae_hand_computed():
+    from grpo.algorithm import gae
+
+    rewards = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    values = torch.tensor([[0.5, 0.4, 0.8], [0.5, 0.4, 9.0]])   # 9.0 sits past the end of row 2: ignored
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    adv, ret = gae(rewards, values, mask, gamma=0.9, lam=0.5)
+    # row 1: δ = (0+.9·.4−.5, 0+.9·.8−.4, 1−.8) = (−.14, .32, .2); A_t = δ_t + γλ A_{t+1}, γλ = .45
+    assert torch.allclose(adv[0], torch.tensor([-0.14 + 0.45 * 0.41, 0.32 + 0.45 * 0.2, 0.2]))
+    # row 2: δ_1 = 1 + 0 − .4 = .6 (V = 0 past the end), δ_0 = −.14
+    assert torch.allclose(adv[1], torch.tensor([-0.14 + 0.45 * 0.6, 0.6, 0.0]))
+    assert torch.allclose(ret, adv + values * mask)
+    # γ = λ = 1 with a zero value model: every token's advantage is the sum of the rewards after it
+    adv1, _ = gae(rewards, torch.zeros_like(values), mask, gamma=1.0, lam=1.0)
+    assert torch.allclose(adv1, torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]]))
+
+
+def test_whiten_and_value_loss():
+    from grpo.algorithm import value_loss, whiten
+
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    w = whiten(torch.tensor([[1.0, 3.0, 100.0]]), mask)
+    assert torch.allclose(w, torch.tensor([[-1.0, 1.0, 0.0]]), atol=1e-6)
+    v, old, ret = torch.tensor([[1.0, 0.0, 5.0]]), torch.tensor([[0.0, 0.0, 0.0]]), torch.tensor([[0.0, 1.0, 0.0]])
+    # token 1: max((1−0)², (0.2−0)²) = 1; token 2: max(1, 1) = 1; mean ½·(1+1)/2
+    assert torch.isclose(value_loss(v, old, ret, mask, clip=0.2), torch.tensor(0.5))

@@ -1,0 +1,111 @@
+"""Models that output a number per token instead of a next-token distribution: PPO's value model and the
+learned process reward model of iterative GRPO (the paper's §4.1.4 and §5 baselines).
+
+Both are a copy of the policy's transformer with a linear head, as the paper's value and reward models are
+initialised from the SFT model. `ScalarModel.forward` gives one value per completion token: the head on the
+hidden state after reading that token (for the PRM: the step's last token; for PPO's V_t the state the
+token was produced from is the previous one, so values are shifted by one position).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+
+import torch
+import torch.nn.functional as F
+
+from . import algorithm, logprobs
+from .rollout import Batch, positions
+
+
+class ScalarModel(torch.nn.Module):
+    def __init__(self, policy):
+        super().__init__()
+        lm = logprobs._causal_lm(policy)
+        self.body = copy.deepcopy(lm.get_decoder()).train().requires_grad_(True)
+        self.head = torch.nn.Linear(lm.config.hidden_size, 1).to(next(self.body.parameters()).dtype)
+        torch.nn.init.zeros_(self.head.weight)
+        torch.nn.init.zeros_(self.head.bias)
+
+    def forward(self, batch: Batch, shift: bool = False) -> torch.Tensor:
+        """[N, C]: a value per completion token, from the hidden state after token t (or, `shift`, before it)."""
+        mask = batch.attention_mask
+        hidden = self.body(input_ids=batch.input_ids, attention_mask=mask, position_ids=positions(mask),
+                           use_cache=False).last_hidden_state
+        p, c = batch.prompt_ids.shape[1], batch.completion_ids.shape[1]
+        rows = hidden[:, p - 1: p - 1 + c] if shift else hidden[:, p: p + c]
+        return self.head(rows).squeeze(-1).float()
+
+
+class ValueModel:
+    """PPO's critic V_ψ: trained on the GAE returns with the clipped value loss, its own AdamW."""
+
+    def __init__(self, policy, lr: float):
+        self.model = ScalarModel(policy).to(next(policy.parameters()).device)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=lr, betas=(0.9, 0.99))
+
+    @torch.no_grad()
+    def values(self, batch: Batch) -> torch.Tensor:
+        return self.model(batch, shift=True) * batch.completion_mask.float()
+
+    def update(self, batch: Batch, old_values: torch.Tensor, returns: torch.Tensor, clip: float) -> float:
+        loss = algorithm.value_loss(self.model(batch, shift=True), old_values, returns, batch.completion_mask, clip)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        return loss.item()
+
+
+class ProcessRewardModel:
+    """A learned PRM: P(step correct) at each step's last token, trained with binary cross-entropy on the
+    labels of the task's step checker. Each `fit` trains on fresh samples plus a replay of 10% of its
+    earlier data (DeepSeekMath §4.1.4 / Algorithm 1)."""
+
+    def __init__(self, policy, lr: float, replay: float = 0.1, epochs: int = 4, seed: int = 0):
+        self.model = ScalarModel(policy).to(next(policy.parameters()).device)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=lr, betas=(0.9, 0.99))
+        self.replay, self.epochs = replay, epochs
+        self.history: list[tuple[Batch, list[list[int]], list[list[float]]]] = []
+        self.rng = random.Random(seed)
+
+    def _loss(self, batch: Batch, ends: list[list[int]], labels: list[list[float]]) -> torch.Tensor:
+        scores = self.model(batch)
+        idx = [(i, e) for i, es in enumerate(ends) for e in es]
+        target = torch.tensor([float(x > 0) for ls in labels for x in ls], device=scores.device)
+        if not idx:
+            return scores.sum() * 0
+        picked = scores[torch.tensor([i for i, _ in idx]), torch.tensor([e for _, e in idx])]
+        return F.binary_cross_entropy_with_logits(picked, target)
+
+    def fit(self, batch: Batch, ends: list[list[int]], labels: list[list[float]]) -> dict[str, float]:
+        """Train on this batch (token step ends and checker labels) and 10% of the rows seen before."""
+        old = [(h, i) for h in range(len(self.history)) for i in range(len(self.history[h][1]))]
+        picked = self.rng.sample(old, int(round(self.replay * len(old))))
+        parts = [(batch, ends, labels)]
+        for h in sorted({h for h, _ in picked}):
+            rows = [i for hh, i in picked if hh == h]
+            b, e, lab = self.history[h]
+            idx = torch.tensor(rows, device=b.completion_ids.device)
+            parts.append((Batch(b.prompt_ids[idx], b.prompt_mask[idx], b.completion_ids[idx], b.completion_mask[idx],
+                                b.truncated[idx]), [e[i] for i in rows], [lab[i] for i in rows]))
+        loss = torch.tensor(float("nan"))
+        for _ in range(self.epochs):
+            for b, e, lab in parts:
+                loss = self._loss(b, e, lab)
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+                self.opt.step()
+        self.history.append((batch, ends, labels))
+        return {"loss": loss.item(), "replayed": len(picked)}
+
+    @torch.no_grad()
+    def step_rewards(self, batch: Batch, ends: list[list[int]]) -> list[list[float]]:
+        """The PRM's reward for each step: its probability that the step is correct."""
+        was = self.model.training
+        self.model.eval()
+        probs = torch.sigmoid(self.model(batch))
+        self.model.train(was)
+        return [[float(probs[i, e]) for e in es] for i, es in enumerate(ends)]
