@@ -161,7 +161,7 @@ def test_bad_reward_functions_are_reward_errors(fn, why):
 
     sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
     try:
-        r = Rewarder("arith", "outcome", f"length_reward:{fn}")
+        r = Rewarder("number", "outcome", f"length_reward:{fn}")
     finally:
         sys.path.pop(0)
     scored = r(["q"] * 4, ["a7", "b", "c7", "d"], ["1"] * 4)
