@@ -2,12 +2,12 @@
 import * as vscode from 'vscode';
 import { SETUP_COMMAND, setupEnvironmentCommand } from './environment/envSetup';
 import { selectInterpreter } from './environment/selectInterpreter';
-import { deleteRun, latestRun, pickRun, revealRun } from './runs/commands';
+import { deleteRun, latestRun, pickRun, revealRun } from './rundir/commands';
 import { InspectCommands } from './inspect/commands';
 import { COMPLETION_SCHEME, CompletionDocuments, TokenShading } from './inspect/editor';
 import { TrainingController } from './training/controller';
 import { DashboardPanel } from './dashboard/dashboard';
-import { runDirOf, RunsTreeProvider } from './runs/runsTree';
+import { runDirOf, RunsTreeProvider } from './rundir/runsTree';
 import { TrainingStatusBar } from './training/statusBar';
 import { TrainingViewProvider } from './training/trainingView';
 

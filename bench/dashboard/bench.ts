@@ -16,7 +16,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Page } from 'playwright-core';
 import { rowsToColumns } from '../../src/shared/protocol';
-import { readMetrics } from '../../src/runs/runDir';
+import { readMetrics } from '../../src/rundir/runDir';
 import { launchPage, machine, median, openWebview, pct, repo, writeResult } from '../harness';
 
 const STEPS = Number(process.env.BENCH_STEPS ?? 100_000);

@@ -6,7 +6,7 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { isDashboardToHost, rowsToColumns, type DashboardState, type DashboardToHost, type HostToDashboard, type MetricsRow, type RunInfo } from '../shared/protocol';
-import { readMetrics, readStatus } from '../runs/runDir';
+import { readMetrics, readStatus } from '../rundir/runDir';
 import type { TrainingController } from '../training/controller';
 import { SingletonPanel } from '../webviews/singletonPanel';
 import { WebviewChannel, webviewHtml, webviewOptions } from '../webviews/webviewHtml';

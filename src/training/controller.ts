@@ -8,7 +8,7 @@ import * as vscode from 'vscode';
 import type { ControlType, LiveSummary, MetricsRow, SettingValues } from '../shared/protocol';
 import { offerPythonFix } from '../environment/envSetup';
 import { checkInterpreter, findInterpreter, SOURCE_LABEL, type Discovery } from '../environment/python';
-import { isResumable, listRuns, newRunName, readStatus, effectiveState, trainerAlive } from '../runs/runDir';
+import { isResumable, listRuns, newRunName, readStatus, effectiveState, trainerAlive } from '../rundir/runDir';
 import { RunSession, type SessionChange } from './session';
 import { defaultValues, diffFromDefaults, EMBEDDED_SCHEMA, launchArgs, sanitizeValues, trainArgs, type Launcher } from '../shared/settings';
 

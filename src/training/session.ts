@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import type { LineProblem } from '../shared/jsonLines';
 import { controlRequest, type ControlType, type InspectRequests, type InspectRequestType, type LiveSummary, type MetricsRow, type RunEvent, type RunStatus, type TrainerMessage } from '../shared/protocol';
 import { PendingRequests, TrainerGoneError } from '../shared/requests';
-import { eventsTail, metricsTail, readStatus, trainerAlive } from '../runs/runDir';
+import { eventsTail, metricsTail, readStatus, trainerAlive } from '../rundir/runDir';
 import { TrainerProcess } from './trainerProcess';
 
 export type SessionChange =

@@ -17,7 +17,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { listCheckpoints } from '../../src/runs/runDir';
+import { listCheckpoints } from '../../src/rundir/runDir';
 import { log, repo, runCommand, shot, startRig, until, webviewFrame, type Rig } from './rig';
 
 const python = process.env.GRPO_E2E_PYTHON ?? path.join(repo, '.venv', 'bin', 'python');

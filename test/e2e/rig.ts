@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { chromium, type Browser, type Frame, type Page } from 'playwright-core';
-import { isPidAlive, readStatus } from '../../src/runs/runDir';
+import { isPidAlive, readStatus } from '../../src/rundir/runDir';
 
 export const repo = path.resolve(__dirname, '../..');
 

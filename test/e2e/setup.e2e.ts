@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { readSetupMarker } from '../../src/environment/python';
 import { layeredVenv } from '../fixtures/venv';
-import { isPidAlive, readStatus } from '../../src/runs/runDir';
+import { isPidAlive, readStatus } from '../../src/rundir/runDir';
 import { cleanUp, log, repo, runCommand, shot, startRig, statusBarText, until, type Rig } from './rig';
 
 const python = process.env.GRPO_E2E_PYTHON ?? path.join(repo, '.venv', 'bin', 'python');

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { isPidAlive, readStatus } from '../../src/runs/runDir';
+import { isPidAlive, readStatus } from '../../src/rundir/runDir';
 import { cleanUp, log, paintedPixels, repo, runCommand, shot, startRig, statusBarText, until, webviewFrame, type Rig } from './rig';
 
 const python = process.env.GRPO_E2E_PYTHON ?? path.join(repo, '.venv', 'bin', 'python');

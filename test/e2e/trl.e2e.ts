@@ -15,7 +15,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { listCheckpoints, listSampleSteps, readMetrics, readSampleGroup, readStatus, summarizeRuns } from '../../src/runs/runDir';
+import { listCheckpoints, listSampleSteps, readMetrics, readSampleGroup, readStatus, summarizeRuns } from '../../src/rundir/runDir';
 import { log, paintedPixels, repo, runCommand, shot, startRig, until, webviewFrame, type Rig } from './rig';
 
 const python = process.env.GRPO_E2E_PYTHON ?? path.join(repo, '.venv', 'bin', 'python');

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { bestReward, effectiveState, isPidAlive, isResumable, lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, metricsTail, newRunName, readConfig, readMetrics, readSampleGroup, readStatus, scanLines, summarizeRuns, processIdentity, trainerAlive } from '../../src/runs/runDir';
+import { bestReward, effectiveState, isPidAlive, isResumable, lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, metricsTail, newRunName, readConfig, readMetrics, readSampleGroup, readStatus, scanLines, summarizeRuns, processIdentity, trainerAlive } from '../../src/rundir/runDir';
 import type { RunStatus } from '../../src/shared/protocol';
 import { RunSession } from '../../src/training/session';
 

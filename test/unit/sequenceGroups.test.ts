@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { fromGroup } from '../../src/inspect/docScores';
-import { readSampleGroup } from '../../src/runs/runDir';
+import { readSampleGroup } from '../../src/rundir/runDir';
 import { checkGroupRecord, type GroupRecord } from '../../src/shared/protocol';
 import { completionLength, describeLength, rowValue, sortRows } from '../../src/shared/values';
 

@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { listCheckpoints, readSmallFile } from '../../runs/runDir';
+import { listCheckpoints, readSmallFile } from '../../rundir/runDir';
 
 export interface OnnxManifest {
   format: 1;

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import type * as Ort from 'onnxruntime-node';
 import type { ScoreResult } from '../../shared/protocol';
 import { k3 } from '../../shared/values';
-import { LIMITS, readSmallFile } from '../../runs/runDir';
+import { LIMITS, readSmallFile } from '../../rundir/runDir';
 import { readExport, type OnnxExport } from './exports';
 import { HfTokenizer } from './hfTokenizer';
 import { charTokenizer, checkTokenizerDescription, scoringInput, TokenizeError, type TextTokenizer, type TokenizerDescription } from './tokenizer';
