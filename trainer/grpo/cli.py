@@ -216,25 +216,11 @@ def cmd_decontaminate(args: argparse.Namespace) -> int:
 def _raw_rows(path: str, question_column: str, option: str) -> tuple[list[tuple[str, str]], int]:
     """(question, the row as one JSON line) for each usable row of a JSONL or Parquet file, and the bad-row count:
     `decontaminate --out` writes the kept rows whole, whatever their other fields."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{option} {path}: no such file")
-    if p.suffix.lower() in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
+    from . import data
 
-        try:
-            objs = [(json.dumps(o, default=str), o) for o in pq.read_table(p).to_pylist()]
-        except Exception as e:  # noqa: BLE001 - pyarrow raises several types for unreadable files
-            raise ValueError(f"{option} {path} is not a readable Parquet file: {e}") from None
-    else:
-        objs = []
-        with p.open("r", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.strip():
-                    try:
-                        objs.append((line.rstrip("\n"), json.loads(line)))
-                    except json.JSONDecodeError:
-                        objs.append((line, None))
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{option} {path}: no such file")
+    objs = data.raw_records(path, option)
     rows, bad = [], 0
     for line, obj in objs:
         q = obj.get(question_column) if isinstance(obj, dict) else None

@@ -40,34 +40,40 @@ def _collect(objs, question_column: str, answer_column: str, answer_format: str)
 
 
 def _json_lines(f):
+    """(the line, its decoded object or None when it is not JSON) for each non-blank line."""
     for line in f:
         if not line.strip():
             continue
         try:
-            yield json.loads(line)
+            yield line.rstrip("\n"), json.loads(line)
         except json.JSONDecodeError:
-            yield None
+            yield line, None
 
 
 def load_jsonl_rows(path: str | Path, question_column: str = "question", answer_column: str = "answer",
                     answer_format: str = "plain") -> tuple[list[dict], int]:
     """Rows with string question and answer (numbers are accepted as answers); bad rows counted."""
     with Path(path).open("r", encoding="utf-8", errors="replace") as f:
-        return _collect(_json_lines(f), question_column, answer_column, answer_format)
+        return _collect((obj for _, obj in _json_lines(f)), question_column, answer_column, answer_format)
+
+
+def _parquet_table(path: str | Path, where: str):
+    """The pyarrow table of a Parquet file; ValueError starting with `where` (the setting or option)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ValueError(f"{where}: reading Parquet needs the pyarrow package "
+                         "(pip install -r trainer/requirements.txt)") from None
+    try:
+        return pq.read_table(path)
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for unreadable files
+        raise ValueError(f"{where}: {path} is not a readable Parquet file: {e}") from None
 
 
 def load_parquet_rows(path: str | Path, question_column: str = "question", answer_column: str = "answer",
                       answer_format: str = "plain") -> tuple[list[dict], int]:
     """The same rows from a Parquet file (read with pyarrow). A missing column is an error naming it."""
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ValueError("setting 'task': reading Parquet needs the pyarrow package "
-                         "(pip install -r trainer/requirements.txt)") from None
-    try:
-        table = pq.read_table(path)
-    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for unreadable files
-        raise ValueError(f"setting 'task': {path} is not a readable Parquet file: {e}") from None
+    table = _parquet_table(path, "setting 'task'")
     for key, col in (("question_column", question_column), ("answer_column", answer_column)):
         if col not in table.column_names:
             raise ValueError(f"setting '{key}': {path} has no column {col!r} (columns: "
@@ -83,3 +89,12 @@ def load_rows(path: str | Path, question_column: str = "question", answer_column
     """JSONL or Parquet by the file's extension (.parquet / .pq; anything else is read as JSONL)."""
     reader = load_parquet_rows if Path(path).suffix.lower() in (".parquet", ".pq") else load_jsonl_rows
     return reader(path, question_column, answer_column, answer_format)
+
+
+def raw_records(path: str | Path, where: str) -> list[tuple[str, object]]:
+    """Every record of a JSONL or Parquet file whole, as (its JSON text, the decoded object; None for a line
+    that is not JSON): what `grpo decontaminate --out` writes back, whatever the rows' other fields."""
+    if Path(path).suffix.lower() in (".parquet", ".pq"):
+        return [(json.dumps(o, default=str), o) for o in _parquet_table(path, where).to_pylist()]
+    with Path(path).open("r", encoding="utf-8", errors="replace") as f:
+        return list(_json_lines(f))
