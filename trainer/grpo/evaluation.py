@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import answers, rollout, sft
+from . import answers, sft
 
 DEFAULT_K = (1, 4, 8, 16)
 
@@ -159,18 +159,10 @@ def evaluate(model, tokenizer, rows: list[dict], max_new_tokens: int, *, prompt_
     report = Report(accuracy=acc, n=len(rows), greedy_texts=greedy)
     if samples <= 0 or not rows:
         return report
-    was_training = model.training
-    model.eval()
     prompts = [sft.encode(tokenizer, prompt_fn(r["question"])) for r in rows]
-    flat: list[str] = []
-    per_call = max(1, batch_size // samples) * samples
-    expanded = [p for p in prompts for _ in range(samples)]
-    sample = engine.generate if engine is not None else rollout.sample
-    for i in range(0, len(expanded), per_call):
-        out = sample(model, expanded[i: i + per_call], max_new_tokens=max_new_tokens, eos_id=tokenizer.eos_token_id,
-                     pad_id=tokenizer.pad_token_id, temperature=temperature, top_p=top_p, generator=generator)
-        flat += tokenizer.batch_decode(out.completion_ids, skip_special_tokens=True)
-    model.train(was_training)
+    flat = sft.complete(model, tokenizer, [p for p in prompts for _ in range(samples)], max_new_tokens,
+                        temperature=temperature, top_p=top_p, generator=generator, engine=engine,
+                        batch_size=max(1, batch_size // samples) * samples)
     texts = [flat[i * samples: (i + 1) * samples] for i in range(len(rows))]
     report.samples, report.temperature = samples, temperature
     report.pass_at, report.maj_at = sampled_metrics(texts, [r["answer"] for r in rows], check, ks)

@@ -54,20 +54,28 @@ def sft_loss(model, batch: rollout.Batch, weights: torch.Tensor | None = None) -
 
 
 @torch.no_grad()
-def greedy_accuracy(model, tokenizer, rows: list[dict], max_new_tokens: int, batch_size: int = 256,
-                    prompt_fn=prompts.plain, check=verify.number_matches, engine=None) -> tuple[float, list[str]]:
-    """Fraction of rows whose greedy completion has the right final answer (by `check`), and the completions.
-    `engine`: a rollout engine (engines.py); default the KV-cache sampler."""
+def complete(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int, *, temperature: float = 0.0,
+             top_p: float = 1.0, generator: torch.Generator | None = None, engine=None,
+             batch_size: int = 256) -> list[str]:
+    """One decoded completion per prompt, `batch_size` prompts at a time, in eval mode (the previous mode is
+    restored). `engine`: a rollout engine (engines.py); default the KV-cache sampler. temperature 0: greedy."""
     was_training = model.training
     model.eval()
+    sample = engine.generate if engine is not None else rollout.sample
     texts: list[str] = []
-    for i in range(0, len(rows), batch_size):
-        chunk = rows[i: i + batch_size]
-        sample = engine.generate if engine is not None else rollout.sample
-        batch = sample(model, [encode(tokenizer, prompt_fn(r["question"])) for r in chunk],
-                       max_new_tokens=max_new_tokens, eos_id=tokenizer.eos_token_id,
-                       pad_id=tokenizer.pad_token_id, temperature=0.0)
+    for i in range(0, len(prompt_ids), batch_size):
+        batch = sample(model, prompt_ids[i: i + batch_size], max_new_tokens=max_new_tokens,
+                       eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id, temperature=temperature,
+                       top_p=top_p, generator=generator)
         texts += tokenizer.batch_decode(batch.completion_ids, skip_special_tokens=True)
     model.train(was_training)
+    return texts
+
+
+def greedy_accuracy(model, tokenizer, rows: list[dict], max_new_tokens: int, batch_size: int = 256,
+                    prompt_fn=prompts.plain, check=verify.number_matches, engine=None) -> tuple[float, list[str]]:
+    """Fraction of rows whose greedy completion has the right final answer (by `check`), and the completions."""
+    texts = complete(model, tokenizer, [encode(tokenizer, prompt_fn(r["question"])) for r in rows], max_new_tokens,
+                     engine=engine, batch_size=batch_size)
     correct = sum(check(t, r["answer"]) for t, r in zip(texts, rows))
     return correct / max(1, len(rows)), texts
