@@ -127,6 +127,16 @@ def test_summary_medians_ratios_and_the_bar():
     assert out["ratios"]["time_to_target_trl_over_ours"] is None and out["bar"]["met"] is False
 
 
+def test_the_default_target_is_the_accuracy_trl_ends_at():
+    trl = [_run([1], [(0, 0.5), (5, 0.8), (9, a)]) for a in (0.9, 0.85, 0.95)]
+    ours = [_run([1], [(0, 0.5), (3, 0.9)])]
+    target = peer.trl_final_target({"ours": ours, "trl": trl})
+    assert target == pytest.approx(0.9)  # the median of TRL's last evaluations, not of its best ones
+    assert [peer.time_to(r["curve"], target) for r in trl] == [9, None, 9]
+    with pytest.raises(RuntimeError, match="no held-out evaluation"):
+        peer.trl_final_target({"ours": ours, "trl": [{"curve": []}]})
+
+
 @needs_trl
 def test_trl_accepts_the_mapped_arguments(tmp_path):
     import trl
