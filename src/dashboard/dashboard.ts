@@ -5,8 +5,8 @@
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { isDashboardToHost, rowsToColumns, type DashboardState, type DashboardToHost, type HostToDashboard, type MetricsRow, type RunInfo } from '../shared/protocol';
-import { readMetrics, readStatus } from '../rundir/runDir';
+import { isDashboardToHost, rowsToColumns, withStartRow, type DashboardState, type DashboardToHost, type HostToDashboard, type MetricsRow, type RunInfo } from '../shared/protocol';
+import { readMetrics, readStartEval, readStatus } from '../rundir/runDir';
 import type { TrainingController } from '../training/controller';
 import { SingletonPanel } from '../webviews/singletonPanel';
 import { WebviewChannel, webviewHtml, webviewOptions } from '../webviews/webviewHtml';
@@ -86,7 +86,7 @@ export class DashboardPanel implements vscode.Disposable {
   private async rowsOf(dir: string): Promise<MetricsRow[]> {
     const live = this.training.current;
     if (live?.dir === dir) return live.rows;
-    const { rows, problems, capped } = await readMetrics(dir);
+    const [{ rows, problems, capped }, start] = await Promise.all([readMetrics(dir), readStartEval(dir)]);
     if (problems.length) this.training.log.warn(`${path.join(dir, 'metrics.jsonl')}: ${problems.length} unreadable line(s), first: line ${problems[0].line}: ${problems[0].error}`);
     if (capped) {
       const mb = (n: number) => `${Math.round(n / 1024 / 1024)} MB`;
@@ -94,7 +94,7 @@ export class DashboardPanel implements vscode.Disposable {
       this.training.log.warn(msg);
       void vscode.window.showWarningMessage(msg);
     }
-    return rows;
+    return withStartRow(rows, start);
   }
 
   private sendRun(dir: string): void {

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { countNewlines, parseJsonlBuffer, parseLine, type JsonlChunk, type LineProblem } from '../shared/jsonLines';
-import { checkEvent, checkGroupRecord, checkMetricsRow, checkStatus, type Checked, type GroupRecord, type MetricsRow, type RunEvent, type RunState, type RunStatus } from '../shared/protocol';
+import { checkEvent, checkGroupRecord, checkMetricsRow, checkStatus, startEvalRow, type Checked, type GroupRecord, type MetricsRow, type RunEvent, type RunState, type RunStatus } from '../shared/protocol';
 
 export const STATUS_FILE = 'status.json';
 export const METRICS_FILE = 'metrics.jsonl';
@@ -282,6 +282,25 @@ export async function readMetrics(dir: string, maxBytes = LIMITS.metricsFile): P
   for (const line of scan?.overlong ?? []) problems.push({ line, text: '', error: `line longer than ${MiB(LIMITS.recordLine)}` });
   const capped = scan && scan.size > maxBytes ? { size: scan.size, read: scan.read } : null;
   return { rows, problems, capped };
+}
+
+/** How far into events.jsonl the start's evaluation is looked for: it is written when SFT ends, after a few
+ * phase, decontamination and warning events. */
+const START_EVAL_SCAN = 4 * 1024 * 1024;
+
+/** The start's held-out evaluation (events.jsonl's step-0 eval event) as a metrics row, or null. */
+export async function readStartEval(dir: string): Promise<MetricsRow | null> {
+  let start: MetricsRow | null = null;
+  try {
+    await scanLines(path.join(dir, EVENTS_FILE), LIMITS.recordLine, (buf) => {
+      if (start) return;
+      const r = parseLine(buf.toString('utf8'), checkEvent);
+      if (r.ok) start = startEvalRow(r.value);
+    }, { maxBytes: START_EVAL_SCAN });
+  } catch {
+    return null; // an unreadable events file costs the chart its start point, nothing else
+  }
+  return start;
 }
 
 /**

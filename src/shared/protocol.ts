@@ -13,7 +13,7 @@
  */
 
 import { PROTOCOL_VERSION, SCHEMA } from './generated/protocol';
-import type { CompareResult, ControlRequest, ControlType, GroupRecord, InspectRequests, Json, MetricsRow, Phase, Records, RunState, RunStatus, TokenArrays } from './generated/protocol';
+import type { CompareResult, ControlRequest, ControlType, EvalEvent, GroupRecord, InspectRequests, Json, MetricsRow, Phase, Records, RunEvent, RunState, RunStatus, TokenArrays } from './generated/protocol';
 
 export { CONTROL_TYPES, EVENT_KINDS, INSPECT_TYPES, PHASES, PROTOCOL_VERSION, RUN_STATES } from './generated/protocol';
 export type {
@@ -279,6 +279,27 @@ export function isMetricsColumns(v: unknown): v is MetricsColumns {
     }
   }
   return true;
+}
+
+/**
+ * The held-out evaluation of the start (the eval event at step 0, written when SFT ends and GRPO has not yet
+ * stepped) as a metrics row, so that the held-out charts begin where GRPO starts. Later evaluations are in
+ * their step's metrics row already. The keys are the trainer's (`EvalReport.metrics()` in evaluation.py).
+ */
+export function startEvalRow(ev: RunEvent): MetricsRow | null {
+  if (ev.kind !== 'eval' || ev.step !== 0) return null;
+  const e = ev as EvalEvent;
+  const row: MetricsRow = { step: 0, time: e.time, 'eval/accuracy': e.accuracy };
+  for (const [prefix, byK] of [['pass', e.pass_at_k], ['maj', e.maj_at_k]] as const) {
+    for (const [k, v] of Object.entries(byK ?? {})) row[`eval/${prefix}@${k}`] = v;
+  }
+  return row;
+}
+
+/** `rows` with the start's row first (in place of any earlier step-0 row): metrics rows begin at step 1. */
+export function withStartRow(rows: MetricsRow[], start: MetricsRow | null): MetricsRow[] {
+  if (!start) return rows;
+  return rows[0]?.step === 0 ? [start, ...rows.slice(1)] : [start, ...rows];
 }
 
 /** Converts rows (metrics.jsonl) into columns, keeping every numeric key seen. */

@@ -7,7 +7,7 @@
  */
 import * as path from 'node:path';
 import type { LineProblem } from '../shared/jsonLines';
-import { controlRequest, type ControlType, type InspectRequests, type InspectRequestType, type LiveSummary, type MetricsRow, type RunEvent, type RunStatus, type TrainerMessage } from '../shared/protocol';
+import { controlRequest, startEvalRow, withStartRow, type ControlType, type InspectRequests, type InspectRequestType, type LiveSummary, type MetricsRow, type RunEvent, type RunStatus, type TrainerMessage } from '../shared/protocol';
 import { PendingRequests, TrainerGoneError } from '../shared/requests';
 import { eventsTail, metricsTail, readStatus, trainerAlive } from '../rundir/runDir';
 import { TrainerProcess } from './trainerProcess';
@@ -90,7 +90,17 @@ export class RunSession {
     if (m.records.length) this.addRows(m.records);
     m.problems.forEach((p) => this.opts.onChange({ kind: 'problem', problem: p, source: 'metrics.jsonl' }));
     const e = this.events.read();
-    for (const ev of e.records) this.opts.onChange({ kind: 'event', event: ev });
+    for (const ev of e.records) this.onEvent(ev);
+  }
+
+  private onEvent(ev: RunEvent): void {
+    this.opts.onChange({ kind: 'event', event: ev });
+    const start = startEvalRow(ev);
+    if (!start) return;
+    // the start's evaluation goes first, whenever it is read (re-attaching reads the metrics before the events)
+    const had = this.rows.length > 0 && !(this.rows.length === 1 && this.rows[0].step === 0);
+    this.rows.splice(0, this.rows.length, ...withStartRow(this.rows, start));
+    this.opts.onChange({ kind: 'metrics', rows: [start], replaced: had });
   }
 
   private poll(): void {
@@ -135,7 +145,7 @@ export class RunSession {
         this.opts.onChange({ kind: 'progress' });
         break;
       case 'event':
-        this.opts.onChange({ kind: 'event', event: m.row });
+        this.onEvent(m.row);
         break;
       case 'response':
         this.requests.handle(m);

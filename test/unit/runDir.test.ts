@@ -4,8 +4,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { bestReward, effectiveState, isPidAlive, isResumable, lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, metricsTail, newRunName, readConfig, readMetrics, readSampleGroup, readStatus, scanLines, summarizeRuns, processIdentity, trainerAlive } from '../../src/rundir/runDir';
-import type { RunStatus } from '../../src/shared/protocol';
+import { bestReward, effectiveState, isPidAlive, isResumable, lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, metricsTail, newRunName, readConfig, readMetrics, readSampleGroup, readStartEval, readStatus, scanLines, summarizeRuns, processIdentity, trainerAlive } from '../../src/rundir/runDir';
+import { startEvalRow, withStartRow, type MetricsRow, type RunEvent, type RunStatus } from '../../src/shared/protocol';
 import { RunSession } from '../../src/training/session';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-rundir-'));
@@ -234,4 +234,19 @@ test('scanLines: lines across chunk boundaries, over-long lines skipped, resumab
   const more: string[] = [];
   await scanLines(file, 100, (line) => more.push(line.toString()), { start: scan!.read });
   assert.deepEqual(more, ['torn', 'd']);
+});
+
+test('the start\'s evaluation (the step-0 eval event) becomes the first metrics row; later evaluations do not', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-start-'));
+  assert.equal(await readStartEval(dir), null, 'no events.jsonl: no start point, no error');
+  const ev = (step: number, acc: number) => ({ kind: 'eval', time: 100 + step, step, accuracy: acc, n: 400, samples: 16, pass_at_k: { '1': 0.6, '16': 0.98 }, maj_at_k: { '1': 0.6, '16': 0.88 } });
+  const lines = [{ kind: 'phase', time: 1, step: 0, phase: 'sft' }, ev(0, 0.5175), { kind: 'phase', time: 2, step: 0, phase: 'grpo', sft_accuracy: 0.5175 }, ev(25, 0.88)];
+  fs.writeFileSync(path.join(dir, 'events.jsonl'), 'not json\n' + lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
+  const start = await readStartEval(dir);
+  assert.deepEqual(start, { step: 0, time: 100, 'eval/accuracy': 0.5175, 'eval/pass@1': 0.6, 'eval/pass@16': 0.98, 'eval/maj@1': 0.6, 'eval/maj@16': 0.88 });
+  assert.equal(startEvalRow(ev(25, 0.88) as RunEvent), null);
+  const rows: MetricsRow[] = [{ step: 1, 'reward/mean': 0.6 }, { step: 2, 'reward/mean': 0.7 }];
+  assert.deepEqual(withStartRow(rows, start).map((r) => r.step), [0, 1, 2]);
+  assert.deepEqual(withStartRow(withStartRow(rows, start), start).map((r) => r.step), [0, 1, 2], 'never twice');
+  assert.equal(withStartRow(rows, null), rows);
 });

@@ -7,7 +7,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { isPidAlive, listCheckpoints, readMetrics, readStatus } from '../../src/rundir/runDir';
+import { isPidAlive, listCheckpoints, readMetrics, readStartEval, readStatus } from '../../src/rundir/runDir';
+import { withStartRow } from '../../src/shared/protocol';
 import { RunSession, type SessionChange } from '../../src/training/session';
 import { trainArgs } from '../../src/shared/settings';
 
@@ -30,7 +31,7 @@ test('a short real run: live metrics, pause/resume/stop over stdin, checkpoint o
   const values = { max_steps: 40, sft_steps: 10, num_generations: 4, questions_per_step: 2, eval_steps: 0, eval_size: 8, eval_samples: 0, save_steps: 0, log_samples_steps: 2 };
   const s = RunSession.spawn(dir, python, trainArgs({ runDir: dir, values }), { workspace: repo, trainerDir }, { onChange: (c) => changes.push(c) });
   try {
-    await until('two GRPO steps', () => s.rows.length >= 2 || s.ended, 300_000);
+    await until('two GRPO steps', () => s.rows.filter((r) => r.step > 0).length >= 2 || s.ended, 300_000);
     assert.ok(!s.ended, `the trainer exited early: ${s.exitError} ${s.stderrLines().slice(-5).join(' | ')}`);
     assert.equal(changes.filter((c) => c.kind === 'problem').length, 0, JSON.stringify(changes.filter((c) => c.kind === 'problem')));
     assert.equal(s.control('pause'), 'sent');
@@ -62,6 +63,13 @@ test('a short real run: live metrics, pause/resume/stop over stdin, checkpoint o
   assert.ok(st.value.last_checkpoint && listCheckpoints(dir).length >= 2, 'step 0 and the stop checkpoint');
   const { rows, problems } = await readMetrics(dir);
   assert.deepEqual(problems, []);
-  assert.deepEqual(rows.map((r) => r.step), s.rows.map((r) => r.step), 'the stream and metrics.jsonl agree');
+  // the start's held-out evaluation (the step-0 eval event) leads the rows, live and read back, so the
+  // held-out chart begins where GRPO starts
+  assert.equal(s.rows[0].step, 0);
+  assert.equal(typeof s.rows[0]['eval/accuracy'], 'number');
+  assert.ok(!rows.some((r) => r.step === 0), 'metrics.jsonl itself has GRPO steps only');
+  const read = withStartRow(rows, await readStartEval(dir));
+  assert.deepEqual(read.map((r) => r.step), s.rows.map((r) => r.step), 'the stream and the run directory agree');
+  assert.deepEqual(read[0], s.rows[0]);
   assert.ok(s.summary().reward !== null);
 });
