@@ -342,6 +342,12 @@ def cmd_paradigm(args: argparse.Namespace) -> int:
 
     _setup_logging()
     _quiet_libraries()
+    if args.table:
+        try:
+            sys.stdout.write(paradigm.table(json.loads(Path(args.table).read_text(encoding="utf-8"))))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            return _fail(f"--table {args.table}: not a paradigm results file ({e})")
+        return 0
     parent = Path(args.out) if args.out else Path("runs") / time.strftime("paradigm-%Y%m%d-%H%M%S")
     if parent.exists() and any(parent.iterdir()):
         return _fail(f"--out {parent} is not empty")
@@ -444,6 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--methods", help="comma-separated subset of the methods (default: all)")
     g.add_argument("--results", default="bench/results/paradigm-cpu.json", help="results JSON (a PNG beside it)")
     g.add_argument("--smoke", action="store_true", help="tiny settings, for the test suite")
+    g.add_argument("--table", metavar="RESULTS", help="print a results JSON as the README's Markdown table; trains nothing")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting for every run")
     g.set_defaults(func=cmd_paradigm)
 

@@ -57,6 +57,17 @@ def final_eval(run_dir: Path) -> dict:
     return evals[-1]
 
 
+def start_eval(run_dir: Path) -> dict | None:
+    """The start's evaluation in a run (its step-0 sampled eval event): greedy, maj@k and pass@k of the SFT
+    start, which every method's run evaluates before its first step."""
+    from .rundir import read_jsonl
+
+    for e in read_jsonl(run_dir / "events.jsonl")[0]:
+        if e.get("kind") == "eval" and e.get("step") == 0 and "pass_at_k" in e:
+            return {"greedy": e["accuracy"], "maj_at_k": e["maj_at_k"], "pass_at_k": e["pass_at_k"]}
+    return None
+
+
 def _in_child(fn, log_path: Path) -> tuple[int, float, int]:
     """Run `fn()` in a forked child process (torch is imported once, in the parent; the child's memory is its
     own from the fork on); (exit code, wall seconds, the child's peak RSS in bytes)."""
@@ -130,7 +141,9 @@ def run(parent: Path, *, start: str | None, seeds: int, steps: int, iterations: 
             print(f"{name} s{seed}: greedy {ev['accuracy']:.3f} maj {ev['maj_at_k']} pass {ev['pass_at_k']} "
                   f"{wall:.0f}s {rss / 2**20:.0f} MB", file=sys.stderr, flush=True)
         # after every seed: a comparison interrupted later still leaves its finished seeds, marked as such
-        out = summarise(runs, weights_mb=weights_mb(Path(start)), parent=parent, start=start, steps=steps,
+        first = Path(runs[names[0]][0]["run_dir"])
+        out = summarise(runs, weights_mb=weights_mb(Path(start)), parent=parent, start=start,
+                        start_eval=start_eval(first), steps=steps,
                         iterations=iterations, sets=BASE + sets, seeds_done=seed + 1, seeds_planned=seeds)
         if results is not None:
             results.parent.mkdir(parents=True, exist_ok=True)
@@ -183,6 +196,32 @@ def _machine() -> str:
     import platform
 
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+
+
+def _pct(cell: dict) -> str:
+    half = "" if cell["ci95"] is None else f" ± {100 * cell['ci95']:.1f}"
+    return f"{100 * cell['mean']:.1f}{half}"
+
+
+def table(results: dict) -> str:
+    """The comparison as a Markdown table (the README's): per method its Table 10 row (data source, reward,
+    gradient coefficient), held-out greedy, maj@k and pass@k at the largest k (mean ± 95% interval half-width,
+    in %), wall-clock and peak RSS; the start's values first when the results have them."""
+    names = list(results["methods"])
+    summ = {n: results["methods"][n]["summary"] for n in names}
+    big = max(int(k.split("@")[1]) for k in summ[names[0]] if k.startswith("maj@"))
+    lines = [f"| method | data | reward | gradient coefficient | greedy | maj@{big} | pass@{big} | wall-clock (s) "
+             f"| peak RSS (MB) | model state (MB) |", "|" + " --- |" * 10]
+    st = results.get("start_eval")
+    if st:
+        lines.append(f"| SFT start | | | | {100 * st['greedy']:.1f} | {100 * st['maj_at_k'][str(big)]:.1f} "
+                     f"| {100 * st['pass_at_k'][str(big)]:.1f} | | | |")
+    for n in names:
+        m, s = results["methods"][n], summ[n]
+        lines.append(f"| {n} | {m['data']} | {m['reward']} | {m['gc']} | {_pct(s['greedy'])} | {_pct(s[f'maj@{big}'])} "
+                     f"| {_pct(s[f'pass@{big}'])} | {s['wall_s']['mean']:.0f} | {s['peak_rss_mb']['mean']:.0f} "
+                     f"| {m['model_state_mb']:.1f} |")
+    return "\n".join(lines) + "\n"
 
 
 def plot(results: dict, path: Path) -> None:

@@ -59,6 +59,11 @@ def test_smoke_every_method_writes_a_run_directory(tmp_path):
         s = entry["summary"]
         assert 0 <= s["greedy"]["mean"] <= 1 and s["peak_rss_mb"]["mean"] > 0 and s["greedy"]["ci95"] is None
     assert data["seeds_done"] == 1 and data["methods"]["ppo"]["trained_models"] == 2
+    start = data["start_eval"]  # the SFT start, as the first method's run evaluated it before its first step
+    assert 0 <= start["greedy"] <= 1 and set(start["pass_at_k"]) == {"1", "2"}
+    table = paradigm.table(data).splitlines()
+    assert table[0].startswith("| method |") and "maj@2" in table[0] and table[2].startswith("| SFT start |")
+    assert [row.split("|")[1].strip() for row in table[3:]] == list(methods.METHODS)
     ppo, grpo = data["methods"]["ppo"]["model_state_mb"], data["methods"]["grpo_outcome"]["model_state_mb"]
     assert ppo == pytest.approx(grpo * 9 / 5, rel=1e-3)  # (4·2 + 1) against (4·1 + 1) model sizes
     resets = [json.loads(x) for x in (out / "grpo_iterative-s0" / "events.jsonl").read_text().splitlines()]
