@@ -61,12 +61,17 @@ class ValueModel:
 class ProcessRewardModel:
     """A learned PRM: P(step correct) at each step's last token, trained with binary cross-entropy on the
     labels of the task's step checker. Each `fit` trains on fresh samples plus a replay of 10% of its
-    earlier data (DeepSeekMath §4.1.4 / Algorithm 1)."""
+    earlier data (DeepSeekMath §4.1.4 / Algorithm 1), for `epochs` passes in shuffled minibatches: a reward
+    model is fitted, not nudged (a few full-batch steps at the policy's learning rate leave it at chance,
+    BCE ≈ ln 2, and its near-constant rewards, normalised by their group's tiny spread, are pure noise)."""
 
-    def __init__(self, policy, lr: float, replay: float = 0.1, epochs: int = 4, seed: int = 0):
+    LR = 1e-3
+
+    def __init__(self, policy, lr: float = LR, replay: float = 0.1, epochs: int = 8, batch_size: int = 32,
+                 seed: int = 0):
         self.model = ScalarModel(policy).to(next(policy.parameters()).device)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=lr, betas=(0.9, 0.99))
-        self.replay, self.epochs = replay, epochs
+        self.replay, self.epochs, self.batch_size = replay, epochs, batch_size
         self.history: list[tuple[Batch, list[list[int]], list[list[float]]]] = []
         self.rng = random.Random(seed)
 
@@ -79,27 +84,41 @@ class ProcessRewardModel:
         picked = scores[torch.tensor([i for i, _ in idx]), torch.tensor([e for _, e in idx])]
         return F.binary_cross_entropy_with_logits(picked, target)
 
+    @staticmethod
+    def _rows(part: tuple[Batch, list[list[int]], list[list[float]]], rows: list[int]):
+        b, e, lab = part
+        idx = torch.tensor(rows, device=b.completion_ids.device)
+        return (Batch(b.prompt_ids[idx], b.prompt_mask[idx], b.completion_ids[idx], b.completion_mask[idx],
+                      b.truncated[idx]), [e[i] for i in rows], [lab[i] for i in rows])
+
     def fit(self, batch: Batch, ends: list[list[int]], labels: list[list[float]]) -> dict[str, float]:
-        """Train on this batch (token step ends and checker labels) and 10% of the rows seen before."""
+        """Train on this batch (token step ends and checker labels) and 10% of the rows seen before. Returns
+        the loss on the fresh rows before training (how well the PRM so far judges the current policy's
+        steps: ln 2 ≈ 0.693 is chance) and after, and the number of rows replayed."""
+        was = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            before = self._loss(batch, ends, labels).item()
+        self.model.train(was)
         old = [(h, i) for h in range(len(self.history)) for i in range(len(self.history[h][1]))]
-        picked = self.rng.sample(old, int(round(self.replay * len(old))))
-        parts = [(batch, ends, labels)]
-        for h in sorted({h for h, _ in picked}):
-            rows = [i for hh, i in picked if hh == h]
-            b, e, lab = self.history[h]
-            idx = torch.tensor(rows, device=b.completion_ids.device)
-            parts.append((Batch(b.prompt_ids[idx], b.prompt_mask[idx], b.completion_ids[idx], b.completion_mask[idx],
-                                b.truncated[idx]), [e[i] for i in rows], [lab[i] for i in rows]))
-        loss = torch.tensor(float("nan"))
-        for _ in range(self.epochs):
-            for b, e, lab in parts:
-                loss = self._loss(b, e, lab)
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-                self.opt.step()
+        replayed = self.rng.sample(old, int(round(self.replay * len(old))))
         self.history.append((batch, ends, labels))
-        return {"loss": loss.item(), "replayed": len(picked)}
+        data = [(len(self.history) - 1, i) for i in range(len(ends))] + replayed
+        for _ in range(self.epochs):
+            self.rng.shuffle(data)
+            for k in range(0, len(data), self.batch_size):
+                chunk = data[k: k + self.batch_size]
+                for h in sorted({h for h, _ in chunk}):  # a minibatch's rows, grouped by the batch that holds them
+                    loss = self._loss(*self._rows(self.history[h], [i for hh, i in chunk if hh == h]))
+                    self.opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+                    self.opt.step()
+        self.model.eval()
+        with torch.no_grad():
+            after = self._loss(batch, ends, labels).item()
+        self.model.train(was)
+        return {"loss_before": before, "loss": after, "replayed": len(replayed)}
 
     @torch.no_grad()
     def step_rewards(self, batch: Batch, ends: list[list[int]]) -> list[list[float]]:

@@ -377,7 +377,7 @@ class Trainer:
         if self.method.gc == "gae":
             self.value_model = critic.ValueModel(self.policy, cfg.learning_rate)
         if self.method.reward == "learned_steps":
-            self.prm = critic.ProcessRewardModel(self.policy, cfg.learning_rate, seed=cfg.seed)
+            self.prm = critic.ProcessRewardModel(self.policy, seed=cfg.seed)
         self.opt, self.sched = self._make_optimizer(cfg.learning_rate, cfg.max_steps, cfg.warmup_steps,
                                                     cfg.lr_scheduler_type)
         self._restore_training_state("grpo")
@@ -486,8 +486,8 @@ class Trainer:
             K = cfg.ref_reset_steps
             if self.step == 0 or (K and self.step % K == 0):  # a new iteration: re-train on fresh samples
                 fit = self.prm.fit(group.batch, group.step_ends, group.scored.step_rewards)
-                log.info("step %d: PRM re-trained (loss %.3f, %d rows replayed)", self.step, fit["loss"],
-                         fit["replayed"])
+                log.info("step %d: PRM re-trained on fresh samples (BCE %.3f before, %.3f after; ln 2 = 0.693 is "
+                         "chance; %d rows replayed)", self.step, fit["loss_before"], fit["loss"], fit["replayed"])
             learned = dataclasses.replace(group.scored, step_rewards=self.prm.step_rewards(group.batch, group.step_ends))
             adv, group.seq_adv, _ = groups.compute_advantages(self.tokenizer, group.batch, learned,
                                                               cfg.num_generations, "process", cfg.scale_rewards)

@@ -93,7 +93,10 @@ def test_prm_replays_ten_percent_and_learns_step_labels(one_thread):
                           torch.randint(5, 20, (n, 4)), torch.ones(n, 4, dtype=torch.long), torch.zeros(n, dtype=torch.bool))
     ends = [[1, 3]] * n
     labels = [[1.0, 0.0]] * n  # the first step right, the second wrong, everywhere
-    assert prm.fit(batch, ends, labels)["replayed"] == 0
+    first = prm.fit(batch, ends, labels)
+    assert first["replayed"] == 0
+    assert first["loss_before"] == pytest.approx(math.log(2), abs=1e-4)  # a zero head: P = 1/2, chance
+    assert first["loss"] < 0.2  # fitted, not nudged
     assert prm.fit(batch, ends, labels)["replayed"] == 1  # 10% of the 10 rows seen before
     rewards = prm.step_rewards(batch, ends)
     assert all(r[0] > 0.8 and r[1] < 0.2 for r in rewards)
