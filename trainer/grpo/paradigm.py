@@ -198,6 +198,12 @@ def _machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
 
 
+# Table 10's words for the methods' fields (methods.DATA, REWARDS, COEFFICIENTS)
+_WORDS = {"sft": "SFT targets", "pi_sft": "o ~ π_sft", "pi_theta": "o ~ π_θ", "human": "human", "rule": "rule, outcome",
+          "rule_steps": "rule, per step", "learned_steps": "learned PRM, per step", "one": "1",
+          "correct": "𝕀(o correct)", "grpo": "group-normalised Â", "gae": "GAE (value model)"}
+
+
 def _pct(cell: dict) -> str:
     half = "" if cell["ci95"] is None else f" ± {100 * cell['ci95']:.1f}"
     return f"{100 * cell['mean']:.1f}{half}"
@@ -218,7 +224,8 @@ def table(results: dict) -> str:
                      f"| {100 * st['pass_at_k'][str(big)]:.1f} | | | |")
     for n in names:
         m, s = results["methods"][n], summ[n]
-        lines.append(f"| {n} | {m['data']} | {m['reward']} | {m['gc']} | {_pct(s['greedy'])} | {_pct(s[f'maj@{big}'])} "
+        w = lambda key: _WORDS.get(m[key], m[key])  # noqa: E731
+        lines.append(f"| {n} | {w('data')} | {w('reward')} | {w('gc')} | {_pct(s['greedy'])} | {_pct(s[f'maj@{big}'])} "
                      f"| {_pct(s[f'pass@{big}'])} | {s['wall_s']['mean']:.0f} | {s['peak_rss_mb']['mean']:.0f} "
                      f"| {m['model_state_mb']:.1f} |")
     return "\n".join(lines) + "\n"
