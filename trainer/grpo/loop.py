@@ -383,7 +383,6 @@ class Trainer:
         self._restore_training_state("grpo")
         self.grpo_t0 = time.time()
         self.elapsed_before = self.run.read_status().get("grpo_elapsed", 0.0) if self.resume else 0.0
-        self.last_eval_step = None
         self.run.update(phase="grpo", step=self.step)
 
     def _evaluate(self, sampled: bool = False) -> dict[str, float]:

@@ -83,6 +83,16 @@ def test_short_run_reward_rises_and_writes_the_run_directory(tmp_path):
     assert records.check_run_dir(run) == []
 
 
+def test_an_sft_only_run_evaluates_its_end_once(tmp_path):
+    run = tmp_path / "run"
+    p = trainer(run, "--set", "sft_steps=4", "--set", "max_steps=0", "--set", "eval_size=4", "--set", "eval_samples=2",
+                "--set", "eval_k=1,2", "--set", "onnx_export=false")
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    evals = [e for e in read_jsonl(run / "events.jsonl")[0] if e["kind"] == "eval"]
+    assert [(e["step"], "pass_at_k" in e) for e in evals] == [(0, True)]  # SFT's end is GRPO's start and end
+
+
 def test_sigkill_then_resume(tmp_path):
     run = tmp_path / "run"
     p = trainer(run, "--set", "sft_steps=20", "--set", "max_steps=200", "--set", "save_steps=3")
