@@ -5,8 +5,13 @@
  */
 import type { MetricsColumns } from '../../src/shared/protocol';
 
-export interface SeriesDef { key: string; label: string; band?: string }
-/** `sparse`: values only on some steps (evaluations): drawn with point markers, never smoothed. */
+/**
+ * One line of a chart. `sparse`: values only on some steps (evaluations): point markers, never smoothed.
+ * `color`: an index into the theme's chart palette (default: the series' position); `dashed`: a dashed line
+ * (pass@k against maj@k's solid one at the same k's colour).
+ */
+export interface SeriesDef { key: string; label: string; band?: string; sparse?: boolean; color?: number; dashed?: boolean }
+/** `sparse`: every series of the chart is sparse. */
 export interface ChartDef { id: string; title: string; series: SeriesDef[]; percent?: boolean; sparse?: boolean }
 
 /** The k of pass@k / maj@k charted (the trainer's default `eval_k`; k = 1 of both is the sampled accuracy). */
@@ -14,13 +19,14 @@ export const EVAL_K = [1, 4, 8, 16] as const;
 
 export const CHARTS: ChartDef[] = [
   { id: 'reward', title: 'Reward (mean ± std)', series: [{ key: 'reward/mean', label: 'reward', band: 'reward/std' }] },
-  { id: 'accuracy', title: 'Accuracy', series: [{ key: 'accuracy', label: 'train' }, { key: 'eval/accuracy', label: 'eval' }], percent: true },
+  { id: 'accuracy', title: 'Accuracy', series: [{ key: 'accuracy', label: 'train' }, { key: 'eval/accuracy', label: 'eval (greedy)', sparse: true }], percent: true },
   {
-    id: 'eval', title: 'Held-out: greedy, pass@k, maj@k', percent: true, sparse: true,
+    // greedy in the first colour; each k its own colour, maj@k solid and pass@k dashed
+    id: 'eval', title: 'Held-out: greedy, maj@k (solid), pass@k (dashed)', percent: true, sparse: true,
     series: [
-      { key: 'eval/accuracy', label: 'greedy' },
-      ...EVAL_K.filter((k) => k > 1).map((k) => ({ key: `eval/pass@${k}`, label: `pass@${k}` })),
-      ...EVAL_K.map((k) => ({ key: `eval/maj@${k}`, label: `maj@${k}` })),
+      { key: 'eval/accuracy', label: 'greedy', color: 0 },
+      ...EVAL_K.map((k, i) => ({ key: `eval/maj@${k}`, label: `maj@${k}`, color: i + 1 })),
+      ...EVAL_K.filter((k) => k > 1).map((k) => ({ key: `eval/pass@${k}`, label: `pass@${k}`, color: EVAL_K.indexOf(k) + 1, dashed: true })),
     ],
   },
   { id: 'kl', title: 'KL to reference', series: [{ key: 'kl', label: 'kl' }] },

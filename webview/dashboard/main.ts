@@ -161,10 +161,11 @@ function datasetsFor(def: ChartDef, buckets: number): ChartDataset<'line', Point
   for (const [id, run] of runs) {
     def.series.forEach((s, j) => {
       // One run: each series its own colour. Several runs: the run's colour, series told apart by dashes.
-      const color = theme.palette[(multiRun ? run.colorIndex : j) % theme.palette.length];
+      const color = theme.palette[(multiRun ? run.colorIndex : (s.color ?? j)) % theme.palette.length];
       if (!run.series.get(s.key)) return;
       const label = multiRun ? `${run.info.name} · ${s.label}` : s.label;
-      const dash = multiRun && j > 0 ? [5, 3] : [];
+      const dash = (multiRun && j > 0) || (!multiRun && s.dashed) ? [5, 3] : [];
+      const sparse = def.sparse || s.sparse;
       if (s.band) {
         const b = cache.band(id, run.series, s.key, s.band, buckets);
         if (b) {
@@ -172,13 +173,13 @@ function datasetsFor(def: ChartDef, buckets: number): ChartDataset<'line', Point
           out.push({ label: HIDDEN + 'lower', data: b.lower, borderWidth: 0, pointRadius: 0, fill: '-1', backgroundColor: alpha(color, 0.15) });
         }
       }
-      const smooth = smoothing > 0 && !def.sparse; // a handful of evaluations is not smoothed
+      const smooth = smoothing > 0 && !sparse; // a handful of evaluations is not smoothed
       if (smooth) {
         out.push({ label: HIDDEN + label, data: cache.line(id, run.series, s.key, buckets, false), borderColor: alpha(color, 0.18), borderWidth: 1, borderDash: dash });
       }
       out.push({
         label, data: cache.line(id, run.series, s.key, buckets, smooth), borderColor: color, backgroundColor: color, borderDash: dash,
-        borderWidth: smooth ? 2 : 1.5, pointRadius: def.sparse ? 2.5 : 0,
+        borderWidth: smooth ? 2 : 1.5, pointRadius: sparse ? 2.5 : 0,
       });
     });
   }
