@@ -244,13 +244,21 @@ def plot(results: dict, path: Path) -> None:
                          for p in ("maj@", "pass@")]
     fig, (ax, mem) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [3, 1]})
     width = 0.8 / len(keys)
+    start = results.get("start_eval")
     for j, key in enumerate(keys):
-        ax.bar([i + j * width for i in range(len(names))], [s[key]["mean"] for s in summ], width,
-               yerr=[s[key]["ci95"] or 0 for s in summ], capsize=3, label=key)
+        bars = ax.bar([i + j * width for i in range(len(names))], [s[key]["mean"] for s in summ], width,
+                      yerr=[s[key]["ci95"] or 0 for s in summ], capsize=3, label=key)
+        if start:  # where every method began: the SFT start's value of this metric
+            k = key.split("@")[-1]
+            value = {"greedy": start["greedy"], "maj": start["maj_at_k"].get(k), "pass": start["pass_at_k"].get(k)}[
+                key.split("@")[0]]
+            if value is not None:
+                ax.axhline(value, color=bars.patches[0].get_facecolor(), linestyle="--", linewidth=1,
+                           label=f"{key} of the SFT start")
     ax.set_xticks([i + width * (len(keys) - 1) / 2 for i in range(len(names))], names, rotation=20)
     ax.set_ylim(0, 1)
     ax.set_ylabel("held-out accuracy")
-    ax.legend()
+    ax.legend(fontsize=7, loc="lower right", ncol=2)
     ax.set_title(f"§5 paradigm: {results['steps']} steps from one SFT start")
     mem.bar(names, [s["peak_rss_mb"]["mean"] for s in summ], color="gray")
     mem.set_ylabel("peak RSS (MB)")
