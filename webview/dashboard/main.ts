@@ -190,9 +190,15 @@ function draw(): void {
   redrawTimer = null;
   const t0 = performance.now();
   let points = 0;
+  // one step axis for every chart, from 0 (the start's evaluation) to the furthest run's last step: charts
+  // line up, and a chart with only the step-0 evaluation yet is not drawn on a -1…1 axis
+  let last = 1;
+  for (const r of runs.values()) last = Math.max(last, r.series.step[r.series.step.length - 1] ?? 0);
   for (const def of CHARTS) {
     const chart = charts.get(def.id);
     if (!chart) continue;
+    const x = chart.options.scales?.x;
+    if (x) Object.assign(x, { min: 0, max: last });
     const buckets = Math.max(50, Math.round(chart.width || 400));
     chart.data.datasets = datasetsFor(def, buckets);
     for (const d of chart.data.datasets) points += d.data.length;
