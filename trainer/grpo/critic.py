@@ -9,6 +9,7 @@ token was produced from is the previous one, so values are shifted by one positi
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import random
 
@@ -84,6 +85,17 @@ class ProcessRewardModel:
         picked = scores[torch.tensor([i for i, _ in idx]), torch.tensor([e for _, e in idx])]
         return F.binary_cross_entropy_with_logits(picked, target)
 
+    @contextlib.contextmanager
+    def _judging(self):
+        """Eval mode without gradients, the previous mode restored: how the PRM scores."""
+        was = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            self.model.train(was)
+
     @staticmethod
     def _rows(part: tuple[Batch, list[list[int]], list[list[float]]], rows: list[int]):
         b, e, lab = part
@@ -95,11 +107,8 @@ class ProcessRewardModel:
         """Train on this batch (token step ends and checker labels) and 10% of the rows seen before. Returns
         the loss on the fresh rows before training (how well the PRM so far judges the current policy's
         steps: ln 2 ≈ 0.693 is chance) and after, and the number of rows replayed."""
-        was = self.model.training
-        self.model.eval()
-        with torch.no_grad():
+        with self._judging():
             before = self._loss(batch, ends, labels).item()
-        self.model.train(was)
         old = [(h, i) for h in range(len(self.history)) for i in range(len(self.history[h][1]))]
         replayed = self.rng.sample(old, int(round(self.replay * len(old))))
         self.history.append((batch, ends, labels))
@@ -114,17 +123,12 @@ class ProcessRewardModel:
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
                     self.opt.step()
-        self.model.eval()
-        with torch.no_grad():
+        with self._judging():
             after = self._loss(batch, ends, labels).item()
-        self.model.train(was)
         return {"loss_before": before, "loss": after, "replayed": len(replayed)}
 
-    @torch.no_grad()
     def step_rewards(self, batch: Batch, ends: list[list[int]]) -> list[list[float]]:
         """The PRM's reward for each step: its probability that the step is correct."""
-        was = self.model.training
-        self.model.eval()
-        probs = torch.sigmoid(self.model(batch))
-        self.model.train(was)
+        with self._judging():
+            probs = torch.sigmoid(self.model(batch))
         return [[float(probs[i, e]) for e in es] for i, es in enumerate(ends)]

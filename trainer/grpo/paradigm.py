@@ -47,11 +47,16 @@ def t_interval(xs: list[float]) -> tuple[float, float | None]:
     return mean, t * sd / math.sqrt(n)
 
 
-def final_eval(run_dir: Path) -> dict:
-    """The last eval event with sampled metrics (the run's end), from events.jsonl."""
+def _sampled_evals(run_dir: Path) -> list[dict]:
+    """A run's eval events with sampled metrics (pass@k, maj@k), in order, from events.jsonl."""
     from .rundir import read_jsonl
 
-    evals = [e for e in read_jsonl(run_dir / "events.jsonl")[0] if e.get("kind") == "eval" and "pass_at_k" in e]
+    return [e for e in read_jsonl(run_dir / "events.jsonl")[0] if e.get("kind") == "eval" and "pass_at_k" in e]
+
+
+def final_eval(run_dir: Path) -> dict:
+    """The last sampled eval event (the run's end)."""
+    evals = _sampled_evals(run_dir)
     if not evals:
         raise RuntimeError(f"{run_dir}: no sampled eval event")
     return evals[-1]
@@ -60,10 +65,8 @@ def final_eval(run_dir: Path) -> dict:
 def start_eval(run_dir: Path) -> dict | None:
     """The start's evaluation in a run (its step-0 sampled eval event): greedy, maj@k and pass@k of the SFT
     start, which every method's run evaluates before its first step."""
-    from .rundir import read_jsonl
-
-    for e in read_jsonl(run_dir / "events.jsonl")[0]:
-        if e.get("kind") == "eval" and e.get("step") == 0 and "pass_at_k" in e:
+    for e in _sampled_evals(run_dir):
+        if e.get("step") == 0:
             return {"greedy": e["accuracy"], "maj_at_k": e["maj_at_k"], "pass_at_k": e["pass_at_k"]}
     return None
 
@@ -126,6 +129,7 @@ def run(parent: Path, *, start: str | None, seeds: int, steps: int, iterations: 
             raise RuntimeError(f"the SFT start failed (exit {code}); see {sft_dir / 'trainer.log'}")
         start = str(sft_dir / "checkpoints" / "step_000000")
     runs: dict[str, list[dict]] = {n: [] for n in names}
+    start_point: dict | None = None
     for seed in range(seeds):
         for name in names:
             d = parent / f"{name}-s{seed}"
@@ -141,9 +145,10 @@ def run(parent: Path, *, start: str | None, seeds: int, steps: int, iterations: 
             print(f"{name} s{seed}: greedy {ev['accuracy']:.3f} maj {ev['maj_at_k']} pass {ev['pass_at_k']} "
                   f"{wall:.0f}s {rss / 2**20:.0f} MB", file=sys.stderr, flush=True)
         # after every seed: a comparison interrupted later still leaves its finished seeds, marked as such
-        first = Path(runs[names[0]][0]["run_dir"])
+        if seed == 0:  # the same start for every run: read from the first
+            start_point = start_eval(Path(runs[names[0]][0]["run_dir"]))
         out = summarise(runs, weights_mb=weights_mb(Path(start)), parent=parent, start=start,
-                        start_eval=start_eval(first), steps=steps,
+                        start_eval=start_point, steps=steps,
                         iterations=iterations, sets=BASE + sets, seeds_done=seed + 1, seeds_planned=seeds)
         if results is not None:
             results.parent.mkdir(parents=True, exist_ok=True)
