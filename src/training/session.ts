@@ -98,9 +98,9 @@ export class RunSession {
     const start = startEvalRow(ev);
     if (!start) return;
     // the start's evaluation goes first, whenever it is read (re-attaching reads the metrics before the events)
-    const had = this.rows.length > 0 && !(this.rows.length === 1 && this.rows[0].step === 0);
+    const replaced = this.rows.some((r) => r.step !== 0); // GRPO rows are there: the listeners re-read them all
     this.rows.splice(0, this.rows.length, ...withStartRow(this.rows, start));
-    this.opts.onChange({ kind: 'metrics', rows: [start], replaced: had });
+    this.opts.onChange({ kind: 'metrics', rows: [start], replaced });
   }
 
   private poll(): void {
