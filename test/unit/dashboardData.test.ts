@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { rowsToColumns } from '../../src/shared/protocol';
-import { bandEdges, decimateMinMax, Decimator, DrawCache, Ema, RunSeries, smooth, SmoothCache } from '../../webview/dashboard/data';
+import { bandEdges, CHARTS, decimateMinMax, Decimator, DrawCache, Ema, EVAL_K, RunSeries, smooth, SmoothCache } from '../../webview/dashboard/data';
 
 const cols = (from: number, to: number, f = (s: number) => s * 0.1) => {
   const rows = [];
@@ -106,4 +106,18 @@ test('the ±std band edges follow appended rows', () => {
   r.append(cols(5001, 5001, () => 1000));
   assert.equal(c.band('a', r, 'reward/mean', 'reward/std', 100)!.upper.at(-1)!.y, 1000.1);
   assert.equal(c.line('a', r, 'reward/mean', 100, false).at(-1)!.y, 1000);
+});
+
+test('evaluation series are sparse (points, never smoothed) in every chart; maj@k and pass@k share the colour of their k', () => {
+  const evalSeries = CHARTS.flatMap((c) => c.series.filter((s) => s.key.startsWith('eval/')).map((s) => ({ chart: c, s })));
+  assert.ok(evalSeries.some(({ chart }) => chart.id === 'accuracy'), 'the Accuracy chart has the eval line');
+  for (const { chart, s } of evalSeries) assert.ok(chart.sparse || s.sparse, `${chart.id}: ${s.key} would be smoothed`);
+  const held = CHARTS.find((c) => c.id === 'eval')!.series;
+  const colour = (key: string) => held.find((s) => s.key === key)?.color;
+  for (const k of EVAL_K.filter((k) => k > 1)) {
+    assert.equal(colour(`eval/pass@${k}`), colour(`eval/maj@${k}`), `k=${k}`);
+    assert.ok(held.find((s) => s.key === `eval/pass@${k}`)?.dashed && !held.find((s) => s.key === `eval/maj@${k}`)?.dashed);
+  }
+  assert.equal(new Set(EVAL_K.map((k) => colour(`eval/maj@${k}`))).size, EVAL_K.length, 'each k its own colour');
+  assert.ok(!EVAL_K.map((k) => colour(`eval/maj@${k}`)).includes(colour('eval/accuracy')), 'greedy apart');
 });
