@@ -7,7 +7,9 @@ forked from this process, which imports torch once (a fork before any CUDA or th
 that each run's peak RSS (`wait4`) is its own. The same seed
 gives every method the same questions; every method samples questions_per_step × G completions a step.
 The results — held-out greedy accuracy, maj@k and pass@k of each run's final evaluation, per seed and as a
-mean with a 95% t-interval, wall-clock and peak RSS — go to a JSON file and a PNG beside it.
+mean with a 95% t-interval, wall-clock and peak RSS — go to a JSON file and a PNG beside it: `RESULTS` in the
+parent folder, beside the runs, unless `--results` names a file (a committed benchmark result, such as
+bench/results/paradigm-cpu.json, is written only when named).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from pathlib import Path
 
 from . import methods
 from .config import build_config
+
+RESULTS = "paradigm.json"  # the results' default name, in the runs' parent folder (the PNG: paradigm.png)
 
 # settings every run of the comparison shares unless --set says otherwise: no ONNX export or intermediate
 # checkpoints (the start and the end are kept)

@@ -51,26 +51,34 @@ def _pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.1f}%"
 
 
+def _num(record, key: str) -> float | None:
+    """`record[key]` when `record` is an object and that is a number, else None."""
+    v = record.get(key) if isinstance(record, dict) else None
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
 def summary_lines(events: list[dict], wall_seconds: float, run_dir: Path) -> list[str]:
     """The closing summary: held-out accuracy at the GRPO start and end (greedy, maj@k, pass@k), time, the run
-    directory and how to open it in VS Code. `events` are the run's events.jsonl records."""
-    evals = [e for e in events if e.get("kind") == "eval"]
+    directory and how to open it in VS Code. `events` are the run's events.jsonl records: a record that is not
+    an object, or an eval event whose fields are not numbers, is passed over (the file is untrusted)."""
+    evals = [e for e in events if isinstance(e, dict) and e.get("kind") == "eval"]
     start = next((e for e in evals if e.get("step") == 0), None)
     end = evals[-1] if evals and evals[-1] is not start else None
     lines = []
     if start or end:
         s_step = 0 if start else "—"
-        e_step = end["step"] if end else "—"
-        lines.append(f"held-out accuracy, GRPO step {s_step} → {e_step} ({(end or start)['n']} questions):")
-        lines.append(f"  {'greedy':<9} {_pct(start and start.get('accuracy')):>6} → {_pct(end and end.get('accuracy'))}")
+        e_step = end.get("step", "—") if end else "—"
+        n = (end or start).get("n", "?")
+        lines.append(f"held-out accuracy, GRPO step {s_step} → {e_step} ({n} questions):")
+        lines.append(f"  {'greedy':<9} {_pct(_num(start, 'accuracy')):>6} → {_pct(_num(end, 'accuracy'))}")
         for name, key in (("maj", "maj_at_k"), ("pass", "pass_at_k")):
-            ks = sorted({int(k) for e in (start, end) if e and isinstance(e.get(key), dict) for k in e[key]})
+            ks = sorted({int(k) for e in (start, end) if e and isinstance(e.get(key), dict) for k in e[key]
+                         if isinstance(k, str) and k.isascii() and k.isdigit()})
             for k in ks:
-                a = start.get(key, {}).get(str(k)) if start else None
-                b = end.get(key, {}).get(str(k)) if end else None
+                a, b = _num(start and start.get(key), str(k)), _num(end and end.get(key), str(k))
                 lines.append(f"  {name + '@' + str(k):<9} {_pct(a):>6} → {_pct(b)}")
         sampled = next((e for e in (end, start) if e and e.get("samples")), None)
-        if sampled:
+        if sampled and _num(sampled, "temperature") is not None:
             lines.append(f"  (maj@k, pass@k: {sampled['samples']} samples per question at temperature "
                          f"{sampled['temperature']:g})")
     lines.append(f"time {_clock(wall_seconds)}; run directory {run_dir}")

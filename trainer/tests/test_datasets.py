@@ -73,5 +73,5 @@ def test_parquet_missing_column_names_the_setting(tmp_path):
 def test_too_few_usable_rows_is_an_error(tmp_path):
     f = tmp_path / "d.jsonl"
     f.write_text(json.dumps({"question": "q", "answer": "no marker"}) + "\n")
-    with pytest.raises(ValueError, match="0 usable rows \\(1 bad\\)"):
+    with pytest.raises(ValueError, match="no usable rows: 1 answers with no reference answer"):
         FileTask(f, 10, 0, answer_format="gsm8k")

@@ -19,6 +19,8 @@ class Task:
     name = "task"
     verifier = "math_verify"   # what `verifier: auto` means for this task (verify.py)
     bad_rows = 0               # rows of the task's data that were skipped (reported once as a warning)
+    bad_reasons = None         # those rows by reason (data.BadRows), where the task read a file
+    long_prompts = 0           # rows dropped at set-up for a prompt over max_prompt_length (reported once)
     decontamination: dict | None = None  # the run-start check against the held-out split (decontaminate.py)
 
     def questions(self, rng: random.Random, n: int) -> list[dict]:
@@ -32,6 +34,12 @@ class Task:
     def answer(self, question: str) -> str | None:
         """The reference answer for a question asked from outside training (the inspector), if known."""
         return None
+
+    def fit_prompts(self, lengths, limit: int) -> int:
+        """Drop, once before training, the rows whose prompt is longer than `limit` tokens (`lengths` maps a
+        list of questions to their prompts' token counts); how many were dropped. A task that makes its
+        questions as they are drawn has none to drop: the loop skips an over-long one as it comes."""
+        return 0
 
     def prompt(self, question: str) -> str:
         """What the model is asked: the user's turn under a chat template, else the text before a newline."""

@@ -1,7 +1,9 @@
 """A task read from a JSONL or Parquet file of question/answer rows (GSM8K, MATH or plain answers).
 
 The reference answer is read from the answer field by `answer_format` (answers.py); a bad row is skipped
-and counted (`bad_rows`). The held-out rows are the `held_out` setting's file when given, else a seeded
+and counted by reason (`bad_rows`, `bad_reasons`: data.py), and rows whose prompt is longer than
+`max_prompt_length` are dropped once at set-up (`fit_prompts`); a file left with no usable row is refused
+with the counts by reason. The held-out rows are the `held_out` setting's file when given, else a seeded
 shuffle holds out min(eval_size, a tenth of the rows). Training rows sharing a 10-gram with (or, short, equal
 to) a held-out question are removed, or with `decontaminate: report` only counted (decontaminate.py).
 """
@@ -22,10 +24,14 @@ class FileTask(Task):
                  answer_column: str = "answer", answer_format: str = "auto", held_out: list[dict] | None = None,
                  decontaminate_action: str = "remove"):
         path = Path(path)
-        rows, bad = data.load_rows(path, question_column, answer_column, answer_format)
+        rows, bad = data.read_rows(path, question_column, answer_column, answer_format)
+        self.path, self.bad_reasons = path, bad
+        if not rows:
+            raise ValueError(self._unusable())
         if len(rows) < 2:
-            raise ValueError(f"setting 'task': {path} has {len(rows)} usable rows ({bad} bad); need at least 2")
-        self.name, self.bad_rows = path.stem, bad
+            raise ValueError(f"setting 'task': {path} has 1 usable row ({bad.describe() or 'no bad rows'}); need "
+                             "at least 2")
+        self.name, self.bad_rows = path.stem, bad.total()
         self._answers = {r["question"]: r["answer"] for r in rows}
         rows = rows[:]
         random.Random(seed).shuffle(rows)
@@ -47,6 +53,27 @@ class FileTask(Task):
     def from_settings(cls, settings, held_out: list[dict] | None = None) -> "FileTask":
         return cls(settings.task, settings.eval_size, settings.seed, settings.question_column, settings.answer_column,
                    settings.answer_format, held_out, settings.decontaminate)
+
+    def _unusable(self, limit: int | None = None) -> str:
+        reasons = data.BadRows(self.bad_reasons)
+        if limit is not None:
+            reasons[data.long_prompts(limit)] = self.long_prompts
+        return f"setting 'task': {self.path} has no usable rows: {reasons.describe() or 'it is empty'}"
+
+    def fit_prompts(self, lengths, limit: int) -> int:
+        """Drop the training and held-out rows whose prompt is longer than `limit` tokens (`lengths`: questions
+        → their prompts' token counts), once, before training; ValueError with the counts by reason when no
+        training row is left."""
+        def fitting(rows: list[dict]) -> list[dict]:
+            return [r for r, n in zip(rows, lengths([r["question"] for r in rows])) if n <= limit]
+
+        train, held_out = fitting(self.train), fitting(self._held_out)
+        dropped = len(self.train) - len(train) + len(self._held_out) - len(held_out)
+        self.long_prompts += dropped
+        if not train:
+            raise ValueError(self._unusable(limit))
+        self.train, self._held_out = train, held_out
+        return dropped
 
     def questions(self, rng: random.Random, n: int) -> list[dict]:
         return [self.train[rng.randrange(len(self.train))] for _ in range(n)]
