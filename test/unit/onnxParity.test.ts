@@ -157,7 +157,7 @@ test('serve answers sample_group with a whole group; a question longer than the 
 test('a serve process that dies mid-request fails it with a message naming the request', { skip, timeout: 120_000 }, async () => {
   const doomed = new ServeProcess(python, checkpoint, { trainerDir });
   await doomed.ready;
-  const pending = doomed.request('sample_group', { question: '(3+1)*3+4*1', num_generations: 64, max_completion_length: 200 });
+  const pending = doomed.request('sample_group', { question: '(3+1)*3+4*1', num_generations: 40, max_completion_length: 200 }); // within max_request_tokens (8192)
   setTimeout(() => doomed.kill('SIGKILL'), 300);
   await assert.rejects(pending, (e: Error) => e instanceof TrainerGoneError && /step_000003 exited \(SIGKILL\) while answering sample_group/.test(e.message));
   assert.equal(doomed.alive, false);

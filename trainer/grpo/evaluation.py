@@ -148,21 +148,25 @@ def sampled_metrics(texts: list[list[str]], answers: list[str], check, ks: tuple
     return {k: v / q for k, v in pass_sum.items()}, {k: v / q for k, v in maj_sum.items()}
 
 
+Stopped = sft.Stopped
+
+
 @torch.no_grad()
 def evaluate(model, tokenizer, rows: list[dict], max_new_tokens: int, *, prompt_fn, check, engine=None,
              samples: int = 0, ks: tuple[int, ...] = DEFAULT_K, temperature: float = 1.0, top_p: float = 1.0,
-             generator: torch.Generator | None = None, batch_size: int = 256) -> Report:
+             generator: torch.Generator | None = None, batch_size: int = 256, should_stop=None) -> Report:
     """Greedy accuracy on `rows`, and with `samples` = n > 0 also pass@k and maj@k from n completions per
-    question sampled at `temperature` (k ≤ n)."""
+    question sampled at `temperature` (k ≤ n). `should_stop()` is asked between batches: when true the
+    evaluation ends there with Stopped (no partial report)."""
     acc, greedy = sft.greedy_accuracy(model, tokenizer, rows, max_new_tokens, batch_size=batch_size,
-                                      prompt_fn=prompt_fn, check=check, engine=engine)
+                                      prompt_fn=prompt_fn, check=check, engine=engine, should_stop=should_stop)
     report = Report(accuracy=acc, n=len(rows), greedy_texts=greedy)
     if samples <= 0 or not rows:
         return report
     prompts = [sft.encode(tokenizer, prompt_fn(r["question"])) for r in rows]
     flat = sft.complete(model, tokenizer, [p for p in prompts for _ in range(samples)], max_new_tokens,
                         temperature=temperature, top_p=top_p, generator=generator, engine=engine,
-                        batch_size=max(1, batch_size // samples) * samples)
+                        batch_size=max(1, batch_size // samples) * samples, should_stop=should_stop)
     texts = [flat[i * samples: (i + 1) * samples] for i in range(len(rows))]
     report.samples, report.temperature = samples, temperature
     report.pass_at, report.maj_at = sampled_metrics(texts, [r["answer"] for r in rows], check, ks)

@@ -28,6 +28,10 @@ from .records import CompareResult, GroupRecord, ScoreResult
 log = logging.getLogger("grpo")
 
 MAX_GENERATIONS = 256
+# Requests are answered one at a time (a serve process, or a train process between steps), so one request may
+# generate at most this many tokens (num_generations × max_completion_length), or one group of the run's own
+# settings when that is more: a larger one would leave everything else waiting for minutes.
+MAX_REQUEST_TOKENS = 8192
 _NUMBER = (int, float)
 
 
@@ -158,6 +162,13 @@ def sample_group(ctx: PolicyContext, question: str, answer: str | None, *, num_g
     return rec
 
 
+def request_token_limit(ctx: PolicyContext) -> int:
+    """The most tokens one sample_group request may generate: MAX_REQUEST_TOKENS, or one group of the run's
+    settings (num_generations × max_completion_length) when that is more."""
+    s = ctx.settings
+    return max(MAX_REQUEST_TOKENS, s.num_generations * s.max_completion_length)
+
+
 def _sample_group(ctx: PolicyContext, source: Source, params: dict) -> GroupRecord:
     s = ctx.settings
     G = _int_in("num_generations", params.get("num_generations", s.num_generations), 2, MAX_GENERATIONS)
@@ -167,6 +178,11 @@ def _sample_group(ctx: PolicyContext, source: Source, params: dict) -> GroupReco
                            f"positive temperature), got {temperature}")
     max_new = _int_in("max_completion_length", params.get("max_completion_length", s.max_completion_length),
                       1, _context(ctx.policy))
+    limit = request_token_limit(ctx)
+    if G * max_new > limit:
+        raise RequestError(f"parameters 'num_generations' × 'max_completion_length' = {G} × {max_new} = {G * max_new} "
+                           f"tokens, more than one request may generate ({limit}, as requests are answered one at a "
+                           f"time); lower either")
     question = params["question"]
     prompt = _question_prompt(ctx, question, max_new)
     answer, note = params.get("answer"), None

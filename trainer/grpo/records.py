@@ -365,7 +365,8 @@ class ControlRequest(TypedDict):
 
 # ----------------------------------------------------------------------------------- stdout messages
 class StartedMessage(TypedDict):
-    """Once, first. `train` sends `config` and `resumed_from`; `serve` sends `checkpoint` and `step`."""
+    """Once, first. `train` sends `config` and `resumed_from`; `serve` sends `checkpoint`, `step` and how it
+    answers (`one_at_a_time`, `max_request_tokens`)."""
 
     v: Literal[1]
     type: Literal["started"]
@@ -375,6 +376,10 @@ class StartedMessage(TypedDict):
     resumed_from: NotRequired[Annotated[int | None, Default(None)]]
     checkpoint: NotRequired[str]
     step: NotRequired[int | None]
+    one_at_a_time: NotRequired[Annotated[bool, "serve: requests are answered in order, one at a time (a long one "
+                                                "delays the next)"]]
+    max_request_tokens: NotRequired[Annotated[int, "serve: the most tokens one sample_group may generate "
+                                                   "(num_generations × max_completion_length)"]]
 
 
 class StatusMessage(TypedDict):

@@ -53,29 +53,39 @@ def sft_loss(model, batch: rollout.Batch, weights: torch.Tensor | None = None) -
     return -(logp * mask).sum() / mask.sum()
 
 
+class Stopped(Exception):
+    """`should_stop()` said so between batches: the completions asked for were not all made."""
+
+
 @torch.no_grad()
 def complete(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int, *, temperature: float = 0.0,
              top_p: float = 1.0, generator: torch.Generator | None = None, engine=None,
-             batch_size: int = 256) -> list[str]:
+             batch_size: int = 256, should_stop=None) -> list[str]:
     """One decoded completion per prompt, `batch_size` prompts at a time, in eval mode (the previous mode is
-    restored). `engine`: a rollout engine (engines.py); default the KV-cache sampler. temperature 0: greedy."""
+    restored). `engine`: a rollout engine (engines.py); default the KV-cache sampler. temperature 0: greedy.
+    `should_stop()`, asked before each batch, raises Stopped when true (a stop request during evaluation)."""
     was_training = model.training
     model.eval()
     sample = engine.generate if engine is not None else rollout.sample
     texts: list[str] = []
-    for i in range(0, len(prompt_ids), batch_size):
-        batch = sample(model, prompt_ids[i: i + batch_size], max_new_tokens=max_new_tokens,
-                       eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id, temperature=temperature,
-                       top_p=top_p, generator=generator)
-        texts += tokenizer.batch_decode(batch.completion_ids, skip_special_tokens=True)
-    model.train(was_training)
+    try:
+        for i in range(0, len(prompt_ids), batch_size):
+            if should_stop is not None and should_stop():
+                raise Stopped(f"stopped after {i} of {len(prompt_ids)} completions")
+            batch = sample(model, prompt_ids[i: i + batch_size], max_new_tokens=max_new_tokens,
+                           eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id, temperature=temperature,
+                           top_p=top_p, generator=generator)
+            texts += tokenizer.batch_decode(batch.completion_ids, skip_special_tokens=True)
+    finally:
+        model.train(was_training)
     return texts
 
 
 def greedy_accuracy(model, tokenizer, rows: list[dict], max_new_tokens: int, batch_size: int = 256,
-                    prompt_fn=prompts.plain, check=verify.number_matches, engine=None) -> tuple[float, list[str]]:
+                    prompt_fn=prompts.plain, check=verify.number_matches, engine=None,
+                    should_stop=None) -> tuple[float, list[str]]:
     """Fraction of rows whose greedy completion has the right final answer (by `check`), and the completions."""
     texts = complete(model, tokenizer, [encode(tokenizer, prompt_fn(r["question"])) for r in rows], max_new_tokens,
-                     engine=engine, batch_size=batch_size)
+                     engine=engine, batch_size=batch_size, should_stop=should_stop)
     correct = sum(check(t, r["answer"]) for t, r in zip(texts, rows))
     return correct / max(1, len(rows)), texts

@@ -119,6 +119,19 @@ def test_bad_input_is_refused_and_named(server):
     assert server.ok("score", prompt="1+1\n", text="#### 2")["tokens"][0] == "#"  # still answering
 
 
+def test_requests_are_answered_one_at_a_time_and_bounded(server):
+    s = server.started  # the started line says how requests are answered, and how large one may be
+    assert s["one_at_a_time"] is True and s["max_request_tokens"] == 8192
+    t0 = time.time()  # G = 256 at 64 tokens kept the server from anything else for a minute: refused at once
+    err = server.error("sample_group", question="1+2", num_generations=256, max_completion_length=64)
+    assert time.time() - t0 < 10
+    assert "'num_generations' × 'max_completion_length' = 256 × 64 = 16384" in err and "8192" in err, err
+    assert "one at a time" in err
+    assert "8192" in server.error("sample_group", question="1+2", num_generations=16, max_completion_length=1000)
+    g = server.ok("sample_group", question="1+2", num_generations=2, max_completion_length=8, seed=1)
+    assert len(g["completions"]) == 2  # within the bound: answered as before
+
+
 def test_stop_ends_the_server(tiny_run):
     proc = Proc(["serve", "--checkpoint", str(tiny_run)])  # a run directory: its latest checkpoint
     started = proc.next(lambda m: True)

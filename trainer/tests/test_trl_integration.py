@@ -145,3 +145,40 @@ def test_import_trl(trl_run):
     # a second import into the same directory is refused, naming it
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 1 and "already holds a run" in p.stderr
+
+
+def _state(run) -> dict:
+    try:
+        return json.loads((run / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def test_sigterm_to_a_trl_script_marks_the_run_stopped(tmp_path):
+    """A real TRL script with attach(), killed by SIGTERM mid-training: status.json no longer says running
+    (with the signal named), and the default action still ends the process."""
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "trainer")}
+    p = subprocess.Popen([sys.executable, "-m", "grpo.integrations.trl_example", "--run-dir", str(run), "--output-dir",
+                          str(tmp_path / "out"), "--steps", "500", "--save-steps", "0", "--log-samples-steps", "0"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        end = time.time() + 300
+        while not (_state(run).get("state") == "running" and _state(run).get("step", 0) >= 1):
+            assert p.poll() is None, p.stderr.read()
+            assert time.time() < end, "never running"
+            time.sleep(0.2)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == -signal.SIGTERM, err  # the signal was not swallowed
+    status = _state(run)
+    assert status["state"] == "stopped" and status["step"] >= 1, status
+    events, _ = read_jsonl(run / "events.jsonl")
+    assert events[-1]["kind"] == "control" and events[-1]["signal"] == "SIGTERM"
+    assert records.check_run_dir(run) == []

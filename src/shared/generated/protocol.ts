@@ -379,7 +379,8 @@ export interface Source {
   [key: string]: unknown;
 }
 
-/** Once, first. `train` sends `config` and `resumed_from`; `serve` sends `checkpoint` and `step`. */
+/** Once, first. `train` sends `config` and `resumed_from`; `serve` sends `checkpoint`, `step` and how it
+    answers (`one_at_a_time`, `max_request_tokens`). */
 export interface StartedMessage {
   v: 1;
   type: "started";
@@ -390,6 +391,10 @@ export interface StartedMessage {
   resumed_from: number | null;
   checkpoint?: string;
   step?: number | null;
+  /** serve: requests are answered in order, one at a time (a long one delays the next) */
+  one_at_a_time?: boolean;
+  /** serve: the most tokens one sample_group may generate (num_generations × max_completion_length) */
+  max_request_tokens?: number;
 }
 
 export interface StatusMessage {
@@ -509,7 +514,7 @@ export const SCHEMA = {
     "ScoreResult": {"fields":[{"name":"tokens","type":{"t":"list","of":{"t":"str"}},"required":true},{"name":"offsets","type":{"t":"list","of":{"t":"tuple","items":[{"t":"int"},{"t":"int"}]}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"logp","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"ref_logp","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"kl","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"entropy","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"sequence_kl","type":{"t":"float"},"required":true},{"name":"sum_logp","type":{"t":"float"},"required":true},{"name":"sum_ref_logp","type":{"t":"float"},"required":true},{"name":"step","type":{"t":"union","of":[{"t":"int"},{"t":"null"}]},"required":true},{"name":"source","type":{"t":"ref","name":"Source"},"required":false}]},
     "SequenceKL": {"fields":[{"name":"policy","type":{"t":"float"},"required":true},{"name":"reference","type":{"t":"float"},"required":true}]},
     "Source": {"fields":[{"name":"checkpoint","type":{"t":"union","of":[{"t":"str"},{"t":"null"}]},"required":true},{"name":"step","type":{"t":"union","of":[{"t":"int"},{"t":"null"}]},"required":true},{"name":"phase","type":{"t":"union","of":[{"t":"str"},{"t":"null"}]},"required":false},{"name":"reference","type":{"t":"str"},"required":false},{"name":"seed","type":{"t":"int"},"required":false},{"name":"temperature","type":{"t":"float"},"required":false},{"name":"max_completion_length","type":{"t":"int"},"required":false}],"extra":{"t":"any"}},
-    "StartedMessage": {"fields":[{"name":"v","type":{"t":"literal","values":[1]},"required":true},{"name":"type","type":{"t":"literal","values":["started"]},"required":true},{"name":"run_dir","type":{"t":"union","of":[{"t":"str"},{"t":"null"}]},"required":true},{"name":"pid","type":{"t":"int"},"required":true},{"name":"config","type":{"t":"dict","of":{"t":"any"}},"required":false},{"name":"resumed_from","type":{"t":"union","of":[{"t":"int"},{"t":"null"}]},"required":false,"default":null},{"name":"checkpoint","type":{"t":"str"},"required":false},{"name":"step","type":{"t":"union","of":[{"t":"int"},{"t":"null"}]},"required":false}]},
+    "StartedMessage": {"fields":[{"name":"v","type":{"t":"literal","values":[1]},"required":true},{"name":"type","type":{"t":"literal","values":["started"]},"required":true},{"name":"run_dir","type":{"t":"union","of":[{"t":"str"},{"t":"null"}]},"required":true},{"name":"pid","type":{"t":"int"},"required":true},{"name":"config","type":{"t":"dict","of":{"t":"any"}},"required":false},{"name":"resumed_from","type":{"t":"union","of":[{"t":"int"},{"t":"null"}]},"required":false,"default":null},{"name":"checkpoint","type":{"t":"str"},"required":false},{"name":"step","type":{"t":"union","of":[{"t":"int"},{"t":"null"}]},"required":false},{"name":"one_at_a_time","type":{"t":"bool"},"required":false},{"name":"max_request_tokens","type":{"t":"int"},"required":false}]},
     "StatusMessage": {"fields":[{"name":"v","type":{"t":"literal","values":[1]},"required":true},{"name":"type","type":{"t":"literal","values":["status"]},"required":true},{"name":"status","type":{"t":"ref","name":"RunStatus"},"required":true}]},
     "TokenArrays": {"fields":[{"name":"text","type":{"t":"list","of":{"t":"str"}},"required":true},{"name":"logp","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"text","noun":"tokens","unit":"values"}},{"name":"old_logp","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"text","noun":"tokens","unit":"values"}},{"name":"ref_logp","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"text","noun":"tokens","unit":"values"}},{"name":"kl","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"text","noun":"tokens","unit":"values"}},{"name":"advantage","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"text","noun":"tokens","unit":"values"}},{"name":"entropy","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"text","noun":"tokens","unit":"values"}}]},
     "WarningEvent": {"fields":[{"name":"kind","type":{"t":"literal","values":["warning"]},"required":true},{"name":"time","type":{"t":"float"},"required":true},{"name":"step","type":{"t":"int"},"required":true},{"name":"message","type":{"t":"str"},"required":true},{"name":"code","type":{"t":"str"},"required":false},{"name":"count","type":{"t":"int"},"required":false}],"extra":{"t":"any"}},

@@ -9,6 +9,7 @@ What it hooks, on the trainer instance only (TRL itself is not modified):
   mapped to ours), `checkpoints/step_N` per `on_save` (TRL's `checkpoint-N` model files hard-linked), the
   starting model as `checkpoints/step_000000` (the reference), finished/stopped at train end;
 - `trainer.train`, wrapped so that an exception marks the run failed (with its message) and Ctrl-C stopped;
+  SIGTERM, whose default action ends the process without unwinding, marks it stopped first (then ends it);
 - `trainer._generate_and_score_completions`, wrapped so that every `log_samples_steps` steps the first group
   of the generation batch is recorded whole before `_prepare_inputs` shuffles it: completion ids, advantages,
   `ref_per_token_logps` and `old_per_token_logps` from TRL's own tensors; log-probs and entropy under the
@@ -24,6 +25,8 @@ import contextlib
 import functools
 import logging
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -81,7 +84,7 @@ class Attachment:
         directory, else save_pretrained before the first update."""
         src = Path(model_name)
         if (src / "config.json").is_file() or (src / "adapter_config.json").is_file():
-            trl_format.write_checkpoint(self.run, 0, src=src, source="trl", reference=model_name)
+            trl_format.write_checkpoint(self.run, 0, src=src, trusted=True, source="trl", reference=model_name)
             return
         model = self.trainer.accelerator.unwrap_model(self.trainer.model)
         tok = self.trainer.processing_class
@@ -109,6 +112,15 @@ class Attachment:
         msg = f"{type(error).__name__}: {error}"
         self.run.event("error", step, message=msg)
         self.run.update(state=protocol.FAILED, error=msg, step=step)
+
+    def killed(self, signum: int) -> None:
+        """The process is about to end by `signum`'s default action (SIGTERM): status.json says stopped, and
+        an event names the signal, before it does (TRL's last checkpoint is where to resume from)."""
+        if self.run is None or self.run.status.get("state") not in (protocol.RUNNING, protocol.PAUSED):
+            return
+        step = int(self.trainer.state.global_step)
+        self.run.update(state=protocol.STOPPED, step=step)
+        self.run.event("control", step, action="stop", signal=signal.Signals(signum).name)
 
     def close(self) -> None:
         if self.run is not None:
@@ -295,6 +307,41 @@ def _make_callback(att: Attachment):
     return GRPOStudioCallback()
 
 
+def _on_signals(att: Attachment):
+    """While TRL trains (main thread only): SIGTERM and SIGINT go to the handler that was there before, and
+    when that is the default action, which ends the process without unwinding (SIGTERM's), status.json is
+    first marked stopped. A Python handler (SIGINT's KeyboardInterrupt) is simply called: the exception ends
+    `train` and `Attachment.fail` records it. An ignored signal stays ignored. Returns the undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous: dict[int, Any] = {}
+
+    def handler(signum, frame):
+        prev = previous.get(signum)
+        if callable(prev):
+            prev(signum, frame)
+            return
+        if prev == signal.SIG_IGN:
+            return
+        with contextlib.suppress(Exception):
+            att.killed(signum)
+        signal.signal(signum, signal.SIG_DFL)  # SIG_DFL, or a handler set outside Python: the default action
+        os.kill(os.getpid(), signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):
+            pass
+
+    def restore() -> None:
+        for sig, prev in previous.items():
+            if signal.getsignal(sig) is handler:
+                with contextlib.suppress(ValueError, OSError, TypeError):
+                    signal.signal(sig, prev if prev is not None else signal.SIG_DFL)
+    return restore
+
+
 def attach(trainer, run_dir: str | os.PathLike, log_samples_steps: int = 10) -> Attachment:
     """Make `run_dir` a GRPO Studio run directory while `trainer` (a `trl.GRPOTrainer`) trains. Call once,
     before `trainer.train()`. `log_samples_steps`: record a whole group with per-token arrays every N steps
@@ -334,6 +381,7 @@ def attach(trainer, run_dir: str | os.PathLike, log_samples_steps: int = 10) -> 
 
     @functools.wraps(train)
     def train_and_record(*args, **kwargs):
+        restore = _on_signals(att)
         try:
             return train(*args, **kwargs)
         except BaseException as e:
@@ -341,6 +389,7 @@ def attach(trainer, run_dir: str | os.PathLike, log_samples_steps: int = 10) -> 
                 att.fail(e)
             raise
         finally:
+            restore()
             att.close()
 
     trainer._generate_and_score_completions = generate_and_record
