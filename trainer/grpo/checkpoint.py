@@ -14,16 +14,20 @@ needs arbitrary code to load is refused with a message naming it.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import math
+import os
 import pickle
 import random
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from .rundir import RunDir, checkpoint_name, list_checkpoints, read_json_file
+from .rundir import LinkRefused, RunDir, checkpoint_name, latest_checkpoint, list_checkpoints, read_json_file
 
 CHECKSUMS = "checksums.json"
 
@@ -56,19 +60,77 @@ def save(run: RunDir, *, step: int, phase: str, policy, tokenizer, optimizer, sc
     """Write the checkpoint into `<name>.tmp`; `before_commit(tmp)` may add to it (the ONNX export) before
     the checksums and the rename make it visible, so whatever it writes is complete whenever the checkpoint is."""
     tmp = run.checkpoint_tmp(checkpoint_name(step if phase != "sft" else trainer_state["sft_step"], phase))
-    policy.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    if ref is not None:
-        ref.save_pretrained(tmp / "ref", safe_serialization=True)
-    if optimizer is not None:
-        torch.save({"optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None}, tmp / "optimizer.pt")
-    torch.save(rng, tmp / "rng.pt")
-    (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "phase": phase, **trainer_state}, indent=2))
-    if before_commit is not None:
-        before_commit(tmp)
-    write_checksums(tmp)
+    try:
+        policy.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if ref is not None:
+            ref.save_pretrained(tmp / "ref", safe_serialization=True)
+        if optimizer is not None:
+            torch.save({"optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict() if scheduler is not None else None}, tmp / "optimizer.pt")
+        torch.save(rng, tmp / "rng.pt")
+        (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "phase": phase, **trainer_state}, indent=2))
+        if before_commit is not None:
+            before_commit(tmp)
+        write_checksums(tmp)
+    except BaseException as e:  # no half-written step_N.tmp is left behind, whatever stopped the writing
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, Exception):
+            full = _no_space(run, tmp, e, policy, ref, optimizer)
+            if full is not None:
+                raise full from e
+        raise
     return run.commit_checkpoint(tmp, step)
+
+
+OPTIMIZER_FACTOR = 2  # AdamW keeps two moments per parameter
+
+
+def _no_space(run: RunDir, tmp: Path, error: Exception, policy, ref, optimizer) -> OSError | None:
+    """An OSError(ENOSPC) naming the filesystem, the checkpoint and the space it needs, when `error` (a
+    failure while writing `tmp`, already removed) came from a full disk: ENOSPC somewhere in its chain, or
+    less space free than the checkpoint needs (torch's zip writer says `unexpected pos …`, safetensors
+    raises its own errors). None otherwise."""
+    needed = _checkpoint_bytes(run, policy, ref, optimizer)
+    try:
+        free = shutil.disk_usage(tmp.parent).free
+    except OSError:
+        free = None
+    cause: BaseException | None = error
+    seen = set()
+    enospc = False
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        enospc = enospc or (isinstance(cause, OSError) and cause.errno == errno.ENOSPC)
+        cause = cause.__cause__ or cause.__context__
+    if not enospc and (free is None or free >= needed):
+        return None
+    mb = 1 << 20
+    have = f", {free / mb:.0f} MB free" if free is not None else ""
+    return OSError(errno.ENOSPC, f"no space left on {_mount_point(tmp.parent)} writing checkpoint "
+                                 f"{tmp.name[: -len('.tmp')]} into {tmp.parent} (needed about "
+                                 f"{math.ceil(needed / mb)} MB{have})")
+
+
+def _checkpoint_bytes(run: RunDir, policy, ref, optimizer) -> int:
+    """What a checkpoint takes: the newest one's size, else the weights (policy and a reset reference)
+    plus OPTIMIZER_FACTOR times the trained ones for the optimizer's state."""
+    latest = latest_checkpoint(run.path)
+    if latest is not None:
+        size = sum(f.stat().st_size for f in latest.rglob("*") if f.is_file() and not f.is_symlink())
+        if size:
+            return size
+    params = sum(p.numel() * p.element_size() for p in policy.parameters())
+    trained = sum(p.numel() * p.element_size() for p in policy.parameters() if p.requires_grad)
+    ref_bytes = sum(p.numel() * p.element_size() for p in ref.parameters()) if ref is not None else 0
+    return params + ref_bytes + (OPTIMIZER_FACTOR * trained if optimizer is not None else 0)
+
+
+def _mount_point(path: Path) -> str:
+    p = Path(path).resolve()
+    while not os.path.ismount(p) and p != p.parent:
+        p = p.parent
+    return str(p)
 
 
 # ------------------------------------------------------------------------------------------ integrity
@@ -100,6 +162,9 @@ def problem(ckpt: Path) -> str | None:
     """What is wrong with a checkpoint directory (the file and why), or None when it is intact. Checkpoints
     written before checksums.json existed are checked as far as possible: trainer_state.json must parse."""
     ckpt = Path(ckpt)
+    linked = _first_link(ckpt)
+    if linked is not None:
+        return str(LinkRefused(linked))
     try:
         if (ckpt / "trainer_state.json").exists() or (ckpt / "trainer_state.json").is_symlink():
             read_state(ckpt)  # absent from plain Hugging Face model directories (eval, sample)
@@ -122,6 +187,18 @@ def problem(ckpt: Path) -> str | None:
                 return f"{f}: damaged (its sha256 differs from the one the checkpoint wrote)"
     except CheckpointError as e:
         return str(e)
+    return None
+
+
+def _first_link(ckpt: Path) -> Path | None:
+    """The checkpoint folder itself, or the first file or folder inside it, that is a symbolic link: a run
+    directory's checkpoint is read only from inside it (another run's checkpoint linked in is not resumed)."""
+    if ckpt.is_symlink():
+        return ckpt
+    for root, dirs, files in os.walk(ckpt):  # does not descend into linked folders; lists them
+        for name in sorted(dirs + files):
+            if (Path(root) / name).is_symlink():
+                return Path(root) / name
     return None
 
 

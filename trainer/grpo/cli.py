@@ -1,5 +1,5 @@
 """Command line: `python -m grpo train | eval | decontaminate | sample | export-onnx | serve | import-trl |
-paradigm | config-schema`.
+paradigm | user-code | config-schema`.
 
 stdout belongs to machine-readable output (the protocol stream for `train` when stdout is a pipe or a file, or
 with --stream; one JSON document for the others); everything human goes to stderr. Setting errors exit with status 2 before any work starts.
@@ -32,13 +32,25 @@ def _setup_logging(log_file: Path | None = None, console=None) -> None:
         screen = logging.StreamHandler(sys.stderr)
     handlers: list[logging.Handler] = [screen]
     if log_file is not None:
-        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler = _RunLogHandler(log_file)
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         handlers.append(file_handler)
     logging.basicConfig(level=logging.INFO, format="%(message)s" if console is not None else
                         "%(asctime)s %(levelname)s %(message)s", handlers=handlers, force=True)
     for noisy in ("transformers", "torch", "onnxscript", "onnx_ir"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+class _RunLogHandler(logging.FileHandler):
+    """trainer.log in the run directory, opened without following a link planted there."""
+
+    def __init__(self, path: Path):
+        super().__init__(path, encoding="utf-8", delay=True)
+
+    def _open(self):
+        from .rundir import open_for_write
+
+        return os.fdopen(open_for_write(Path(self.baseFilename), append=True), "a", encoding="utf-8")
 
 
 def _quiet_libraries() -> None:
@@ -108,16 +120,25 @@ def cmd_train(args: argparse.Namespace) -> int:
                 raise ConfigError(f"--resume: {e}") from None
             if not isinstance(base, dict):
                 raise ConfigError(f"--resume: {run_dir / 'config.json'} must hold a JSON object of settings")
-        elif (run_dir / "config.json").exists():
+        elif (run_dir / "config.json").exists() or (run_dir / "config.json").is_symlink():
             return _fail(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
-        if args.config:
-            base.update(config_mod.load_config_file(args.config))
-        cfg = config_mod.build_config(base, args.set)
+        from_file = config_mod.load_config_file(args.config) if args.config else {}
+        if args.resume:
+            cfg, _ = config_mod.resume_settings(base, args.set, from_file, args.allow_changed_settings)
+        else:
+            cfg = config_mod.build_config(from_file, args.set)
     except ConfigError as e:
         return _fail(str(e))
     distributed.barrier()  # every rank has checked the run directory before rank 0 writes to it
     if distributed.is_main():
-        run_dir.mkdir(parents=True, exist_ok=True)
+        from .rundir import LinkRefused, RunBusy, acquire_writer, check_links
+
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            check_links(run_dir)      # before the log file or anything else is opened in it
+            acquire_writer(run_dir)   # one writer per run directory, released however this process ends
+        except (LinkRefused, RunBusy) as e:
+            return _fail(str(e), 1)
     sys.stderr = _TolerantStream(sys.__stderr__)
     from .progress import Progress, summary_lines
 
@@ -173,7 +194,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except ValueError as e:
         return _fail(f"--k: {e}")
     try:
-        ctx, _, _ = context.from_checkpoint(args.checkpoint)
+        ctx, _, _ = context.from_checkpoint(args.checkpoint, user_code=not args.no_user_code)
         s = ctx.settings  # the run's columns and answer format; its prompt, verifier and engine
         rows, bad = data.load_rows(args.data, s.question_column, s.answer_column, s.answer_format)
     except (FileNotFoundError, OSError, ValueError) as e:
@@ -244,7 +265,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     flags = {"num_generations": args.num_generations, "temperature": args.temperature, "top_p": args.top_p,
              "scale_rewards": args.scale_rewards, "reward": "process" if args.process else None}
     try:
-        ctx, source, _ = context.from_checkpoint(args.checkpoint, **{k: v for k, v in flags.items() if v is not None})
+        ctx, source, _ = context.from_checkpoint(args.checkpoint, user_code=not args.no_user_code,
+                                                 **{k: v for k, v in flags.items() if v is not None})
         models.check_vocabulary(ctx.tokenizer, args.question)
     except (FileNotFoundError, OSError, ValueError) as e:
         return _fail(str(e), 1)
@@ -278,7 +300,7 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     from . import context, onnx_export
 
     try:
-        ctx, source, run_dir = context.from_checkpoint(args.checkpoint, torch.device("cpu"))
+        ctx, source, run_dir = context.from_checkpoint(args.checkpoint, torch.device("cpu"), user_code=False)
         ckpt = Path(source.checkpoint)
         onnx_export.tokenizer_description(ctx.tokenizer, onnx_export.context_length(ctx.policy))
     except onnx_export.UnsupportedModel as e:
@@ -311,13 +333,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
     try:
-        ctx, source, run_dir = context.from_checkpoint(args.checkpoint)
+        ctx, source, run_dir = context.from_checkpoint(args.checkpoint, user_code=not args.no_user_code)
     except (FileNotFoundError, OSError, ValueError) as e:
         return _fail(str(e), 1)
     stream = protocol.Stream(sys.__stdout__)
     sys.stdout = sys.stderr  # stray prints from libraries must never reach the protocol stream
     stream.send(protocol.STARTED, checkpoint=str(Path(source.checkpoint).resolve()), step=source.step,
-                pid=os.getpid(), run_dir=str(run_dir.resolve()) if run_dir is not None else None)
+                pid=os.getpid(), run_dir=str(run_dir.resolve()) if run_dir is not None else None,
+                one_at_a_time=True, max_request_tokens=inspector.request_token_limit(ctx))
     return inspector.serve(ctx, source, stream, sys.stdin)
 
 
@@ -355,14 +378,30 @@ def cmd_paradigm(args: argparse.Namespace) -> int:
         names = args.methods.split(",") if args.methods else list(paradigm.methods.METHODS)
         for n in names:
             paradigm.methods.get(n)
+        # the results go beside the runs unless a file is named: a committed result is replaced only by name
+        results = Path(args.results) if args.results else parent / paradigm.RESULTS
         out = paradigm.run(parent, start=args.start, seeds=args.seeds, steps=args.steps, iterations=args.iterations,
-                           sets=args.set, names=names, results=Path(args.results) if args.results else None,
-                           smoke=args.smoke)
+                           sets=args.set, names=names, results=results, smoke=args.smoke)
     except (ConfigError, ValueError) as e:
         return _fail(str(e))
     except RuntimeError as e:
         return _fail(str(e), 1)
     sys.stdout.write(json.dumps(out, indent=1) + "\n")
+    return 0
+
+
+def cmd_user_code(args: argparse.Namespace) -> int:
+    """The user code a run's settings name, where each module would be imported from and whether it would be
+    refused, without importing anything: what the extension shows before it opens a run (plugins.py)."""
+    from . import plugins
+    from .context import resolve_checkpoint, run_settings
+
+    try:
+        _, run_dir = resolve_checkpoint(args.checkpoint)
+    except FileNotFoundError as e:
+        return _fail(str(e), 1)
+    found = [c.as_dict(plugins.refusal(c, run_dir)) for c in plugins.named_code(run_settings(run_dir))]
+    sys.stdout.write(json.dumps({"run_dir": str(run_dir.resolve()) if run_dir else None, "modules": found}) + "\n")
     return 0
 
 
@@ -379,6 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="JSON file of settings")
     t.add_argument("--run-dir", help="run directory (default: runs/<timestamp>)")
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its latest checkpoint")
+    t.add_argument("--allow-changed-settings", action="store_true", help="with --resume: allow settings that say "
+                   "what the run trains (model, task, seed, reward, data columns, LoRA shape) to change; config.json's "
+                   "history records it")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
     t.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     t.add_argument("--stream", action="store_true", help="write the JSON-lines protocol stream to stdout even when "
@@ -395,6 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--k", default="1,4,8,16", help="comma-separated k for pass@k and maj@k (k ≤ --samples)")
     e.add_argument("--temperature", type=float, default=1.0, help="sampling temperature for pass@k / maj@k")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--no-user-code", action="store_true", help="import none of the code the run's settings name "
+                   "(task, reward_function): the task then knows no answers and rewards come from the verifier")
     e.set_defaults(func=cmd_eval)
 
     d = sub.add_parser("decontaminate", help="find training questions sharing a 10-gram with (or, short, equal "
@@ -418,6 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scale-rewards", choices=("group", "batch", "none"))
     s.add_argument("--process", action="store_true", help="process supervision (per-step rewards)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--no-user-code", action="store_true", help="import none of the code the run's settings name "
+                   "(task, reward_function): the task then knows no answers and rewards come from the verifier")
     s.set_defaults(func=cmd_sample)
 
     x = sub.add_parser("export-onnx", help="export a checkpoint's policy and reference to ONNX (per-token log-probs) "
@@ -430,6 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("serve", help="answer sample_group / score / compare requests about a checkpoint on "
                        "stdin, one JSON line each, until stdin closes or a stop request")
     v.add_argument("--checkpoint", required=True, help="a checkpoint directory, or a run directory (its latest)")
+    v.add_argument("--no-user-code", action="store_true", help="import none of the code the run's settings name "
+                   "(task, reward_function): the task then knows no answers and rewards come from the verifier")
     v.set_defaults(func=cmd_serve)
 
     i = sub.add_parser("import-trl", help="make a run directory of a finished TRL GRPO run: log history → "
@@ -448,11 +496,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=int, default=40, help="steps per method (questions_per_step × G completions each)")
     g.add_argument("--iterations", type=int, default=2, help="iterative GRPO: π_ref resets and PRM re-trainings")
     g.add_argument("--methods", help="comma-separated subset of the methods (default: all)")
-    g.add_argument("--results", default="bench/results/paradigm-cpu.json", help="results JSON (a PNG beside it)")
+    g.add_argument("--results", help="results JSON, a PNG beside it (default: paradigm.json in --out's folder; "
+                   "name bench/results/paradigm-cpu.json to replace the committed results)")
     g.add_argument("--smoke", action="store_true", help="tiny settings, for the test suite")
     g.add_argument("--table", metavar="RESULTS", help="print a results JSON as the README's Markdown table; trains nothing")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting for every run")
     g.set_defaults(func=cmd_paradigm)
+
+    u = sub.add_parser("user-code", help="print the code (task, reward_function) a run's settings name, the file each "
+                       "module would be imported from and whether it is refused, as JSON; imports nothing")
+    u.add_argument("checkpoint", metavar="RUN", help="a run directory or one of its checkpoints")
+    u.set_defaults(func=cmd_user_code)
 
     c = sub.add_parser("config-schema", help="print every setting with its type, default and bounds as JSON")
     c.set_defaults(func=cmd_schema)
@@ -471,4 +525,12 @@ def _user_modules_last() -> None:
 def main(argv: list[str] | None = None) -> int:
     _user_modules_last()
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C: one line, the shell's status for SIGINT, no traceback
+        try:
+            sys.__stderr__.write("grpo: interrupted\n")
+            sys.__stderr__.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 130

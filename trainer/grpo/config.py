@@ -273,6 +273,33 @@ def build_config(base: dict[str, Any] | None = None, overrides: list[str] | None
     return cfg
 
 
+# Settings that say *what* a run trains: the model, the task and its data, the reward, the seed, the weights'
+# shape. `--resume` refuses to change them (they would continue a different run under this one's name);
+# everything else (max_steps, logging, evaluation and checkpoint cadence, learning rate, β, …) may change,
+# and config.json's `history` records what changed when.
+IDENTITY = ("model", "task", "seed", "reward", "reward_function", "arith_min_ops", "arith_max_ops", "held_out",
+            "question_column", "answer_column", "answer_format", "chat_template", "system_prompt", "verifier",
+            "dtype", "lora_r", "lora_alpha", "lora_target_modules")
+HISTORY = "history"  # config.json's list of resumes and the settings each changed (not a setting)
+
+
+def resume_settings(saved: dict[str, Any], overrides: list[str] | None, config_file: dict[str, Any] | None,
+                    allow_identity_change: bool) -> tuple[Config, dict[str, dict[str, Any]]]:
+    """The settings of a resumed run: its config.json ← a config file ← `--set`, and what changed (key →
+    {"from", "to"}). A change to an IDENTITY setting is a ConfigError naming the keys, unless allowed."""
+    saved = {k: v for k, v in saved.items() if k != HISTORY}
+    before = build_config(saved)
+    after = build_config({**saved, **(config_file or {})}, overrides)
+    old, new = before.to_dict(), after.to_dict()
+    changed = {k: {"from": old[k], "to": new[k]} for k in new if old.get(k) != new[k]}
+    refused = [k for k in changed if k in IDENTITY]
+    if refused and not allow_identity_change:
+        what = ", ".join(f"'{k}' ({changed[k]['from']!r} → {changed[k]['to']!r})" for k in refused)
+        raise ConfigError(f"--resume would change what this run trains: setting {what}. Start a new run for it, or "
+                          "pass --allow-changed-settings if you mean to continue this one under new settings")
+    return after, changed
+
+
 def _unknown(key: str, by_name: dict) -> str:
     import difflib
     close = difflib.get_close_matches(key, list(by_name), n=1)

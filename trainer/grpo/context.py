@@ -23,7 +23,8 @@ from typing import Any, Iterator
 
 import torch
 
-from . import checkpoint, engines, evaluation, groups, logprobs, microbatch, models, prompts, rollout, sft, tasks, verify
+from . import checkpoint, engines, evaluation, groups, logprobs, microbatch, models, plugins, prompts, rollout, sft, \
+    tasks, verify
 from .config import Config, build_config
 from .rewards import Rewarder, Scored
 from .rundir import latest_checkpoint, read_json_file
@@ -77,8 +78,9 @@ def eval_mode(*modules) -> Iterator[None]:
 
 class PolicyContext:
     def __init__(self, settings: Config, device: torch.device, policy, tokenizer, task: tasks.Task,
-                 reference=None, model_path: str | None = None):
+                 reference=None, model_path: str | None = None, run_dir: Path | None = None):
         self.settings, self.device, self.policy, self.tokenizer, self.task = settings, device, policy, tokenizer, task
+        self.run_dir = run_dir            # whose settings these are: no user code is imported from inside it
         self.reference = reference        # a separate model; None: LoRA's adapter-free base, else the policy
         self.lora = models.is_lora(policy)
         self.dtype = models.compute_dtype(settings.dtype, device)
@@ -92,7 +94,7 @@ class PolicyContext:
         """Built on first use: a `serve` whose run named a reward function this process cannot import still
         answers `score` and `compare`."""
         s = self.settings
-        return Rewarder(self.verifier, s.reward, s.reward_function, self.task)
+        return Rewarder(self.verifier, s.reward, s.reward_function, self.task, self.run_dir)
 
     @property
     def inspect_chunk(self) -> int:
@@ -105,6 +107,14 @@ class PolicyContext:
     # ------------------------------------------------------------------------------------------ collect
     def prompt_ids(self, question: str) -> list[int]:
         return sft.encode(self.tokenizer, self.prompt(question))
+
+    def prompt_lengths(self, questions: list[str], batch: int = 256) -> list[int]:
+        """Tokens in each question's prompt, encoded a batch at a time (a task's rows, checked at set-up)."""
+        out: list[int] = []
+        for i in range(0, len(questions), batch):
+            texts = [self.prompt(q) for q in questions[i: i + batch]]
+            out += [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        return out
 
     def generate(self, prompt_ids: list[list[int]], *, temperature: float, max_new_tokens: int,
                  generator: torch.Generator | None, model=None) -> rollout.Batch:
@@ -171,59 +181,75 @@ class PolicyContext:
 
     def evaluate(self, rows: list[dict], *, max_new_tokens: int | None = None, samples: int = 0,
                  ks: tuple[int, ...] = evaluation.DEFAULT_K, temperature: float = 1.0,
-                 generator: torch.Generator | None = None) -> evaluation.Report:
+                 generator: torch.Generator | None = None, should_stop=None) -> evaluation.Report:
         """Held-out evaluation as training runs it (the training prompt, the configured verifier and engine):
-        greedy accuracy, and with `samples` = n > 0 pass@k and maj@k from n completions per question."""
+        greedy accuracy, and with `samples` = n > 0 pass@k and maj@k from n completions per question.
+        `should_stop()`, asked between batches, ends it early with evaluation.Stopped."""
         return evaluation.evaluate(self.policy, self.tokenizer, rows, max_new_tokens or self.settings.max_completion_length,
                                    prompt_fn=self.prompt, check=self.check, engine=self.engine, samples=samples, ks=ks,
-                                   temperature=temperature, top_p=self.settings.top_p, generator=generator)
+                                   temperature=temperature, top_p=self.settings.top_p, generator=generator,
+                                   should_stop=should_stop)
 
 
 # ---------------------------------------------------------------------------------------------- factories
-def for_training(settings: Config, device: torch.device, source: str) -> PolicyContext:
+def for_training(settings: Config, device: torch.device, source: str, run_dir: Path | None = None) -> PolicyContext:
     """The context a run trains in: `source` is the model setting or the checkpoint it resumes from. The
     reference is fixed later, when GRPO starts (`Trainer._grpo_setup`)."""
-    task = tasks.load(settings)
+    task = tasks.load(settings, run_dir)
     try:
-        policy, tok = models.load(source, settings.seed, device, models.Options.from_config(settings))
+        policy, tok = models.load(source, settings.seed, device, models.Options.from_config(settings),
+                                  safetensors_only=source != settings.model)
     except (OSError, ValueError, ImportError, KeyError) as e:
         if source != settings.model:  # a checkpoint being resumed
             raise checkpoint.CheckpointError(f"checkpoint {source}: cannot be loaded: {e}") from None
         raise ValueError(f"setting 'model' ({settings.model}): cannot be loaded as a Hugging Face model directory "
                          f"(config.json, weights and tokenizer files): {type(e).__name__}: {e}") from None
     model_path = None if settings.model == models.BUILTIN else settings.model
-    ctx = PolicyContext(settings, device, policy, tok, task, model_path=model_path)
+    ctx = PolicyContext(settings, device, policy, tok, task, model_path=model_path, run_dir=run_dir)
+    task.fit_prompts(ctx.prompt_lengths, settings.max_prompt_length)  # once: never re-tokenised while training
     ctx.rewarder  # noqa: B018 - a bad reward setting fails before any training
     return ctx
 
 
-def from_checkpoint(path: str | Path, device: torch.device | None = None, **overrides: Any
+def from_checkpoint(path: str | Path, device: torch.device | None = None, user_code: bool = True, **overrides: Any
                     ) -> tuple[PolicyContext, Source, Path | None]:
     """A checkpoint's policy, the reference that was in force for it, and its run's settings (`overrides`
-    replace some: `grpo sample`'s flags), for serving requests, sampling and evaluation."""
+    replace some: `grpo sample`'s flags), for serving requests, sampling and evaluation. The user code the
+    run's settings name (plugins.py) is named in the log before it is imported; `user_code=False` imports
+    none of it (the task then knows no answers, and rewards come from the verifier)."""
     ckpt, run_dir = resolve_checkpoint(path)
     for d in {ckpt, reference_dir(ckpt)}:  # damaged files are named before any weights are read
         checkpoint.check(d)
     settings = replace(run_settings(run_dir), **overrides)
+    named = plugins.named_code(settings)
+    if named and not user_code:
+        log.warning("not importing the user code this run names (%s)", ", ".join(c.spec for c in named))
+        settings = replace(settings, reward_function="")  # the task: an empty tasks.Task below
+    for code in named if user_code else ():
+        plugins.check(code, run_dir)  # refused before any weights are read, with the file it would come from
+        log.info("%s", plugins.describe(code))
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     options = models.Options(dtype=settings.dtype, attn_implementation=settings.attn_implementation)
-    policy, tok = models.load(str(ckpt), 0, device, options)
+    policy, tok = models.load(str(ckpt), 0, device, options, safetensors_only=True)
     reference = None
     if models.is_lora(policy):
         where = "the base model with adapters disabled (LoRA)"
     else:
         ref_path = reference_dir(ckpt)
         if ref_path != ckpt:
-            reference = models.load(str(ref_path), 0, device, options)[0].eval().requires_grad_(False)
+            reference = models.load(str(ref_path), 0, device, options, safetensors_only=True)[0].eval() \
+                .requires_grad_(False)
         where = "its own ref/ (iterative RL)" if ref_path.name == "ref" else (
             "the policy itself" if ref_path == ckpt else ref_path.name)
     try:
-        task = tasks.load(settings)
+        task = tasks.Task() if not user_code and any(c.setting == "task" for c in named) else tasks.load(settings, run_dir)
+    except plugins.UntrustedCode:
+        raise
     except (OSError, ValueError) as e:  # the run's data moved away: the checkpoint still answers
         log.warning("the run's task is not available here (%s); questions get no reference answers", e)
         task = tasks.Task()
     state = checkpoint.read_state(ckpt) if (ckpt / "trainer_state.json").is_file() else {}
-    ctx = PolicyContext(settings, device, policy.eval(), tok, task, reference, model_path=str(ckpt))
+    ctx = PolicyContext(settings, device, policy.eval(), tok, task, reference, model_path=str(ckpt), run_dir=run_dir)
     return ctx, Source(str(ckpt), state.get("step"), state.get("phase"), where), run_dir
 
 

@@ -106,6 +106,7 @@ class Trainer:
         self.nonfinite_in_row = 0
         self.stop_requested = False
         self.save_requested = False
+        self._deferred: list[dict] = []       # requests read during an evaluation, obeyed after it
         self.resume_from: Path | None = None  # the newest intact checkpoint (run_training picks it)
         self.saved_at: tuple[str, int, int] | None = None  # (phase, step, sft_step) of the last checkpoint
         self.exporter = onnx_export.Exporter()
@@ -118,12 +119,20 @@ class Trainer:
         latest = self.resume_from if self.resume else None
         if self.resume and latest is None:
             log.info("no checkpoint to resume from in %s; starting from scratch", self.run.path)
-        self.ctx = context.for_training(cfg, self.device, str(latest) if latest is not None else cfg.model)
+        # a resumed run's settings come from its config.json (data): its user code is checked as a shared run's
+        self.ctx = context.for_training(cfg, self.device, str(latest) if latest is not None else cfg.model,
+                                        self.run.path if self.resume else None)
         if self.ctx.task.decontamination is not None:
             self.run.event("decontamination", 0, **self.ctx.task.decontamination)
-        if self.ctx.task.bad_rows:
-            self.run.event("warning", 0, code="bad_rows", count=self.ctx.task.bad_rows,
-                           message=f"skipped {self.ctx.task.bad_rows} bad rows in {cfg.task}")
+        task = self.ctx.task
+        if task.bad_rows:
+            why = f": {task.bad_reasons.describe()}" if task.bad_reasons else ""
+            self.run.event("warning", 0, code="bad_rows", count=task.bad_rows,
+                           message=f"skipped {task.bad_rows} bad rows in {cfg.task}{why}")
+        if task.long_prompts:  # dropped once at set-up (Task.fit_prompts), never re-tokenised while training
+            self.run.event("warning", 0, code="long_prompts", count=task.long_prompts,
+                           message=f"dropped {task.long_prompts} rows of {cfg.task} whose prompt is longer than "
+                                   f"max_prompt_length={cfg.max_prompt_length} tokens")
         self.ctx.policy.train()
         scorer = logprobs.Scorer(self.policy, cfg.logprob_chunk_tokens, self.ctx.dtype)
         self.scorer = distributed.wrap(scorer, self.device)
@@ -181,7 +190,8 @@ class Trainer:
         self.stop_requested, self.save_requested = distributed.any_of(self.stop_requested, self.save_requested)
 
     def _obey(self) -> None:
-        for msg in self.requests.poll():
+        deferred, self._deferred = self._deferred, []
+        for msg in deferred + self.requests.poll():
             self._apply(msg)
         while self.run.status.get("state") == protocol.PAUSED and not self.stop_requested:
             t0 = time.time()
@@ -221,6 +231,17 @@ class Trainer:
     def request_stop(self, *_: object) -> None:
         self.stop_requested = True
 
+    def _stop_between_batches(self) -> bool:
+        """Asked between evaluation batches: a stop request (stdin, or SIGTERM/SIGINT) ends the evaluation
+        there. Other requests wait for the next `_control` (no collective here: rank 0 evaluates alone)."""
+        if self.requests is not None and not self.stop_requested:
+            for msg in self.requests.poll():
+                if msg["type"] == protocol.STOP:
+                    self._apply(msg)
+                else:
+                    self._deferred.append(msg)
+        return self.stop_requested
+
     # ------------------------------------------------------------------------------------------ run
     def train(self) -> str:
         """Run to the end; returns the final state (finished or stopped)."""
@@ -252,12 +273,17 @@ class Trainer:
 
     def _finish(self, state: str) -> str:
         if self.phase == "grpo" and state == protocol.FINISHED and self.last_eval_step != self.step:
-            self._evaluate(sampled=True)
+            if not self._evaluate(sampled=True):  # stopped during the final evaluation: --resume evaluates
+                state = protocol.STOPPED
         if self.saved_at != (self.phase, self.step, self.sft_step):  # not again when save_steps divides max_steps
             self._save()
         # The other ranks wait for rank 0's last checkpoint (and its ONNX export) before they leave the process
         # group: rank 1 tearing gloo down while rank 0 was still writing aborted it (SIGABRT) on a loaded machine.
         distributed.barrier()
+        for msg in self._deferred:  # read during a stopped evaluation, never obeyed: still answered
+            self.run.stream.send(protocol.RESPONSE, id=msg.get("id"), ok=False,
+                                 error=f"{msg['type']}: the run stopped before it was obeyed")
+        self._deferred = []
         self.run.event("phase", self.step, phase="done", state=state)
         self.run.update(state=state, phase="done" if state == protocol.FINISHED else self.phase)
         self.progress.done(state, self.step)
@@ -272,6 +298,8 @@ class Trainer:
             if not distributed.is_main():
                 return ""
         state = {"sft_step": self.sft_step, "ref_reset_at": self.ref_reset_at}
+        # status.json names the checkpoint with the steps it holds: written together when the checkpoint commits
+        self.run.status.update(step=self.step, sft_step=self.sft_step)
         ref = self.ctx.reference if (self.phase == "grpo" and self.ref_reset_at is not None) else None
         return checkpoint.save(self.run, step=self.step, phase=self.phase, policy=self.policy,
                                tokenizer=self.tokenizer, optimizer=self.opt, scheduler=self.sched, rng=rng,
@@ -346,7 +374,10 @@ class Trainer:
             if self.save_requested or (cfg.save_steps and self.sft_step % cfg.save_steps == 0):
                 self.save_requested = False  # a SIGKILL during SFT loses at most save_steps of it
                 self._save()
-        acc = self._evaluate(sampled=True)["eval/accuracy"]  # the start: step 0's eval event
+        report = self._evaluate(sampled=True)  # the start: step 0's eval event
+        if distributed.any_of(not report)[0]:  # stopped during it: the run stops at SFT's end; --resume evaluates
+            return False
+        acc = report["eval/accuracy"]
         self.run.event("phase", 0, phase="grpo", sft_accuracy=acc)
         log.info("SFT done: held-out greedy accuracy %.3f", acc)
         self.phase = "grpo"
@@ -369,7 +400,7 @@ class Trainer:
             elif self.step > 0 and (ckpts / "step_000000").is_dir():
                 saved = ckpts / "step_000000"
             if saved is not None:
-                ref.load_state_dict(models.load(str(saved), cfg.seed, self.device)[0].state_dict())
+                ref.load_state_dict(models.load(str(saved), cfg.seed, self.device, safetensors_only=True)[0].state_dict())
             self.ctx.reference = ref
         if self.method.data == "pi_sft" and self.ctx.reference is None:
             raise ValueError(f"method {self.method.name} samples from the frozen SFT model, which LoRA runs keep no "
@@ -387,15 +418,21 @@ class Trainer:
 
     def _evaluate(self, sampled: bool = False) -> dict[str, float]:
         """Held-out greedy accuracy, with `sampled` also pass@k / maj@k (evaluation.py): an eval event, and
-        the metrics-row columns returned."""
+        the metrics-row columns returned. A stop request ends it at the next batch: nothing is recorded
+        then and {} is returned."""
         cfg = self.cfg
         if not distributed.is_main():  # rank 0 evaluates; the others wait at the next collective
             self.last_eval_step = self.step
             return {"eval/accuracy": float("nan")}
         # its own random stream: evaluating never changes what training samples
         gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 7919)
-        report = self.ctx.evaluate(self.ctx.task.held_out(), samples=cfg.eval_samples if sampled else 0,
-                                   ks=evaluation.parse_ks(cfg.eval_k), temperature=cfg.eval_temperature, generator=gen)
+        try:
+            report = self.ctx.evaluate(self.ctx.task.held_out(), samples=cfg.eval_samples if sampled else 0,
+                                       ks=evaluation.parse_ks(cfg.eval_k), temperature=cfg.eval_temperature,
+                                       generator=gen, should_stop=self._stop_between_batches)
+        except evaluation.Stopped as e:
+            log.info("evaluation at step %d stopped (%s); not recorded", self.step, e)
+            return {}
         self.last_eval_step = self.step
         self.run.event("eval", self.step, **report.fields())
         self.progress.evaluated(self.step, report.metrics())
@@ -415,8 +452,9 @@ class Trainer:
         self._reset_reference()
 
     def _questions(self) -> tuple[list[dict], list[list[int]]]:
-        """`questions_per_step` task rows with their prompts (text and ids); prompts longer than
-        max_prompt_length are skipped and counted."""
+        """`questions_per_step` task rows with their prompts (text and ids). A file's rows were checked once at
+        set-up (Task.fit_prompts); a question a task makes as it is drawn that is longer than max_prompt_length
+        is skipped here and counted."""
         cfg = self.cfg
         rows, prompt_ids, skipped = [], [], 0
         while len(rows) < cfg.questions_per_step:

@@ -98,13 +98,14 @@ def is_lora(model) -> bool:
     return hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
 
 
-def load(spec: str, seed: int, device: torch.device, options: Options | None = None
-         ) -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
+def load(spec: str, seed: int, device: torch.device, options: Options | None = None, *,
+         safetensors_only: bool = False) -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
     """`builtin:tiny` (fresh, seeded), a local Hugging Face model directory (a checkpoint's or any HF
     model's), or a LoRA checkpoint (adapter files + tokenizer; the base named in adapter_config.json).
 
     Full training keeps float32 weights (mixed precision comes from `autocast`); with LoRA the frozen base is
-    stored in the compute dtype and the adapters in float32."""
+    stored in the compute dtype and the adapters in float32. `safetensors_only`: a run directory's checkpoint,
+    whose weights are read from safetensors files only (never a pickled pytorch_model.bin)."""
     opts = options or Options()
     dtype = compute_dtype(opts.dtype, device)
     attn = attention_kernel(opts.attn_implementation, device, dtype)
@@ -123,7 +124,11 @@ def load(spec: str, seed: int, device: torch.device, options: Options | None = N
             model = _load_adapter_checkpoint(path, opts, dtype, attn)
         else:
             base_dtype = dtype if opts.lora_r else torch.float32
-            model = AutoModelForCausalLM.from_pretrained(path.resolve(), attn_implementation=attn, dtype=base_dtype)
+            if safetensors_only and not any(path.glob("*.safetensors")):
+                raise ValueError(f"{path}: refused: no model.safetensors (a run directory's weights are read from "
+                                 "safetensors files only, never from a pickle such as pytorch_model.bin)")
+            model = AutoModelForCausalLM.from_pretrained(path.resolve(), attn_implementation=attn, dtype=base_dtype,
+                                                         **({"use_safetensors": True} if safetensors_only else {}))
             if opts.lora_r:
                 model = _add_lora(model, opts)
     if opts.gradient_checkpointing:

@@ -31,11 +31,9 @@ class Scored:
 MAX_REWARD = 1e9
 
 
-def load_user_function(spec: str) -> Callable:
-    fn = plugins.load_object(spec, "reward_function")
-    if not callable(fn):
-        raise ValueError(f"setting 'reward_function': {spec} is not callable")
-    return fn
+def load_user_function(spec: str, run_dir=None) -> Callable:
+    """The user's reward function, never imported from a run directory (plugins.py)."""
+    return plugins.load_object(spec, "reward_function", run_dir, accept=callable)
 
 
 class Rewarder:
@@ -44,13 +42,13 @@ class Rewarder:
     task's per-step rewards."""
 
     def __init__(self, verifier: str = "number", supervision: str = "outcome", user_function: str = "",
-                 task: Task | None = None):
+                 task: Task | None = None, run_dir=None):
         if supervision == "process" and (task is None or not task.has_steps):
             name = task.name if task is not None else "none"
             raise ValueError(f"setting 'reward': process supervision needs a task with a step checker (arith); "
                              f"task {name!r} has none")
         self.task, self.supervision = task, supervision
-        self.user_fn = load_user_function(user_function) if user_function else None
+        self.user_fn = load_user_function(user_function, run_dir) if user_function else None
         self.check = verify.checker(verifier)
 
     def __call__(self, questions: list[str], completions: list[str], answers: list[str]) -> Scored:

@@ -7,6 +7,7 @@ renamed into place, so a `step_*` directory is always complete.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -21,6 +22,7 @@ from .records import GroupRecord, MetricsRow
 from .protocol import Stream, to_json
 
 CHECKPOINTS = "checkpoints"
+LOCK_FILE = "writer.lock"
 
 
 def checkpoint_name(step: int, phase: str = "grpo") -> str:
@@ -29,6 +31,48 @@ def checkpoint_name(step: int, phase: str = "grpo") -> str:
 
 MAX_JSON_FILE = 16 * 1024 * 1024  # status.json, config.json, trainer_state.json, checksums.json
 MAX_LINE = 64 * 1024 * 1024       # one JSONL record (a samples.jsonl group is the largest)
+
+
+class LinkRefused(OSError):
+    """A run directory's file or folder is a symbolic link: it is neither read nor written through."""
+
+    def __init__(self, path: Path):
+        super().__init__(errno.ELOOP, f"{path}: refused: a symbolic link (a run directory's files are read and "
+                                      "written only inside it; replace the link with the file itself)")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def refuse_link(path: Path) -> Path:
+    if path.is_symlink():
+        raise LinkRefused(path)
+    return path
+
+
+def open_for_write(path: Path, append: bool = False) -> int:
+    """A file descriptor for writing `path` inside a run directory, never through a symbolic link: a link
+    planted at `path` (status.json.tmp → ~/.bashrc) is refused, not followed. `append=False` creates the
+    file anew (an existing regular file is replaced)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    if append:
+        flags |= os.O_APPEND
+    else:
+        refuse_link(path)
+        path.unlink(missing_ok=True)
+        flags |= os.O_EXCL
+    try:
+        return os.open(path, flags, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP or (e.errno == errno.EEXIST and path.is_symlink()):
+            raise LinkRefused(path) from None
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a whole file of the run directory anew (no link followed)."""
+    with os.fdopen(open_for_write(path), "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def _regular(path: Path) -> Path:
@@ -51,8 +95,9 @@ def read_json_file(path: Path, limit: int = MAX_JSON_FILE) -> Any:
 
 
 def read_jsonl(path: Path) -> tuple[list[dict], int]:
-    """Records of a JSONL file and the number of lines that did not parse (a torn last line, and lines
-    longer than MAX_LINE, included)."""
+    """Records of a JSONL file and the number of lines skipped: those that did not parse (a torn last line,
+    and lines longer than MAX_LINE, included) and those that are not JSON objects (`[1,2,3]`, `42`, `null`:
+    every record is an object, so no reader meets anything else)."""
     rows, bad = [], 0
     if not path.exists() and not path.is_symlink():
         return rows, bad
@@ -66,16 +111,24 @@ def read_jsonl(path: Path) -> tuple[list[dict], int]:
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except (ValueError, RecursionError):
+                bad += 1
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
+            else:
                 bad += 1
     return rows, bad
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
+    """Write `<path>.tmp` (never through a link) and rename it over `path` (the rename replaces a link at
+    `path` itself, it does not write through it)."""
     tmp = path.with_name(path.name + ".tmp")
+    fd = open_for_write(tmp)
     try:
-        with tmp.open("w", encoding="utf-8") as f:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(json.dumps(protocol._finite(data), indent=2, ensure_ascii=False))
             f.flush()
             os.fsync(f.fileno())
@@ -88,7 +141,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
 def _rewrite_in_place(path: Path, data: Any) -> None:
     """Overwrite an existing small file in its own blocks: works on a full disk where a new file cannot."""
     text = json.dumps(protocol._finite(data), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    with path.open("r+b") as f:
+    with os.fdopen(os.open(refuse_link(path), os.O_RDWR | os.O_NOFOLLOW), "r+b") as f:
         f.write(text)
         f.truncate()
         f.flush()
@@ -106,6 +159,85 @@ def process_start_time(pid: int) -> int | None:
         return None
 
 
+def _ends_torn(path: Path) -> bool:
+    """Whether a file's last byte is not a newline (a record cut off by a crash)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() == 0:
+                return False
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
+    except OSError:
+        return False
+
+
+# What a run directory holds at its top level; none of them may be a link (`check_links`).
+RUN_FILES = ("config.json", "status.json", "metrics.jsonl", "samples.jsonl", "events.jsonl", "trainer.log",
+             CHECKPOINTS, LOCK_FILE)
+
+
+def check_links(path: Path) -> None:
+    """Refuse a run directory whose files, their `.tmp` twins, checkpoints/ or anything in checkpoints/ is a
+    symbolic link, naming it, before anything is written: a shared run directory must not steer writes (or
+    resumes) outside itself."""
+    for name in RUN_FILES:
+        refuse_link(path / name)
+        refuse_link(path / (name + ".tmp"))
+    root = path / CHECKPOINTS
+    if root.is_dir():
+        for entry in root.iterdir():
+            refuse_link(entry)
+
+
+class RunBusy(RuntimeError):
+    """Another live process is writing this run directory."""
+
+
+_held: dict[Path, int] = {}  # run directory → the descriptor holding its writer lock, for this process's life
+
+
+def acquire_writer(path: Path) -> None:
+    """Make this process the run directory's only writer: an exclusive flock on `writer.lock`, which the kernel
+    releases however the process ends (SIGKILL and crashes included), so a lock is never left stuck. The file
+    also names the holder (pid, host, start time) for the message a second writer gets and for the extension.
+    RunBusy if another process holds it; idempotent within a process."""
+    import fcntl
+
+    key = Path(path).resolve()
+    if key in _held:
+        return
+    lock = Path(path) / LOCK_FILE
+    fd = os.open(refuse_link(lock), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise
+        try:
+            holder = read_json_file(lock, 4096)
+        except (OSError, ValueError):
+            holder = {}
+        holder = holder if isinstance(holder, dict) else {}
+        since = holder.get("since")
+        when = time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(since)) if isinstance(since, (int, float)) else ""
+        raise RunBusy(f"{path} is being written by another process (pid {holder.get('pid', '?')} on "
+                      f"{holder.get('host', '?')}{when}); wait for it to end or stop it first") from None
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "proc_start": process_start_time(os.getpid()),
+          "since": time.time()}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(me).encode(), 0)
+    _held[key] = fd
+
+
+def release_writer(path: Path) -> None:
+    """Give the writer lock back before the process ends (tests and in-process callers)."""
+    fd = _held.pop(Path(path).resolve(), None)
+    if fd is not None:
+        os.close(fd)
+
+
 class RunDir:
     def __init__(self, path: str | Path, stream: Stream | None = None):
         self.path = Path(path)
@@ -117,7 +249,10 @@ class RunDir:
     def _append(self, name: str, row: dict) -> None:
         f = self._files.get(name)
         if f is None:
-            f = self._files[name] = (self.path / name).open("a", encoding="utf-8")
+            path = self.path / name
+            f = self._files[name] = os.fdopen(open_for_write(path, append=True), "a", encoding="utf-8")
+            if _ends_torn(path):  # a crash tore the last line: the next record starts a line of its own
+                f.write("\n")
         f.write(to_json(row) + "\n")
         f.flush()
 
@@ -139,8 +274,10 @@ class RunDir:
     # ---------------------------------------------------------------------------------- status
     def start(self, config: dict, max_steps: int, sft_steps: int, resumed_from: int | None) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
+        check_links(self.path)
+        acquire_writer(self.path)
         (self.path / CHECKPOINTS).mkdir(exist_ok=True)
-        write_json_atomic(self.path / "config.json", config)
+        write_json_atomic(self.path / "config.json", self._with_history(config, resumed_from))
         previous = self.read_status() if resumed_from is not None else {}
         dropped = self._rewind(resumed_from) if resumed_from is not None else 0
         now = time.time()
@@ -159,6 +296,21 @@ class RunDir:
         if resumed_from is not None:
             self.event("resume", resumed_from, dropped_rows=dropped)
 
+    def _with_history(self, config: dict, resumed_from: int | None) -> dict:
+        """`config` plus config.json's `history`: each resume of this run, when, from which step, and the
+        settings it changed (from → to)."""
+        try:
+            old = self.read_config() if (self.path / "config.json").exists() else None
+        except (OSError, ValueError):
+            old = None
+        if not isinstance(old, dict):
+            return config
+        history = [h for h in old.get("history", []) if isinstance(h, dict)] if isinstance(old.get("history"), list) else []
+        changed = {k: {"from": old[k], "to": v} for k, v in config.items()
+                   if k != "history" and k in old and old[k] != v}
+        history.append({"time": time.time(), "resumed_from": resumed_from, "changed": changed})
+        return {**config, "history": history}
+
     def _rewind(self, step: int) -> int:
         """On resume, drop metrics/samples rows of steps after the checkpoint: that trajectory is replaced
         by the one about to be trained. Rewritten atomically; a torn last line is dropped too."""
@@ -171,7 +323,7 @@ class RunDir:
             keep = [r for r in rows if isinstance(r.get("step"), int) and r["step"] <= step]
             dropped += len(rows) - len(keep) + bad
             tmp = path.with_name(name + ".tmp")
-            tmp.write_text("".join(to_json(r) + "\n" for r in keep), encoding="utf-8")
+            write_text(tmp, "".join(to_json(r) + "\n" for r in keep))
             os.replace(tmp, path)
         return dropped
 
@@ -222,7 +374,8 @@ class RunDir:
 
     # ---------------------------------------------------------------------------------- checkpoints
     def checkpoint_tmp(self, name: str) -> Path:
-        tmp = self.path / CHECKPOINTS / (name + ".tmp")
+        refuse_link(self.path / CHECKPOINTS)
+        tmp = refuse_link(self.path / CHECKPOINTS / (name + ".tmp"))
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
@@ -250,6 +403,7 @@ class RunDir:
         for f in self._files.values():
             f.close()
         self._files.clear()
+        release_writer(self.path)
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:

@@ -34,8 +34,9 @@ def test_the_setting_picks_the_task(tmp_path, user_tasks):
     ("nowhere.jsonl", "neither a built-in task"),
     ("no_such_module_x:TASK", "cannot import 'no_such_module_x'"),
     ("half_task:nothing", "has no 'nothing'"),
-    ("json:__name__", "not a grpo.tasks.Task"),
-    ("json:dumps", "json:dumps(settings) failed: TypeError"),
+    ("half_task:__name__", "is a str, not a task defined in Python"),
+    ("half_task:make_broken", "half_task:make_broken(settings) failed: TypeError"),
+    ("json:dumps", "'json' is a standard-library module"),
 ])
 def test_a_bad_task_setting_is_named(spec, message, user_tasks):
     with pytest.raises((ValueError, FileNotFoundError), match="setting 'task'") as e:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import config as config_mod
-from ..rundir import RunDir, checkpoint_name
+from ..rundir import LinkRefused, RunDir, checkpoint_name, refuse_link
 
 # GRPOConfig argument → our setting, where the idea is the same (docs/run-directory.md, configuration table).
 SAME_SETTINGS = ("num_generations", "beta", "epsilon", "epsilon_high", "loss_type", "scale_rewards",
@@ -94,27 +94,37 @@ def metrics_row(logs: dict[str, Any], step: int, time_: float, elapsed: float | 
     return row
 
 
-def model_files(src: Path) -> list[Path]:
-    return sorted(p for p in Path(src).iterdir()
-                  if p.is_file() and p.suffix in _MODEL_SUFFIXES and p.name not in _NOT_MODEL)
+def model_files(src: Path, links: bool = True) -> list[Path]:
+    """The model files of a directory. `links=False` (a TRL run's checkpoint: untrusted data) refuses a file
+    that is a symbolic link, naming it, instead of linking whatever it points at into the run directory."""
+    found = sorted(p for p in Path(src).iterdir()
+                   if p.is_file() and p.suffix in _MODEL_SUFFIXES and p.name not in _NOT_MODEL)
+    for p in found if not links else ():
+        refuse_link(p)
+    return found
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
     try:
-        os.link(src.resolve(), dst)
+        os.link(src.resolve() if src.is_symlink() else src, dst)
     except OSError as e:
         if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
             raise
         shutil.copy2(src, dst)
 
 
-def write_checkpoint(run: RunDir, step: int, src: Path | None = None, save=None, **state: Any) -> str:
+def write_checkpoint(run: RunDir, step: int, src: Path | None = None, save=None, trusted: bool = False,
+                     **state: Any) -> str:
     """checkpoints/step_NNNNNN from the model directory `src` (its model files hard-linked) or by calling
     `save(tmp_dir)` (save_pretrained of a model and tokenizer), with our trainer_state.json; written to
     `.tmp` and renamed into place like every checkpoint. Returns its path relative to the run directory."""
     tmp = run.checkpoint_tmp(checkpoint_name(step))
     if src is not None:
-        files = model_files(src)
+        try:
+            files = model_files(src, links=trusted)  # --model: the user's own directory (HF caches link files)
+        except LinkRefused:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         if not any(f.name in ("config.json", "adapter_config.json") for f in files):
             shutil.rmtree(tmp, ignore_errors=True)
             raise FileNotFoundError(f"{src} is not a model directory (no config.json or adapter_config.json)")

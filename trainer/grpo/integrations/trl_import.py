@@ -103,7 +103,7 @@ def import_run(output_dir: str | Path, run_dir: str | Path, model: str | None = 
     counts = {"metrics": 0, "samples": 0, "checkpoints": 0}
     try:
         if model is not None:
-            trl_format.write_checkpoint(run, 0, src=Path(model), source="trl", reference=model)
+            trl_format.write_checkpoint(run, 0, src=Path(model), trusted=True, source="trl", reference=model)
             counts["checkpoints"] += 1
         for entry in state.get("log_history", []):
             row = trl_format.metrics_row(entry, int(entry.get("step", 0)), None, None) \

@@ -12,9 +12,10 @@ from .files import FileTask
 BUILTIN = {"arith": ArithTask}
 
 
-def load(settings) -> Task:
+def load(settings, run_dir=None) -> Task:
     """The task the `task` setting names: a built-in name, a JSONL/Parquet file, or `module:object` (a Task,
-    or a callable taking the settings and returning one)."""
+    or a callable taking the settings and returning one), never imported from a run directory (`run_dir`: the
+    run whose settings these are; plugins.py says what else is refused)."""
     spec = settings.task
     if spec in BUILTIN:
         return BUILTIN[spec].from_settings(settings, held_out_rows(settings))
@@ -23,7 +24,7 @@ def load(settings) -> Task:
     if ":" not in spec:
         raise FileNotFoundError(f"setting 'task': {spec!r} is neither a built-in task ({', '.join(BUILTIN)}), a "
                                 "JSONL or Parquet file, nor a 'module:object' path")
-    obj = plugins.load_object(spec, "task")
+    obj = plugins.load_object(spec, "task", run_dir, accept=lambda o: isinstance(o, Task) or callable(o))
     task = obj
     if not isinstance(obj, Task) and callable(obj):
         try:
@@ -41,10 +42,11 @@ def held_out_rows(settings) -> list[dict] | None:
         return None
     if not Path(settings.held_out).is_file():
         raise FileNotFoundError(f"setting 'held_out': {settings.held_out!r} is not a JSONL or Parquet file")
-    rows, bad = data.load_rows(settings.held_out, settings.question_column, settings.answer_column,
+    rows, bad = data.read_rows(settings.held_out, settings.question_column, settings.answer_column,
                                settings.answer_format)
     if not rows:
-        raise ValueError(f"setting 'held_out': {settings.held_out} has no usable rows ({bad} bad)")
+        raise ValueError(f"setting 'held_out': {settings.held_out} has no usable rows: "
+                         f"{bad.describe() or 'it is empty'}")
     return rows[: settings.eval_size]
 
 
