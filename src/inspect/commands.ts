@@ -98,7 +98,7 @@ export class InspectCommands implements vscode.Disposable {
       const cps = listCheckpoints(t.runDir);
       const checkpoint = t.checkpoint ?? cps[cps.length - 1]?.path;
       if (!checkpoint) throw new Shown(`run ${path.basename(t.runDir)} has no checkpoint yet (the first is written when SFT ends), so there is no policy to ask.`);
-      const serve = await this.serve(checkpoint);
+      const serve = await this.serve(t.runDir, checkpoint);
       const info = await raceCancel(serve.ready, token);
       origin = { runDir: t.runDir, checkpoint, step: info.step, logged: false };
       pending = serve.request(type, params);
@@ -106,13 +106,18 @@ export class InspectCommands implements vscode.Disposable {
     return { result: await raceCancel(pending, token), origin };
   }
 
-  private async serve(checkpoint: string): Promise<ServeProcess> {
+  /** The serve process of `checkpoint` (of run `runDir`), started when there is none: first the run's user
+   * code, if it names any, is shown and agreed to (or left out: --no-user-code), once per run and session. */
+  private async serve(runDir: string, checkpoint: string): Promise<ServeProcess> {
     const have = this.serves.get(checkpoint);
     if (have?.alive) return have;
     const found = await this.training.discoverInterpreter();
     if (!found.ok) throw new NoPythonError(found.message);
-    this.log.info(`inspect: starting ${found.python} -m grpo serve --checkpoint ${checkpoint}`);
-    const s = new ServeProcess(found.python, checkpoint, { trainerDir: this.training.trainerDir, workspace: vscode.workspace.workspaceFolders?.[0]?.uri.fsPath, onStderr: (l) => this.log.appendLine(`[serve] ${l}`) });
+    const userCode = (await this.training.userCode.forOpen(found.python, runDir, checkpoint)) === 'import';
+    const started = this.serves.get(checkpoint); // by another request while the question was open
+    if (started?.alive) return started;
+    this.log.info(`inspect: starting ${found.python} -m grpo serve --checkpoint ${checkpoint}${userCode ? '' : ' --no-user-code'}`);
+    const s = new ServeProcess(found.python, checkpoint, { trainerDir: this.training.trainerDir, workspace: vscode.workspace.workspaceFolders?.[0]?.uri.fsPath, userCode, onStderr: (l) => this.log.appendLine(`[serve] ${l}`) });
     this.serves.set(checkpoint, s);
     return s;
   }

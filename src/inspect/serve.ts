@@ -18,6 +18,9 @@ export interface ServeOptions {
   /** the opened folder: where user modules are found (after installed packages); never the working directory */
   workspace?: string;
   onStderr?(line: string): void;
+  /** false: `--no-user-code`, none of the code the run's settings name is imported (default true: the
+   * trainer imports it, after saying which module from where) */
+  userCode?: boolean;
   /** How long loading may take before giving up (torch + transformers import and two models). */
   startTimeoutMs?: number;
 }
@@ -34,7 +37,7 @@ export class ServeProcess {
 
   constructor(readonly python: string, readonly checkpoint: string, opts: ServeOptions) {
     const label = `the trainer's serve process for ${path.basename(checkpoint)}`;
-    this.child = spawn(python, ['-m', 'grpo', 'serve', '--checkpoint', checkpoint], {
+    this.child = spawn(python, ['-m', 'grpo', 'serve', '--checkpoint', checkpoint, ...(opts.userCode === false ? ['--no-user-code'] : [])], {
       cwd: trainerCwd(opts.trainerDir), env: trainerEnv(opts.trainerDir, process.env, opts.workspace), shell: false, stdio: ['pipe', 'pipe', 'pipe'],
     });
     let readyResolve!: (i: ServeInfo) => void;

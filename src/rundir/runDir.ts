@@ -92,11 +92,16 @@ export function readStatus(dir: string): Checked<RunStatus> | null {
   }
 }
 
+/** config.json's keys that are not settings: `history`, the list of resumes and what each changed. */
+export const CONFIG_NON_SETTINGS = ['history'];
+
+/** A run's settings from its config.json (without `history`, which is no setting), or null. */
 export function readConfig(dir: string): Record<string, unknown> | null {
   try {
     const text = readSmallFile(path.join(dir, CONFIG_FILE));
     const v = text === null ? null : JSON.parse(text);
-    return typeof v === 'object' && v && !Array.isArray(v) ? v : null;
+    if (typeof v !== 'object' || !v || Array.isArray(v)) return null;
+    return Object.fromEntries(Object.entries(v as Record<string, unknown>).filter(([k]) => !CONFIG_NON_SETTINGS.includes(k)));
   } catch {
     return null;
   }
@@ -385,9 +390,18 @@ export function listCheckpoints(dir: string): Checkpoint[] {
     .sort((a, b) => a.step - b.step);
 }
 
+/** Whether a line can hold a record: every record is a JSON object, so a line that does not open with `{`
+ * (`[{"step": 3}]`, `42`, `null`) is skipped by the readers that look into lines without decoding them. */
+function opensObject(line: Buffer | string): boolean {
+  const text = typeof line === 'string' ? line : line.subarray(0, 64).toString('latin1');
+  return text.trimStart().startsWith('{');
+}
+
 /** The step of a samples.jsonl line: its first "step" key, looked for in the line's first 256 bytes
- * (the trainer writes it first), so listing steps never decodes whole groups. */
+ * (the trainer writes it first), so listing steps never decodes whole groups. None for a line that is not
+ * an object. */
 function stepOf(line: Buffer): number | null {
+  if (!opensObject(line)) return null;
   const m = /"step"\s*:\s*(\d+)/.exec(line.subarray(0, 256).toString('utf8'));
   return m ? Number(m[1]) : null;
 }
@@ -435,7 +449,7 @@ export async function bestReward(dir: string): Promise<number | null> {
   if (size !== entry.size) {
     const e = entry;
     const scan = await scanLines(file, LIMITS.recordLine, (line) => {
-      const at = line.indexOf(REWARD_KEY);
+      const at = opensObject(line) ? line.indexOf(REWARD_KEY) : -1;
       if (at < 0) return;
       const v = Number(/^\s*(-?[0-9.]+(?:[eE][-+]?\d+)?)/.exec(line.subarray(at + REWARD_KEY.length, at + REWARD_KEY.length + 40).toString('latin1'))?.[1]);
       if (Number.isFinite(v) && (e.best === null || v > e.best)) e.best = v;
@@ -536,6 +550,7 @@ export function lastSampleQuestion(dir: string): string | null {
     fs.readSync(fd, buf, 0, len, size - len);
     const lines = buf.toString('utf8').split('\n').filter((l) => l.trim());
     for (let i = lines.length - 1; i >= 0; i--) {
+      if (!opensObject(lines[i])) continue;
       const m = /"question"\s*:\s*("(?:[^"\\]|\\.)*")/.exec(lines[i]);
       if (m) return JSON.parse(m[1]) as string;
     }

@@ -10,6 +10,8 @@ import { offerPythonFix } from '../environment/envSetup';
 import { checkInterpreter, findInterpreter, SOURCE_LABEL, type Discovery } from '../environment/python';
 import { isResumable, listRuns, newRunName, readStatus, effectiveState, trainerAlive } from '../rundir/runDir';
 import { RunSession, type SessionChange } from './session';
+import { UserCodeGate } from '../rundir/userCodeGate';
+import { busyMessage, runWriter } from '../rundir/writerLock';
 import { defaultValues, diffFromDefaults, EMBEDDED_SCHEMA, launchArgs, sanitizeValues, trainArgs, type Launcher } from '../shared/settings';
 
 const VALUES_KEY = 'grpo.settingsValues';
@@ -29,11 +31,15 @@ export class TrainingController implements vscode.Disposable {
   private summaryTimer: NodeJS.Timeout | null = null;
   private readonly checked = new Map<string, number>(); // interpreter → mtime when it passed the check
   private starting = false;
+  /** Asks before a run's user code is imported (serve, resume); its answers last the window's session. */
+  readonly userCode: UserCodeGate;
 
   constructor(
     private readonly ctx: vscode.ExtensionContext,
     readonly log: vscode.LogOutputChannel,
-  ) {}
+  ) {
+    this.userCode = new UserCodeGate(log, () => this.trainerDir);
+  }
 
   get trainerDir(): string {
     return path.join(this.ctx.extensionPath, 'trainer');
@@ -118,15 +124,33 @@ export class TrainingController implements vscode.Disposable {
       void vscode.window.showErrorMessage(`GRPO: ${(e as Error).message}`);
       return undefined;
     }
-    return this.launch(dir, args, 'Starting training');
+    return this.launch(dir, args, 'Starting training', { verb: 'started' });
   }
 
+  /** Continues run `dir` from its latest checkpoint: not while another process writes it (writer.lock),
+   * and only once the user code it names (if any) is agreed to. */
   async resume(dir: string): Promise<RunSession | undefined> {
-    if (!this.guard()) return undefined;
-    return this.launch(dir, trainArgs({ runDir: dir, resume: true }), `Resuming ${path.basename(dir)}`);
+    if (!this.guard() || this.refuseBusy(dir, 'resumed')) return undefined;
+    return this.launch(dir, trainArgs({ runDir: dir, resume: true }), `Resuming ${path.basename(dir)}`, {
+      verb: 'resumed',
+      beforeSpawn: (python) => this.userCode.forResume(python, dir),
+    });
   }
 
-  private async launch(dir: string, trainerArgs: string[], title: string): Promise<RunSession | undefined> {
+  /** True (and says so) when another live process holds run `dir`'s writer lock: a second writer is never started. */
+  private refuseBusy(dir: string, verb: string): boolean {
+    const w = runWriter(dir);
+    if (w.state === 'live') {
+      const msg = busyMessage(path.basename(dir), w.holder, verb);
+      this.log.warn(msg);
+      void vscode.window.showWarningMessage(msg);
+      return true;
+    }
+    if (w.state === 'unreadable') this.log.warn(`run ${path.basename(dir)}: ${w.why}; the trainer checks its lock itself`);
+    return false;
+  }
+
+  private async launch(dir: string, trainerArgs: string[], title: string, o: { verb: string; beforeSpawn?: (python: string) => Promise<boolean> }): Promise<RunSession | undefined> {
     const cfg = vscode.workspace.getConfiguration('grpo');
     let args: string[];
     try {
@@ -142,6 +166,19 @@ export class TrainingController implements vscode.Disposable {
         void offerPythonFix(found.message, this.log);
         return undefined;
       }
+      if (o.beforeSpawn) {
+        let go: boolean;
+        try {
+          go = await o.beforeSpawn(found.python);
+        } catch (e) {
+          this.log.error(`${title}: ${(e as Error).message}`);
+          void vscode.window.showErrorMessage(`GRPO: ${(e as Error).message}`, 'Show Log').then((a) => a && this.log.show());
+          return undefined;
+        }
+        if (!go) return undefined;
+      }
+      // again, just before starting: a question may have been open a while
+      if (this.refuseBusy(dir, o.verb)) return undefined;
       fs.mkdirSync(path.dirname(dir), { recursive: true });
       const workspace = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
       this.log.info(`${title}: ${found.python} (${SOURCE_LABEL[found.source]}) ${args.join(' ')}`);

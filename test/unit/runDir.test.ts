@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { bestReward, effectiveState, isPidAlive, isResumable, lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, metricsTail, newRunName, readConfig, readMetrics, readSampleGroup, readStartEval, readStatus, scanLines, summarizeRuns, processIdentity, trainerAlive } from '../../src/rundir/runDir';
+import { bestReward, effectiveState, eventsTail, isPidAlive, isResumable, lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, metricsTail, newRunName, readConfig, readMetrics, readSampleGroup, readStartEval, readStatus, scanLines, summarizeRuns, processIdentity, trainerAlive } from '../../src/rundir/runDir';
 import { startEvalRow, withStartRow, type MetricsRow, type RunEvent, type RunStatus } from '../../src/shared/protocol';
 import { RunSession } from '../../src/training/session';
 
@@ -249,4 +249,31 @@ test('the start\'s evaluation (the step-0 eval event) becomes the first metrics 
   assert.deepEqual(withStartRow(rows, start).map((r) => r.step), [0, 1, 2]);
   assert.deepEqual(withStartRow(withStartRow(rows, start), start).map((r) => r.step), [0, 1, 2], 'never twice');
   assert.equal(withStartRow(rows, null), rows);
+});
+
+test('lines that are not objects ([1,2,3], 42, null, an array holding a record) are skipped by every run-directory reader', async () => {
+  const dir = tmp();
+  const junk = ['[1,2,3]', '42', 'null', '"text"', '[{"step": 1, "reward/mean": 99, "question": "planted"}]'].join('\n') + '\n';
+  fs.writeFileSync(path.join(dir, 'metrics.jsonl'), row(1, 0.5) + junk + row(2, 0.25));
+  const m = await readMetrics(dir);
+  assert.deepEqual(m.rows.map((r) => r.step), [1, 2]);
+  assert.equal(m.problems.length, 5);
+  assert.ok(m.problems.every((p) => /not an object/.test(p.error)), JSON.stringify(m.problems));
+  assert.deepEqual(metricsTail(dir).read().records.map((r) => r.step), [1, 2]);
+  assert.equal(await bestReward(dir), 0.5, 'a reward inside an array is no record');
+
+  const ev = { kind: 'eval', time: 100, step: 0, accuracy: 0.5, n: 4 };
+  fs.writeFileSync(path.join(dir, 'events.jsonl'), junk + JSON.stringify(ev) + '\n');
+  const events = eventsTail(dir).read();
+  assert.deepEqual(events.records.map((e) => e.kind), ['eval']);
+  assert.equal(events.problems.length, 5);
+  assert.equal((await readStartEval(dir))?.['eval/accuracy'], 0.5);
+
+  const t = { text: ['3'], logp: [-1], old_logp: [-1], ref_logp: [-1], kl: [0], advantage: [0.5], entropy: [1] };
+  const group = JSON.stringify({ step: 1, question: '1+2', answer: '3', prompt: '1+2\n', completions: ['3', '3'], rewards: [1, 1], advantages: [0, 0], truncated: [false, false], tokens: [t, t] }) + '\n';
+  fs.writeFileSync(path.join(dir, 'samples.jsonl'), group + junk);
+  assert.deepEqual(await listSampleSteps(dir), [1], 'the array line that names step 1 is not a second group');
+  const g = await readSampleGroup(dir, 1);
+  assert.ok(g?.ok && g.value.question === '1+2', JSON.stringify(g));
+  assert.equal(lastSampleQuestion(dir), '1+2');
 });
