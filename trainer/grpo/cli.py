@@ -190,7 +190,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.temperature <= 0:
         return _fail("--temperature must be > 0 (greedy accuracy is always reported)")
     try:
-        ks = evaluation.parse_ks(args.k)
+        ks = config_mod.parse_ks(args.k)
     except ValueError as e:
         return _fail(f"--k: {e}")
     try:
@@ -394,7 +394,7 @@ def cmd_user_code(args: argparse.Namespace) -> int:
     """The user code a run's settings name, where each module would be imported from and whether it would be
     refused, without importing anything: what the extension shows before it opens a run (plugins.py)."""
     from . import plugins
-    from .context import resolve_checkpoint, run_settings
+    from .rundir import resolve_checkpoint, run_settings
 
     try:
         _, run_dir = resolve_checkpoint(args.checkpoint)

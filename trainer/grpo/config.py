@@ -261,7 +261,6 @@ def build_config(base: dict[str, Any] | None = None, overrides: list[str] | None
         if not getattr(cfg, key).strip():
             raise ConfigError(f"setting '{key}' must not be empty")
     try:
-        from .evaluation import parse_ks
         parse_ks(cfg.eval_k)
     except ValueError as e:
         raise ConfigError(f"setting 'eval_k': {e}") from None
@@ -298,6 +297,17 @@ def resume_settings(saved: dict[str, Any], overrides: list[str] | None, config_f
         raise ConfigError(f"--resume would change what this run trains: setting {what}. Start a new run for it, or "
                           "pass --allow-changed-settings if you mean to continue this one under new settings")
     return after, changed
+
+
+def parse_ks(text: str) -> tuple[int, ...]:
+    """'1,4,8,16' → (1, 4, 8, 16), the k of pass@k and maj@k; raises ValueError naming the problem."""
+    try:
+        ks = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise ValueError(f"k values must be whole numbers separated by commas; got {text!r}") from None
+    if not ks or ks[0] < 1:
+        raise ValueError(f"k values must be ≥ 1; got {text!r}")
+    return ks
 
 
 def _unknown(key: str, by_name: dict) -> str:

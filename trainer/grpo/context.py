@@ -25,9 +25,9 @@ import torch
 
 from . import checkpoint, engines, evaluation, groups, logprobs, microbatch, models, plugins, prompts, rollout, sft, \
     tasks, verify
-from .config import Config, build_config
+from .config import Config
 from .rewards import Rewarder, Scored
-from .rundir import latest_checkpoint, read_json_file
+from .rundir import resolve_checkpoint, run_settings
 
 log = logging.getLogger("grpo")
 
@@ -264,32 +264,3 @@ def reference_dir(ckpt: Path) -> Path:
     if ckpt.name.startswith("sft_") or not (start / "config.json").is_file():
         return ckpt
     return start
-
-
-def resolve_checkpoint(path: str | Path) -> tuple[Path, Path | None]:
-    """(checkpoint dir, run dir or None) for a checkpoint directory or a run directory (its latest one)."""
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"--checkpoint {path}: no such directory (not a checkpoint, model or run directory)")
-    if (p / "checkpoints").is_dir() or (p / "status.json").is_file():
-        latest = latest_checkpoint(p)
-        if latest is None:
-            raise FileNotFoundError(f"--checkpoint {path}: the run has no complete checkpoint yet")
-        return latest, p
-    if not (p / "config.json").is_file() and not models.is_adapter_dir(p):
-        raise FileNotFoundError(f"--checkpoint {path}: not a checkpoint, model or run directory (no config.json)")
-    run = p.parent.parent if p.parent.name == "checkpoints" and (p.parent.parent / "config.json").is_file() else None
-    return p, run
-
-
-def run_settings(run_dir: Path | None) -> Config:
-    """The run's settings (the task, prompt, verifier, G, temperature, lengths, reward), or the defaults."""
-    if run_dir is None:
-        return Config()
-    try:
-        base = read_json_file(run_dir / "config.json")  # bounded, regular: a run directory is untrusted
-        known = {f for f in Config.__dataclass_fields__}
-        return build_config({k: v for k, v in base.items() if k in known})
-    except (OSError, ValueError, TypeError, AttributeError) as e:  # ConfigError is a ValueError
-        log.warning("cannot read %s/config.json (%s); using default settings", run_dir, e)
-        return Config()

@@ -90,17 +90,6 @@ def vote_key(completion: str) -> str | None:
     return None if got is None or not got.strip() else _normalise(got)
 
 
-def parse_ks(text: str) -> tuple[int, ...]:
-    """'1,4,8,16' → (1, 4, 8, 16); raises ValueError naming the problem."""
-    try:
-        ks = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
-    except ValueError:
-        raise ValueError(f"k values must be whole numbers separated by commas; got {text!r}") from None
-    if not ks or ks[0] < 1:
-        raise ValueError(f"k values must be ≥ 1; got {text!r}")
-    return ks
-
-
 @dataclass
 class Report:
     """One evaluation: greedy accuracy, and when samples were drawn pass@k / maj@k at `temperature`."""

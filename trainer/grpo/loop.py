@@ -27,7 +27,7 @@ import torch
 
 from . import algorithm, checkpoint, context, critic, distributed, evaluation, groups, inspector, logprobs, methods, \
     microbatch, models, onnx_export, protocol, sft
-from .config import Config
+from .config import Config, parse_ks
 from .progress import Progress
 from .records import MetricsRow
 from .rundir import RunDir
@@ -428,7 +428,7 @@ class Trainer:
         gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 7919)
         try:
             report = self.ctx.evaluate(self.ctx.task.held_out(), samples=cfg.eval_samples if sampled else 0,
-                                       ks=evaluation.parse_ks(cfg.eval_k), temperature=cfg.eval_temperature,
+                                       ks=parse_ks(cfg.eval_k), temperature=cfg.eval_temperature,
                                        generator=gen, should_stop=self._stop_between_batches)
         except evaluation.Stopped as e:
             log.info("evaluation at step %d stopped (%s); not recorded", self.step, e)

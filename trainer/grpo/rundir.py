@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -18,8 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from . import protocol
+from .config import Config, build_config
 from .records import GroupRecord, MetricsRow
 from .protocol import Stream, to_json
+
+log = logging.getLogger("grpo")
 
 CHECKPOINTS = "checkpoints"
 LOCK_FILE = "writer.lock"
@@ -419,3 +423,32 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
 def latest_checkpoint(run_dir: Path) -> Path | None:
     found = list_checkpoints(run_dir)
     return found[-1] if found else None
+
+
+def resolve_checkpoint(path: str | Path) -> tuple[Path, Path | None]:
+    """(checkpoint dir, run dir or None) for a checkpoint directory or a run directory (its latest one)."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"--checkpoint {path}: no such directory (not a checkpoint, model or run directory)")
+    if (p / "checkpoints").is_dir() or (p / "status.json").is_file():
+        latest = latest_checkpoint(p)
+        if latest is None:
+            raise FileNotFoundError(f"--checkpoint {path}: the run has no complete checkpoint yet")
+        return latest, p
+    if not (p / "config.json").is_file() and not (p / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"--checkpoint {path}: not a checkpoint, model or run directory (no config.json)")
+    run = p.parent.parent if p.parent.name == "checkpoints" and (p.parent.parent / "config.json").is_file() else None
+    return p, run
+
+
+def run_settings(run_dir: Path | None) -> Config:
+    """The run's settings (the task, prompt, verifier, G, temperature, lengths, reward), or the defaults."""
+    if run_dir is None:
+        return Config()
+    try:
+        base = read_json_file(run_dir / "config.json")  # bounded, regular: a run directory is untrusted
+        known = {f for f in Config.__dataclass_fields__}
+        return build_config({k: v for k, v in base.items() if k in known})
+    except (OSError, ValueError, TypeError, AttributeError) as e:  # ConfigError is a ValueError
+        log.warning("cannot read %s/config.json (%s); using default settings", run_dir, e)
+        return Config()

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from grpo import evaluation
+from grpo import config, evaluation
 
 
 def brute_pass(correct: list[bool], k: int) -> float:
@@ -99,10 +99,10 @@ def test_sampled_metrics_means_over_questions_and_skips_large_k():
 
 
 def test_parse_ks():
-    assert evaluation.parse_ks("16,1, 4,8") == (1, 4, 8, 16)
+    assert config.parse_ks("16,1, 4,8") == (1, 4, 8, 16)
     for bad in ("", "0", "a,b"):
         with pytest.raises(ValueError):
-            evaluation.parse_ks(bad)
+            config.parse_ks(bad)
 
 
 def test_maj_at_k_is_fast_enough_for_spread_answers():
