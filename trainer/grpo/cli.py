@@ -299,6 +299,13 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
 
     from . import context, onnx_export
 
+    if args.worker:  # the trainer's background exporter (onnx_export.Background): jobs on stdin
+        answers = sys.stdout
+        sys.stdout = sys.stderr  # stray prints must never reach the answers
+        return onnx_export.worker_main(sys.stdin, answers)
+    if not args.checkpoint or not args.out:
+        return _fail("export-onnx needs --checkpoint and --out")
+
     try:
         ctx, source, run_dir = context.from_checkpoint(args.checkpoint, torch.device("cpu"), user_code=False)
         ckpt = Path(source.checkpoint)
@@ -468,9 +475,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("export-onnx", help="export a checkpoint's policy and reference to ONNX (per-token log-probs) "
                        "with a tokenizer description, for the editor")
-    x.add_argument("--checkpoint", required=True, help="a checkpoint directory, or a run directory (its latest)")
-    x.add_argument("--out", required=True, help="folder to write policy.onnx, reference.onnx, tokenizer.json, "
+    x.add_argument("--checkpoint", help="a checkpoint directory, or a run directory (its latest)")
+    x.add_argument("--out", help="folder to write policy.onnx, reference.onnx, tokenizer.json, "
                    "manifest.json into")
+    x.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # the trainer's background exporter
     x.set_defaults(func=cmd_export_onnx)
 
     v = sub.add_parser("serve", help="answer sample_group / score / compare requests about a checkpoint on "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib.util
 import logging
 import math
 import random
@@ -26,13 +27,16 @@ from pathlib import Path
 import torch
 
 from . import algorithm, checkpoint, context, critic, distributed, evaluation, groups, inspector, logprobs, methods, \
-    microbatch, models, onnx_export, protocol, sft
+    microbatch, models, onnx_export, protocol, rundir, sft, sftcache
 from .config import Config, parse_ks
 from .progress import Progress
 from .records import MetricsRow
 from .rundir import RunDir
 
 log = logging.getLogger("grpo")
+
+
+EXPORT_WAIT = 300.0  # seconds a finished or stopped run waits for its pending ONNX exports (about 5-15 s each)
 
 
 class StopRequested(Exception):
@@ -94,6 +98,7 @@ class Trainer:
         self.sft_step = 0
         self.ref_reset_at: int | None = None  # step of the last π_ref ← π_θ (None: the reference is step_000000)
         self.last_eval_step: int | None = None
+        self._last_eval_fields: dict = {}     # the last eval event's fields (the SFT cache keeps SFT's end's)
         self._latest: Path | None = None       # the checkpoint resumed from
         self.state: dict = {}                  # its trainer_state.json
         # random streams (seeded in setup, saved in checkpoints)
@@ -109,8 +114,8 @@ class Trainer:
         self._deferred: list[dict] = []       # requests read during an evaluation, obeyed after it
         self.resume_from: Path | None = None  # the newest intact checkpoint (run_training picks it)
         self.saved_at: tuple[str, int, int] | None = None  # (phase, step, sft_step) of the last checkpoint
-        self.exporter = onnx_export.Exporter()
         self.onnx_skip: str | None = None if cfg.onnx_export else "onnx_export is off"
+        self.exports = onnx_export.Background(self._export_failed)  # step_* checkpoints' ONNX, off this thread
 
     # ------------------------------------------------------------------------------------------ set-up
     def setup(self) -> None:
@@ -259,7 +264,12 @@ class Trainer:
         self._grpo_setup()
         if self.step == 0 and not (self.run.path / "checkpoints" / "step_000000").exists():
             self._save()
+        elif distributed.is_main():  # resumed: exports a kill cut short (the start's, the newest's) are made again
+            for ckpt in {self.run.path / "checkpoints" / "step_000000", self._latest} - {None}:
+                if ckpt.name.startswith("step_") and ckpt.is_dir() and not (ckpt / onnx_export.ONNX_DIR).is_dir():
+                    self._queue_export(ckpt)
         while self.step < cfg.max_steps:
+            self.exports.poll()
             self._control()
             if self.stop_requested:
                 return self._finish(protocol.STOPPED)
@@ -277,6 +287,7 @@ class Trainer:
                 state = protocol.STOPPED
         if self.saved_at != (self.phase, self.step, self.sft_step):  # not again when save_steps divides max_steps
             self._save()
+        self.exports.finish(EXPORT_WAIT)  # the last checkpoint has its ONNX export when the run says it ended
         # The other ranks wait for rank 0's last checkpoint (and its ONNX export) before they leave the process
         # group: rank 1 tearing gloo down while rank 0 was still writing aborted it (SIGABRT) on a loaded machine.
         distributed.barrier()
@@ -301,39 +312,37 @@ class Trainer:
         # status.json names the checkpoint with the steps it holds: written together when the checkpoint commits
         self.run.status.update(step=self.step, sft_step=self.sft_step)
         ref = self.ctx.reference if (self.phase == "grpo" and self.ref_reset_at is not None) else None
-        return checkpoint.save(self.run, step=self.step, phase=self.phase, policy=self.policy,
-                               tokenizer=self.tokenizer, optimizer=self.opt, scheduler=self.sched, rng=rng,
-                               trainer_state=state, ref=ref, before_commit=self._export_onnx)
+        self.exports.cancel(checkpoint.checkpoint_name(self.step if self.phase != "sft" else self.sft_step, self.phase))
+        rel = checkpoint.save(self.run, step=self.step, phase=self.phase, policy=self.policy,
+                              tokenizer=self.tokenizer, optimizer=self.opt, scheduler=self.sched, rng=rng,
+                              trainer_state=state, ref=ref)
+        if self.phase == "grpo":  # only step_* checkpoints are opened by the editor (never sft_*)
+            self._queue_export(self.run.path / rel)
+        keep = self.exports.busy() | ({self._latest.name} if self._latest is not None else set())
+        gone = rundir.prune_checkpoints(self.run.path, self.cfg.save_total_limit, keep)
+        if gone:
+            log.info("save_total_limit=%d: removed %s", self.cfg.save_total_limit, ", ".join(gone))
+        return rel
 
-    def _export_onnx(self, tmp: Path) -> None:
-        """onnx/ inside the checkpoint being written (models up to MAX_AUTO_PARAMETERS, fast tokenizers). A
-        failure is a warning event and leaves no onnx/ behind; training goes on."""
+    def _export_failed(self, message: str) -> None:
+        log.warning("%s", message)
+        self.run.event("warning", self.step, code="onnx_export", message=message)
+
+    def _queue_export(self, ckpt: Path) -> None:
+        """onnx/ beside a step_* checkpoint (models up to MAX_AUTO_PARAMETERS, fast tokenizers), made in the
+        background (onnx_export.Background). A failure is a warning event and leaves no onnx/; training goes on."""
         if self.onnx_skip is None:
             n = onnx_export.num_parameters(self.policy)
             if n > onnx_export.MAX_AUTO_PARAMETERS:
                 self.onnx_skip = f"{n:,} parameters, over the {onnx_export.MAX_AUTO_PARAMETERS:,} limit"
             elif onnx_export.tokenizer_kind(self.tokenizer) == "slow":
                 self.onnx_skip = "the tokenizer is a slow (Python-only) one"
+            elif importlib.util.find_spec("onnxscript") is None:
+                self.onnx_skip = "the 'onnxscript' package is missing (pip install -r trainer/requirements.txt)"
             if self.onnx_skip:
                 log.info("no ONNX export beside checkpoints: %s", self.onnx_skip)
-        if self.onnx_skip is not None:
-            return
-        name = tmp.name[: -len(".tmp")]
-        ref = self.ctx.reference if self.phase == "grpo" else None
-        t0 = time.time()
-        try:
-            self.exporter.export(tmp / "onnx", self.policy, ref if ref is not None else self.policy, self.tokenizer,
-                                 step=self.step, checkpoint=f"checkpoints/{name}",
-                                 max_prompt_length=self.cfg.max_prompt_length, final_dir=tmp.parent / name / "onnx")
-        except Exception as e:  # noqa: BLE001 - the export is a convenience; it must never fail training
-            shutil.rmtree(tmp / "onnx", ignore_errors=True)
-            if isinstance(e, ImportError):
-                self.onnx_skip = f"missing package: {e}"
-            log.warning("ONNX export beside %s failed: %s: %s", name, type(e).__name__, e)
-            self.run.event("warning", self.step, code="onnx_export",
-                           message=f"ONNX export beside {name} failed: {type(e).__name__}: {e}")
-            return
-        log.info("exported %s/onnx in %.1fs", name, time.time() - t0)
+        if self.onnx_skip is None:
+            self.exports.submit(ckpt)
 
     # ------------------------------------------------------------------------------------------ SFT
     def _sft(self) -> bool:
@@ -344,10 +353,21 @@ class Trainer:
         self._restore_training_state("sft")
         if cfg.sft_steps and not task.has_solutions:
             log.info("SFT needs worked solutions; task %s has none, so the SFT stage is skipped", cfg.task)
+        cache = self._sft_cache_key() if self.sft_step == 0 and cfg.sft_steps and task.has_solutions else None
         if self.sft_step == 0:
             self.run.event("phase", 0, phase="sft", steps=cfg.sft_steps)
+        if cache is not None:
+            start, why = sftcache.lookup(cache[0], self.policy)
+            if why is not None:
+                log.warning("cached SFT start ignored (%s); training it again", why)
+                self.run.event("warning", 0, code="sft_cache_damaged", message=f"cached SFT start ignored: {why}")
+            if start is not None:
+                return self._sft_from_cache(start)
+            self.run.event("sft_cache", 0, action="miss", path=str(sftcache.cache_dir() / "sft" / cache[0]))
+        from_zero = self.sft_step == 0
         self.run.update(phase="sft", sft_step=self.sft_step)
         t0 = time.time()
+        loss = None
         while self.sft_step < cfg.sft_steps and task.has_solutions:
             self._control()
             if self.stop_requested:
@@ -371,15 +391,83 @@ class Trainer:
                                      loss=loss.item(), elapsed=elapsed)
                 self.run.update(sft_step=self.sft_step)
                 self.progress.show("sft", self.sft_step, cfg.sft_steps, elapsed, loss=loss.item())
-            if self.save_requested or (cfg.save_steps and self.sft_step % cfg.save_steps == 0):
-                self.save_requested = False  # a SIGKILL during SFT loses at most save_steps of it
+            if self.save_requested or (cfg.sft_save_steps and self.sft_step % cfg.sft_save_steps == 0):
+                self.save_requested = False  # a SIGKILL during SFT loses at most sft_save_steps of it
                 self._save()
         report = self._evaluate(sampled=True)  # the start: step 0's eval event
         if distributed.any_of(not report)[0]:  # stopped during it: the run stops at SFT's end; --resume evaluates
             return False
         acc = report["eval/accuracy"]
+        if cache is not None and from_zero and distributed.is_main():
+            self._sft_cache_store(cache, report, loss.item() if loss is not None else None, time.time() - t0)
         self.run.event("phase", 0, phase="grpo", sft_accuracy=acc)
         log.info("SFT done: held-out greedy accuracy %.3f", acc)
+        self.phase = "grpo"
+        self.opt = None
+        return True
+
+    # ------------------------------------------------------------------------------------------ the SFT cache
+    def _sft_cache_key(self) -> tuple[str, dict] | None:
+        """(key, what it hashes) of this run's SFT start, or None (with an sft_cache event) when it is not
+        cached: the setting is off, several processes train (torchrun), or the task is code."""
+        where = sftcache.cache_dir()
+        why = ("setting 'sft_cache' is false" if not self.cfg.sft_cache else
+               "several processes train (torchrun)" if distributed.active() else "")
+        inputs = None
+        if not why:
+            inputs, why = sftcache.key_inputs(self.cfg, self.device)
+        if why:
+            log.info("SFT start not cached: %s", why)
+            self.run.event("sft_cache", 0, action="off", path=str(where), reason=why)
+            return None
+        return sftcache.key(inputs), inputs
+
+    def _rng_tensors(self) -> tuple[dict[str, torch.Tensor], list]:
+        version, internal, gauss = self.data_rng.getstate()
+        tensors = {"torch": torch.get_rng_state(), "sample": self.sample_gen.get_state()}
+        if torch.cuda.is_available():
+            tensors.update({f"cuda.{i}": t for i, t in enumerate(torch.cuda.get_rng_state_all())})
+        return tensors, [version, list(internal), gauss]
+
+    def _sft_cache_store(self, cache: tuple[str, dict], report: dict, loss: float | None, seconds: float) -> None:
+        tensors, data_rng = self._rng_tensors()
+        meta = {"data_rng": data_rng, "eval": self._last_eval_fields, "eval_metrics": report, "loss": loss,
+                "sft_seconds": round(seconds, 1)}
+        path = sftcache.store(cache[0], cache[1], self.policy, tensors, meta)
+        if path is not None:
+            log.info("SFT start stored in the cache: %s", path)
+            self.run.event("sft_cache", 0, action="stored", path=str(path))
+
+    def _sft_from_cache(self, start: sftcache.Start) -> bool:
+        """SFT's end from the cache: its weights, random streams and end evaluation, recorded as a trained SFT
+        records them (progress, the step-0 eval event, the phase event), so the run reads the same."""
+        cfg, meta = self.cfg, start.meta
+        with torch.no_grad():
+            for name, p in self.policy.named_parameters():
+                if p.requires_grad:
+                    p.copy_(start.weights[name].to(p.device))
+        version, internal, gauss = meta["data_rng"]
+        self.data_rng.setstate((version, tuple(internal), gauss))
+        torch.set_rng_state(start.rng["torch"])
+        self.sample_gen.set_state(start.rng["sample"])
+        if torch.cuda.is_available():
+            cuda = [start.rng[f"cuda.{i}"] for i in range(torch.cuda.device_count()) if f"cuda.{i}" in start.rng]
+            if len(cuda) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(cuda)
+        self.ctx.engine.sync(self.policy)
+        self.sft_step = cfg.sft_steps
+        log.info("SFT start reused from the cache: %s (trained in %ss when stored)", start.path, meta.get("sft_seconds"))
+        self.run.event("sft_cache", 0, action="hit", path=str(start.path))
+        if meta.get("loss") is not None:
+            self.run.stream.send(protocol.PROGRESS, phase="sft", step=self.sft_step, total=cfg.sft_steps,
+                                 loss=meta["loss"], elapsed=0.0)
+        self.run.update(phase="sft", sft_step=self.sft_step)
+        self.run.event("eval", 0, **meta["eval"])
+        self.progress.evaluated(0, meta["eval_metrics"])
+        self.last_eval_step = 0
+        acc = meta["eval_metrics"]["eval/accuracy"]
+        self.run.event("phase", 0, phase="grpo", sft_accuracy=acc)
+        log.info("SFT done (cached): held-out greedy accuracy %.3f", acc)
         self.phase = "grpo"
         self.opt = None
         return True
@@ -434,6 +522,7 @@ class Trainer:
             log.info("evaluation at step %d stopped (%s); not recorded", self.step, e)
             return {}
         self.last_eval_step = self.step
+        self._last_eval_fields = report.fields()
         self.run.event("eval", self.step, **report.fields())
         self.progress.evaluated(self.step, report.metrics())
         return report.metrics()
@@ -665,11 +754,15 @@ def run_training(cfg: Config, run_dir: Path, stream: protocol.Stream, resume: bo
                 if distributed.is_main() else None)
     trainer = Trainer(cfg, run, requests, resume=resume, progress=progress, method=method)
     trainer.resume_from = latest
+    for tmp in run.path.glob(f"checkpoints/*/{onnx_export.TMP_DIR}"):  # a killed run's unfinished exports
+        if not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
     try:
         state = trainer.train()
     except BaseException as e:  # SystemExit too: whatever ends the process, status.json is not left running
         run.fail(trainer.step, f"{type(e).__name__}: {e}")
         raise
     finally:
+        trainer.exports.abandon()  # a failed run's exports end with it (its process may live on: tests, paradigm)
         run.close()
     return 0 if state in (protocol.FINISHED, protocol.STOPPED) else 1

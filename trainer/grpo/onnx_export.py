@@ -30,6 +30,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -271,3 +272,227 @@ class Exporter:
                     "max_length": max_length, "temperature": 1.0}
         _write_json(out_dir / MANIFEST, manifest)  # last: a manifest means the folder is complete
         return manifest
+
+
+# ---------------------------------------------------------------------------------------------- in the background
+# The trainer exports checkpoints in one long-lived worker process (`python -m grpo export-onnx --worker`), so an
+# export never blocks a training step: the worker imports torch and warms the exporter once (about 13 s on 2
+# cores, loaded), then each checkpoint costs its policy's export (about 4 s; an unchanged reference, such as
+# step_000000's policy, is copied). A process, not a thread: the dynamo exporter is Python-heavy (a thread would
+# hold the GIL against the training loop) and keeps global tracing state. It writes `CKPT/onnx.tmp`; the trainer
+# renames it to `CKPT/onnx` when the worker reports success, so an `onnx/` folder is always complete (its
+# manifest.json written last, then the rename). The worker dies with the trainer (PR_SET_PDEATHSIG): a kill
+# leaves at most an `onnx.tmp`, which nothing reads and the next run removes.
+TMP_DIR = "onnx.tmp"
+ONNX_DIR = "onnx"
+
+
+def export_checkpoint(exporter: "Exporter", ckpt: Path, out: Path) -> dict[str, Any]:
+    """Export a run's checkpoint (policy and the reference in force for it) into `out`, as the trainer did
+    in-process: the manifest names it `checkpoints/<name>`, the tokenizer description carries the run's
+    max_prompt_length. No user code is imported (the task and reward are not needed)."""
+    from . import context
+
+    ctx, source, run_dir = context.from_checkpoint(ckpt, torch.device("cpu"), user_code=False)
+    name = Path(source.checkpoint).name
+    return exporter.export(out, ctx.policy, ctx.reference if ctx.reference is not None else ctx.policy,
+                           ctx.tokenizer, step=source.step, checkpoint=f"checkpoints/{name}",
+                           max_prompt_length=ctx.settings.max_prompt_length if run_dir is not None else None,
+                           final_dir=Path(ckpt) / ONNX_DIR)
+
+
+def worker_main(stdin, stdout) -> int:
+    """`export-onnx --worker`: one JSON job a line ({"checkpoint": path}) → one JSON answer a line
+    ({"checkpoint", "ok", "error", "seconds"}), until stdin closes."""
+    import time
+
+    torch.set_num_threads(1)  # the other core(s) train
+    exporter = Exporter()
+    for line in stdin:
+        try:
+            job = json.loads(line)
+            ckpt = Path(job["checkpoint"])
+        except (ValueError, KeyError, TypeError) as e:
+            stdout.write(json.dumps({"ok": False, "error": f"bad job: {e}"}) + "\n")
+            stdout.flush()
+            continue
+        t0 = time.time()
+        out = ckpt / TMP_DIR
+        answer: dict[str, Any] = {"checkpoint": str(ckpt)}
+        try:
+            shutil.rmtree(out, ignore_errors=True)
+            export_checkpoint(exporter, ckpt, out)
+            answer["ok"] = True
+        except Exception as e:  # noqa: BLE001 - reported to the trainer, which warns and trains on
+            shutil.rmtree(out, ignore_errors=True)
+            answer.update(ok=False, error=f"{type(e).__name__}: {e}")
+        answer["seconds"] = round(time.time() - t0, 2)
+        stdout.write(json.dumps(answer) + "\n")
+        stdout.flush()
+    return 0
+
+
+def _die_with_parent() -> None:  # in the forked child, before exec
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - not Linux: a stray worker finishes its job and exits on stdin EOF
+        pass
+    try:
+        os.nice(5)
+    except OSError:
+        pass
+
+
+class Background:
+    """The trainer's side of the worker: one export at a time; step_000000's export is always made, of the
+    other checkpoints only the newest waiting one (a checkpoint every 2 steps does not queue an export each);
+    `finish` waits (bounded) for what is left, so the last checkpoint has its export when the run ends.
+    `report(message)` is told of failures."""
+
+    def __init__(self, report):
+        self.report = report
+        self.proc = None
+        self.answers = None  # queue.Queue of the worker's answer lines (None: EOF)
+        self.running: Path | None = None
+        self.waiting: list[Path] = []
+        self.failures = 0
+        self.done: list[tuple[str, float]] = []  # (checkpoint name, seconds) of the exports made
+
+    # ------------------------------------------------------------------ queue
+    def submit(self, ckpt: Path) -> None:
+        ckpt = Path(ckpt)
+        self.waiting = [w for w in self.waiting if w.name == ckpt.name or w.name == "step_000000"]
+        self.waiting = [w for w in self.waiting if w.name != ckpt.name] + [ckpt]
+        self.poll()
+
+    def busy(self) -> set[str]:
+        """The checkpoints an export reads or will read: pruning keeps them."""
+        return {p.name for p in self.waiting} | ({self.running.name} if self.running is not None else set())
+
+    def cancel(self, name: str) -> None:
+        """Before a checkpoint of this name is replaced: drop its waiting export; a running one is ended with
+        the worker (restarted on the next export)."""
+        self.waiting = [w for w in self.waiting if w.name != name]
+        if self.running is not None and self.running.name == name:
+            self._stop_worker()
+
+    def poll(self, timeout: float = 0.0) -> None:
+        import queue
+
+        if self.running is not None:
+            try:
+                line = self.answers.get(timeout=timeout) if timeout else self.answers.get_nowait()
+            except queue.Empty:
+                return
+            self._finished(line)
+        if self.running is None and self.waiting:
+            self._start(self.waiting.pop(0))
+
+    def finish(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for the running and waiting exports, then end the worker; an export
+        not done by then is abandoned (its onnx.tmp removed) with a warning."""
+        import time
+
+        end = time.time() + timeout
+        while (self.running is not None or self.waiting) and time.time() < end:
+            self.poll(timeout=min(0.5, max(0.01, end - time.time())))
+        left = self.busy()
+        self._stop_worker()
+        self.waiting = []
+        if left:
+            self.report(f"ONNX export of {', '.join(sorted(left))} not finished within {timeout:.0f}s; make it with "
+                        "python -m grpo export-onnx")
+
+    def abandon(self) -> None:
+        """End the worker and drop what waits (a failed run); an unfinished onnx.tmp is removed."""
+        self.waiting = []
+        self._stop_worker()
+
+    # ------------------------------------------------------------------ worker
+    def _start(self, ckpt: Path) -> None:
+        if not ckpt.is_dir():  # pruned or replaced meanwhile
+            return
+        if self.proc is None or self.proc.poll() is not None:
+            if self.failures >= 3:
+                return
+            self._spawn()
+        self.running = ckpt
+        try:
+            self.proc.stdin.write(json.dumps({"checkpoint": str(ckpt.resolve())}) + "\n")
+            self.proc.stdin.flush()
+        except OSError:  # the worker died: the reader reports EOF
+            pass
+
+    def _spawn(self) -> None:
+        import queue
+        import subprocess
+        import tempfile
+        import threading
+
+        pkg_root = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([pkg_root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+        self.stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen([sys.executable, "-m", "grpo", "export-onnx", "--worker"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.stderr, text=True, env=env,
+                                     preexec_fn=_die_with_parent, close_fds=True)
+        answers: "queue.Queue" = queue.Queue()
+        out = self.proc.stdout
+
+        def read() -> None:
+            for line in out:
+                answers.put(line)
+            answers.put(None)
+
+        threading.Thread(target=read, name="onnx-export-answers", daemon=True).start()
+        self.answers = answers
+
+    def _finished(self, line: str | None) -> None:
+        ckpt, self.running = self.running, None
+        if line is None:  # the worker ended without answering
+            self.failures += 1
+            self.stderr.seek(0)
+            tail = self.stderr.read().decode("utf-8", "replace").strip().splitlines()[-3:]
+            self.proc = None
+            shutil.rmtree(ckpt / TMP_DIR, ignore_errors=True)
+            self.report(f"ONNX export of {ckpt.name} failed: the export process ended ({' | '.join(tail)})")
+            return
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            answer = {"ok": False, "error": f"unreadable answer {line[:200]!r}"}
+        tmp = ckpt / TMP_DIR
+        if not answer.get("ok"):
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.report(f"ONNX export of {ckpt.name} failed: {answer.get('error')}")
+            return
+        try:
+            if (ckpt / ONNX_DIR).exists():
+                shutil.rmtree(ckpt / ONNX_DIR)
+            os.replace(tmp, ckpt / ONNX_DIR)  # complete, manifest.json included: now visible
+            self.done.append((ckpt.name, float(answer.get("seconds", 0.0))))
+            logging.getLogger("grpo").info("exported %s/onnx in %.1fs (in the background)", ckpt.name,
+                                           self.done[-1][1])
+        except OSError as e:  # pruned or replaced while it was exported
+            shutil.rmtree(tmp, ignore_errors=True)
+            if ckpt.is_dir():
+                self.report(f"ONNX export of {ckpt.name}: could not move it into place: {e}")
+
+    def _stop_worker(self) -> None:
+        if self.proc is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            if self.running is not None:
+                self.proc.kill()
+            try:
+                self.proc.wait(timeout=10)
+            except Exception:  # noqa: BLE001 - subprocess.TimeoutExpired
+                self.proc.kill()
+                self.proc.wait()
+        if self.running is not None:
+            shutil.rmtree(self.running / TMP_DIR, ignore_errors=True)
+        self.proc, self.running = None, None

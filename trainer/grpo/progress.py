@@ -81,6 +81,13 @@ def summary_lines(events: list[dict], wall_seconds: float, run_dir: Path) -> lis
         if sampled and _num(sampled, "temperature") is not None:
             lines.append(f"  (maj@k, pass@k: {sampled['samples']} samples per question at temperature "
                          f"{sampled['temperature']:g})")
+    cache = [e for e in events if isinstance(e, dict) and e.get("kind") == "sft_cache" and isinstance(e.get("path"), str)]
+    if cache:
+        words = {"hit": "reused from the cache", "stored": "trained and stored in the cache",
+                 "miss": "trained (not stored)", "off": "not cached"}
+        last = cache[-1]
+        why = f" ({last['reason']})" if isinstance(last.get("reason"), str) else ""
+        lines.append(f"SFT start {words.get(last.get('action'), last.get('action'))}{why}: {last['path']}")
     lines.append(f"time {_clock(wall_seconds)}; run directory {run_dir}")
     lines.append(f"open it in VS Code: `code {run_dir}`, or with the GRPO Studio extension run "
                  "\"GRPO: Open Run…\" and pick that folder (dashboard, samples, inspector)")

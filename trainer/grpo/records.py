@@ -51,7 +51,7 @@ class Paired:
 RunState = Literal["running", "paused", "stopped", "finished", "failed"]
 Phase = Literal["setup", "sft", "grpo", "done"]
 EventKind = Literal["phase", "eval", "decontamination", "checkpoint", "ref_reset", "warning", "error", "control",
-                    "resume"]
+                    "resume", "sft_cache"]
 ControlType = Literal["pause", "resume", "stop", "save_checkpoint"]
 InspectType = Literal["sample_group", "score", "compare"]
 MessageType = Literal["started", "status", "progress", "metrics", "samples", "event", "response"]
@@ -268,10 +268,20 @@ class ResumeEvent(RunEvent):
     dropped_rows: Annotated[int, "metrics/samples rows after the checkpoint that were dropped"]
 
 
+class SftCacheEvent(RunEvent):
+    """The SFT start and the user cache (sftcache.py): reused, trained and stored, or not cached."""
+
+    kind: Literal["sft_cache"]
+    action: Annotated[str, "hit: SFT skipped, its end read from the cache; miss: SFT trains (then stored); "
+                           "stored: the start written to the cache; off: not cached (see reason)"]
+    path: Annotated[str, "the cache entry's folder (off: the cache folder)"]
+    reason: NotRequired[Annotated[str, "off: why the start is not cached"]]
+
+
 EVENTS: dict[str, type] = {"phase": PhaseEvent, "eval": EvalEvent, "decontamination": DecontaminationEvent,
                            "checkpoint": CheckpointEvent,
                            "ref_reset": RefResetEvent, "warning": WarningEvent, "error": ErrorEvent,
-                           "control": ControlEvent, "resume": ResumeEvent}
+                           "control": ControlEvent, "resume": ResumeEvent, "sft_cache": SftCacheEvent}
 
 
 # ------------------------------------------------------------------------------- inspection results

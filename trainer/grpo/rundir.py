@@ -452,3 +452,35 @@ def run_settings(run_dir: Path | None) -> Config:
     except (OSError, ValueError, TypeError, AttributeError) as e:  # ConfigError is a ValueError
         log.warning("cannot read %s/config.json (%s); using default settings", run_dir, e)
         return Config()
+
+
+START = checkpoint_name(0)  # step_000000: the GRPO start, the reference of every later step
+
+
+def prune_plan(names: list[str], limit: int, keep: set[str] = frozenset()) -> list[str]:
+    """Which checkpoints to delete so that at most `limit` remain (0: none deleted): `names` oldest first (as
+    `list_checkpoints` orders them). Always kept, even past the limit: step_000000, the newest, and `keep`
+    (a running export's checkpoint, the one this process resumed from); then the newest others up to `limit`."""
+    if not limit or len(names) <= limit:
+        return []
+    kept = {n for n in names if n == START or n in keep} | {names[-1]}
+    for n in reversed(names):
+        if len(kept) >= limit:
+            break
+        kept.add(n)
+    return [n for n in names if n not in kept]
+
+
+def prune_checkpoints(run_dir: Path, limit: int, keep: set[str] = frozenset()) -> list[str]:
+    """Delete what `prune_plan` names: each is first renamed to `<name>.old` (never listed, never resumed),
+    then removed, so a kill in between leaves no half checkpoint that looks whole. Returns the names."""
+    root = Path(run_dir) / CHECKPOINTS
+    for stale in root.glob("*.old"):  # left by a kill during an earlier prune or re-save
+        if not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+    gone = prune_plan([p.name for p in list_checkpoints(run_dir)], limit, keep)
+    for name in gone:
+        old = root / (name + ".old")
+        os.replace(refuse_link(root / name), old)
+        shutil.rmtree(old, ignore_errors=True)
+    return gone

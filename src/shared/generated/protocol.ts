@@ -10,7 +10,7 @@ export const RUN_STATES = ["running","paused","stopped","finished","failed"] as 
 export type RunState = (typeof RUN_STATES)[number];
 export const PHASES = ["setup","sft","grpo","done"] as const;
 export type Phase = (typeof PHASES)[number];
-export const EVENT_KINDS = ["phase","eval","decontamination","checkpoint","ref_reset","warning","error","control","resume"] as const;
+export const EVENT_KINDS = ["phase","eval","decontamination","checkpoint","ref_reset","warning","error","control","resume","sft_cache"] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 export const CONTROL_TYPES = ["pause","resume","stop","save_checkpoint"] as const;
 export type ControlType = (typeof CONTROL_TYPES)[number];
@@ -365,6 +365,17 @@ export interface SequenceKL {
   reference: number;
 }
 
+/** The SFT start and the user cache (sftcache.py): reused, trained and stored, or not cached. */
+export interface SftCacheEvent extends RunEvent {
+  kind: "sft_cache";
+  /** hit: SFT skipped, its end read from the cache; miss: SFT trains (then stored); stored: the start written to the cache; off: not cached (see reason) */
+  action: string;
+  /** the cache entry's folder (off: the cache folder) */
+  path: string;
+  /** off: why the start is not cached */
+  reason?: string;
+}
+
 /** Where an inspection result comes from. */
 export interface Source {
   /** the checkpoint's path; null for a live trainer */
@@ -425,7 +436,7 @@ export interface WarningEvent extends RunEvent {
 }
 
 /** By `kind`; another kind is read as a plain RunEvent. */
-export type KnownEvent = PhaseEvent | EvalEvent | DecontaminationEvent | CheckpointEvent | RefResetEvent | WarningEvent | ErrorEvent | ControlEvent | ResumeEvent;
+export type KnownEvent = PhaseEvent | EvalEvent | DecontaminationEvent | CheckpointEvent | RefResetEvent | WarningEvent | ErrorEvent | ControlEvent | ResumeEvent | SftCacheEvent;
 
 /** By `type`. */
 export type TrainerMessage = StartedMessage | StatusMessage | ProgressMessage | MetricsMessage | SamplesMessage | EventMessage | ResponseMessage;
@@ -466,6 +477,7 @@ export interface Records {
   ScoreParams: ScoreParams;
   ScoreResult: ScoreResult;
   SequenceKL: SequenceKL;
+  SftCacheEvent: SftCacheEvent;
   Source: Source;
   StartedMessage: StartedMessage;
   StatusMessage: StatusMessage;
@@ -480,7 +492,7 @@ export const SCHEMA = {
   enums: {
     "RunState": ["running","paused","stopped","finished","failed"],
     "Phase": ["setup","sft","grpo","done"],
-    "EventKind": ["phase","eval","decontamination","checkpoint","ref_reset","warning","error","control","resume"],
+    "EventKind": ["phase","eval","decontamination","checkpoint","ref_reset","warning","error","control","resume","sft_cache"],
     "ControlType": ["pause","resume","stop","save_checkpoint"],
     "InspectType": ["sample_group","score","compare"],
     "MessageType": ["started","status","progress","metrics","samples","event","response"],
@@ -513,6 +525,7 @@ export const SCHEMA = {
     "ScoreParams": {"fields":[{"name":"text","type":{"t":"str"},"required":true},{"name":"prompt","type":{"t":"str"},"required":false}]},
     "ScoreResult": {"fields":[{"name":"tokens","type":{"t":"list","of":{"t":"str"}},"required":true},{"name":"offsets","type":{"t":"list","of":{"t":"tuple","items":[{"t":"int"},{"t":"int"}]}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"logp","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"ref_logp","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"kl","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"entropy","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"sequence_kl","type":{"t":"float"},"required":true},{"name":"sum_logp","type":{"t":"float"},"required":true},{"name":"sum_ref_logp","type":{"t":"float"},"required":true},{"name":"step","type":{"t":"union","of":[{"t":"int"},{"t":"null"}]},"required":true},{"name":"source","type":{"t":"ref","name":"Source"},"required":false}]},
     "SequenceKL": {"fields":[{"name":"policy","type":{"t":"float"},"required":true},{"name":"reference","type":{"t":"float"},"required":true}]},
+    "SftCacheEvent": {"fields":[{"name":"kind","type":{"t":"literal","values":["sft_cache"]},"required":true},{"name":"time","type":{"t":"float"},"required":true},{"name":"step","type":{"t":"int"},"required":true},{"name":"action","type":{"t":"str"},"required":true},{"name":"path","type":{"t":"str"},"required":true},{"name":"reason","type":{"t":"str"},"required":false}],"extra":{"t":"any"}},
     "Source": {"fields":[{"name":"checkpoint","type":{"t":"union","of":[{"t":"str"},{"t":"null"}]},"required":true},{"name":"step","type":{"t":"union","of":[{"t":"int"},{"t":"null"}]},"required":true},{"name":"phase","type":{"t":"union","of":[{"t":"str"},{"t":"null"}]},"required":false},{"name":"reference","type":{"t":"str"},"required":false},{"name":"seed","type":{"t":"int"},"required":false},{"name":"temperature","type":{"t":"float"},"required":false},{"name":"max_completion_length","type":{"t":"int"},"required":false}],"extra":{"t":"any"}},
     "StartedMessage": {"fields":[{"name":"v","type":{"t":"literal","values":[1]},"required":true},{"name":"type","type":{"t":"literal","values":["started"]},"required":true},{"name":"run_dir","type":{"t":"union","of":[{"t":"str"},{"t":"null"}]},"required":true},{"name":"pid","type":{"t":"int"},"required":true},{"name":"config","type":{"t":"dict","of":{"t":"any"}},"required":false},{"name":"resumed_from","type":{"t":"union","of":[{"t":"int"},{"t":"null"}]},"required":false,"default":null},{"name":"checkpoint","type":{"t":"str"},"required":false},{"name":"step","type":{"t":"union","of":[{"t":"int"},{"t":"null"}]},"required":false},{"name":"one_at_a_time","type":{"t":"bool"},"required":false},{"name":"max_request_tokens","type":{"t":"int"},"required":false}]},
     "StatusMessage": {"fields":[{"name":"v","type":{"t":"literal","values":[1]},"required":true},{"name":"type","type":{"t":"literal","values":["status"]},"required":true},{"name":"status","type":{"t":"ref","name":"RunStatus"},"required":true}]},
@@ -520,7 +533,7 @@ export const SCHEMA = {
     "WarningEvent": {"fields":[{"name":"kind","type":{"t":"literal","values":["warning"]},"required":true},{"name":"time","type":{"t":"float"},"required":true},{"name":"step","type":{"t":"int"},"required":true},{"name":"message","type":{"t":"str"},"required":true},{"name":"code","type":{"t":"str"},"required":false},{"name":"count","type":{"t":"int"},"required":false}],"extra":{"t":"any"}},
   },
   unions: {
-    "KnownEvent": {"tag":"kind","variants":{"phase":"PhaseEvent","eval":"EvalEvent","decontamination":"DecontaminationEvent","checkpoint":"CheckpointEvent","ref_reset":"RefResetEvent","warning":"WarningEvent","error":"ErrorEvent","control":"ControlEvent","resume":"ResumeEvent"},"fallback":"RunEvent"},
+    "KnownEvent": {"tag":"kind","variants":{"phase":"PhaseEvent","eval":"EvalEvent","decontamination":"DecontaminationEvent","checkpoint":"CheckpointEvent","ref_reset":"RefResetEvent","warning":"WarningEvent","error":"ErrorEvent","control":"ControlEvent","resume":"ResumeEvent","sft_cache":"SftCacheEvent"},"fallback":"RunEvent"},
     "TrainerMessage": {"tag":"type","variants":{"started":"StartedMessage","status":"StatusMessage","progress":"ProgressMessage","metrics":"MetricsMessage","samples":"SamplesMessage","event":"EventMessage","response":"ResponseMessage"},"fallback":null},
   },
 };
