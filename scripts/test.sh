@@ -5,6 +5,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export ONNXRUNTIME_NODE_INSTALL=skip
+# one SFT-start cache for every suite of this run (the e2e tests' trainers and pytest's share the default start);
+# ignored by git, safe to delete
+export GRPO_CACHE_DIR="${GRPO_CACHE_DIR:-$PWD/.cache/grpo-sft}"
 source scripts/retry.sh
 
 bash scripts/setup.sh || { echo "FAILED: scripts/setup.sh (the trainer's venv)" >&2; exit 1; }

@@ -1,7 +1,10 @@
 """Shared fixtures: a small run directory written the way training writes it, without training for minutes."""
 
 import json
+import os
 import random
+import shutil
+import tempfile
 
 import pytest
 import torch
@@ -9,6 +12,23 @@ import torch
 from grpo import models, prompts, sft
 from grpo.config import Config
 from grpo.tasks import arith
+
+_OWN_CACHE = None
+
+
+def pytest_configure(config):
+    """Tests never write the user's SFT cache: $GRPO_CACHE_DIR is scripts/test.sh's (shared with the e2e tests
+    within one CI run) or, when unset, a folder of this session's own. Tests that assert SFT itself set
+    sft_cache=false."""
+    global _OWN_CACHE
+    if not os.environ.get("GRPO_CACHE_DIR"):
+        _OWN_CACHE = tempfile.mkdtemp(prefix="grpo-test-cache-")
+        os.environ["GRPO_CACHE_DIR"] = _OWN_CACHE
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE:
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 
 def _save(model, tok, ckpt, step):

@@ -143,7 +143,7 @@ def test_ctrl_c_in_eval_exits_quietly(tiny_run, tmp_path):
 # ------------------------------------------------------------------------------------- status.json
 def test_status_names_the_sft_step_of_each_sft_checkpoint(tmp_path):
     run = tmp_path / "run"
-    p = trainer(run, "--set", "sft_steps=9", "--set", "save_steps=7", "--set", "max_steps=0", "--set", "eval_size=4",
+    p = trainer(run, "--set", "sft_steps=9", "--set", "sft_save_steps=7", "--set", "sft_cache=false", "--set", "max_steps=0", "--set", "eval_size=4",
                 "--set", "eval_samples=2", "--set", "eval_k=1,2", "--set", "onnx_export=false")
     out, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
@@ -167,7 +167,7 @@ def _status(run: Path) -> dict:
 def test_a_stop_during_evaluation_ends_it_at_the_next_batch(tmp_path):
     run = tmp_path / "run"  # SFT's end evaluates 400 questions × 32 samples: 50 batches, tens of seconds
     p = trainer(run, "--set", "sft_steps=2", "--set", "max_steps=5", "--set", "eval_size=400", "--set", "eval_samples=32",
-                "--set", "onnx_export=false", stdin=subprocess.PIPE)
+                "--set", "onnx_export=false", "--set", "sft_cache=false", stdin=subprocess.PIPE)
     try:
         wait_for(lambda: _status(run).get("sft_step") == 2, 300, p)  # SFT's last step: its evaluation follows
         time.sleep(3)

@@ -20,7 +20,7 @@ def status(run):
 
 def test_a_training_run_answers_requests(tmp_path):
     run = tmp_path / "run"
-    t = Proc(["train", "--run-dir", str(run), "--set", "sft_steps=4", "--set", "max_steps=400", *FAST],
+    t = Proc(["train", "--run-dir", str(run), "--set", "sft_steps=4", "--set", "sft_cache=false", "--set", "max_steps=400", *FAST],
              env_paths=[str(FIXTURES)])
     try:
         assert t.next(lambda m: True)["type"] == "started"

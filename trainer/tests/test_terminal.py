@@ -15,7 +15,7 @@ from pathlib import Path
 from grpo.progress import RecentRate, summary_lines
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["--set", "sft_steps=20", "--set", "max_steps=2", "--set", "questions_per_step=2", "--set", "num_generations=2",
+TINY = ["--set", "sft_steps=20", "--set", "sft_cache=false", "--set", "max_steps=2", "--set", "questions_per_step=2", "--set", "num_generations=2",
         "--set", "eval_size=8", "--set", "eval_samples=4", "--set", "max_completion_length=16",
         "--set", "onnx_export=false", "--set", "eval_steps=1"]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][A-Za-z0-9]")

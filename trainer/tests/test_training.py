@@ -45,7 +45,7 @@ def wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None):
 
 def test_short_run_reward_rises_and_writes_the_run_directory(tmp_path):
     run = tmp_path / "run"
-    p = trainer(run, "--set", "sft_steps=60", "--set", "max_steps=30", "--set", "questions_per_step=8",
+    p = trainer(run, "--set", "sft_steps=60", "--set", "sft_save_steps=50", "--set", "sft_cache=false", "--set", "max_steps=30", "--set", "questions_per_step=8",
                 "--set", "num_generations=8", "--set", "learning_rate=1e-3", "--set", "log_samples_steps=10",
                 "--set", "eval_steps=0", "--set", "reward_function=length_reward:near_twelve")
     out, err = p.communicate(timeout=600)
@@ -79,7 +79,7 @@ def test_short_run_reward_rises_and_writes_the_run_directory(tmp_path):
     sft_end = next(e for e in events if e["kind"] == "phase" and e.get("phase") == "grpo")
     assert 0 <= sft_end["sft_accuracy"] <= 1
     ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
-    assert ckpts == ["sft_000050", "step_000000", "step_000030"]  # SFT checkpoints every save_steps (50) too
+    assert ckpts == ["sft_000050", "step_000000", "step_000030"]  # SFT checkpoints every sft_save_steps (50)
     assert records.check_run_dir(run) == []
 
 

@@ -202,9 +202,9 @@ def test_a_non_hf_model_directory_names_the_setting(tmp_path):
     assert p.returncode == 1 and f"setting 'model' ({model})" in err
 
 
-def test_sft_saves_every_save_steps_and_resume_continues_it(tmp_path):
+def test_sft_saves_every_sft_save_steps_and_resume_continues_it(tmp_path):
     run = tmp_path / "run"
-    p = trainer(run, "--set", "sft_steps=6", "--set", "save_steps=3", "--set", "max_steps=0",
+    p = trainer(run, "--set", "sft_steps=6", "--set", "sft_save_steps=3", "--set", "sft_cache=false", "--set", "max_steps=0",
                 "--set", "onnx_export=false")
     _, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
