@@ -1,6 +1,7 @@
 """`python -m grpo paradigm`: the paper's §5 comparison in one command.
 
-One SFT start (an SFT run of the settings, or `--start CHECKPOINT`), then every method of methods.METHODS for
+One SFT start (an SFT run of the settings, or `--start CHECKPOINT`; the SFT run reuses the user's SFT start
+cache, sftcache.py, so a `train` of the same SFT settings and this comparison train it once), then every method of methods.METHODS for
 `--steps` steps from that start with several seeds, each in its own process (so its peak memory is its own)
 and its own ordinary run directory `<parent>/<method>-s<seed>` that the dashboard overlays. The children are
 forked from this process, which imports torch once (a fork before any CUDA or thread-pool work is safe), so
