@@ -284,6 +284,7 @@ class Exporter:
 # manifest.json written last, then the rename). The worker dies with the trainer (PR_SET_PDEATHSIG): a kill
 # leaves at most an `onnx.tmp`, which nothing reads and the next run removes.
 TMP_DIR = "onnx.tmp"
+IDLE_FACTOR = 3.0  # the worker exports at most a quarter of the time, but for the start and the end
 ONNX_DIR = "onnx"
 
 
@@ -360,6 +361,10 @@ class Background:
         self.waiting: list[Path] = []
         self.failures = 0
         self.done: list[tuple[str, float]] = []  # (checkpoint name, seconds) of the exports made
+        # On 2 cores an export running all the time (save_steps=2) slowed GRPO steps by about a third: after an
+        # export of t seconds the next one (but the start's, and those the end waits for) waits IDLE_FACTOR·t.
+        self.idle_until = 0.0
+        self.finishing = False
 
     # ------------------------------------------------------------------ queue
     def submit(self, ckpt: Path) -> None:
@@ -389,7 +394,11 @@ class Background:
                 return
             self._finished(line)
         if self.running is None and self.waiting:
-            self._start(self.waiting.pop(0))
+            import time
+
+            nxt = self.waiting[0]
+            if nxt.name == "step_000000" or self.finishing or time.time() >= self.idle_until:
+                self._start(self.waiting.pop(0))
 
     def finish(self, timeout: float) -> None:
         """Wait up to `timeout` seconds for the running and waiting exports, then end the worker; an export
@@ -397,6 +406,7 @@ class Background:
         import time
 
         end = time.time() + timeout
+        self.finishing = True
         while (self.running is not None or self.waiting) and time.time() < end:
             self.poll(timeout=min(0.5, max(0.01, end - time.time())))
         left = self.busy()
@@ -473,6 +483,9 @@ class Background:
                 shutil.rmtree(ckpt / ONNX_DIR)
             os.replace(tmp, ckpt / ONNX_DIR)  # complete, manifest.json included: now visible
             self.done.append((ckpt.name, float(answer.get("seconds", 0.0))))
+            import time
+
+            self.idle_until = time.time() + IDLE_FACTOR * self.done[-1][1]
             logging.getLogger("grpo").info("exported %s/onnx in %.1fs (in the background)", ckpt.name,
                                            self.done[-1][1])
         except OSError as e:  # pruned or replaced while it was exported
