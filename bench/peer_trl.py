@@ -53,7 +53,7 @@ OURS, TRL = "ours", "trl"
 # Settings the benchmark fixes for both trainers: an evaluation interval fine enough to time "reach the target",
 # a metrics row every step, no checkpoints during training (TRL: save_strategy="no"), and no ONNX export of ours
 # (a product feature for the editor's hover that TRL does not have; on the tiny default model the first export,
-# of the step-0 checkpoint, blocks training for about 7 s: measured, and said in the README).
+# of the step-0 checkpoint, blocks training for about 7 s: measured, and said in docs/performance.md).
 BENCH_DEFAULTS = ["eval_steps=10", "logging_steps=1", "save_steps=0", "onnx_export=false"]
 
 # Settings of ours that have no bearing on TRL here (they shape only the starting checkpoint, which both share,
@@ -64,7 +64,7 @@ _OURS_ONLY = {"log_samples_steps", "max_nonfinite_steps", "logging_steps", "save
               "max_prompt_length", "onnx_export"}
 _FIXED = {"task": "arith", "reward": "outcome", "reward_function": "", "device": "auto"}
 
-# How each setting that could not be matched exactly was approximated (written into the JSON and the README).
+# How each setting that could not be matched exactly was approximated (written into the JSON and docs/performance.md).
 APPROXIMATIONS = [
     "Sampling: ours samples with its own incremental KV-cache loop (torch.multinomial on a seeded generator); "
     "TRL calls transformers' model.generate (do_sample, DynamicCache KV cache, top_k=0 so no top-k filter, "

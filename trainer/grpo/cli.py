@@ -507,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--results", help="results JSON, a PNG beside it (default: paradigm.json in --out's folder; "
                    "name bench/results/paradigm-cpu.json to replace the committed results)")
     g.add_argument("--smoke", action="store_true", help="tiny settings, for the test suite")
-    g.add_argument("--table", metavar="RESULTS", help="print a results JSON as the README's Markdown table; trains nothing")
+    g.add_argument("--table", metavar="RESULTS", help="print a results JSON as docs/trainer.md's Markdown table; trains nothing")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting for every run")
     g.set_defaults(func=cmd_paradigm)
 

@@ -220,7 +220,7 @@ def _pct(cell: dict) -> str:
 
 
 def table(results: dict) -> str:
-    """The comparison as a Markdown table (the README's): per method its Table 10 row (data source, reward,
+    """The comparison as a Markdown table (docs/trainer.md's): per method its Table 10 row (data source, reward,
     gradient coefficient), held-out greedy, maj@k and pass@k at the largest k (mean ± 95% interval half-width,
     in %), wall-clock and peak RSS; the start's values first when the results have them."""
     names = list(results["methods"])
