@@ -156,12 +156,35 @@ export function checkInterpreter(python: string, trainerDir: string, o: { timeou
   if (!o.ignoreMarker && readSetupMarker(python)?.complete === false) {
     return Promise.resolve({ ok: false, reason: 'its set-up did not finish (run "GRPO: Set Up Python Environment" again)' });
   }
+  return runPython(python, ['-c', CHECK_CODE], { trainerDir, timeoutMs }).then((r): CheckResult => {
+    if (!r.ran) {
+      if (r.timedOut) return { ok: false, reason: `the import check took longer than ${Math.round(timeoutMs / 1000)} s` };
+      if (r.threw) return { ok: false, reason: `cannot run it (${r.message})` };
+      return { ok: false, reason: r.errno === 'ENOENT' ? 'not found' : r.errno === 'EACCES' ? 'not executable' : r.message };
+    }
+    if (r.code === 0) return { ok: true, versions: r.stdout.trim() };
+    const missing = /No module named '([^']+)'/.exec(r.stderr);
+    return { ok: false, reason: missing ? `cannot import ${missing[1]}` : r.signal ? `killed (${r.signal})` : lastLine(r.stderr) || `exited with code ${r.code}` };
+  });
+}
+
+/** What a Python child did: its exit and output, or why it never ran to an exit (could not start, timed out). */
+export type PythonRun =
+  | { ran: true; code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+  | { ran: false; timedOut: boolean; threw: boolean; errno?: string; message: string };
+
+/**
+ * Runs `<python> ...args` the way every trainer process runs (an argument array, never a shell; the
+ * trainer's environment and working directory), killed after `timeoutMs`. stdout is kept up to `maxStdout`
+ * characters, stderr's last 64 KB.
+ */
+export function runPython(python: string, args: string[], o: { trainerDir: string; timeoutMs: number; workspace?: string; env?: NodeJS.ProcessEnv; maxStdout?: number }): Promise<PythonRun> {
   return new Promise((resolve) => {
     let stdout = '';
     let stderr = '';
     let settled = false;
     let timer: NodeJS.Timeout | undefined;
-    const done = (r: CheckResult) => {
+    const done = (r: PythonRun) => {
       clearTimeout(timer);
       if (!settled) {
         settled = true;
@@ -171,26 +194,30 @@ export function checkInterpreter(python: string, trainerDir: string, o: { timeou
     let child;
     try {
       // (Not spawn's own `timeout`: its timer outlives a child that failed to start.)
-      child = spawn(python, ['-c', CHECK_CODE], { cwd: trainerCwd(trainerDir), env: trainerEnv(trainerDir), shell: false, stdio: ['ignore', 'pipe', 'pipe'] });
+      child = spawn(python, args, { cwd: trainerCwd(o.trainerDir), env: trainerEnv(o.trainerDir, o.env ?? process.env, o.workspace), shell: false, stdio: ['ignore', 'pipe', 'pipe'] });
     } catch (e) {
-      return done({ ok: false, reason: `cannot run it (${(e as Error).message})` });
+      return done({ ran: false, timedOut: false, threw: true, message: (e as Error).message });
     }
     timer = setTimeout(() => {
       child.kill('SIGKILL');
-      done({ ok: false, reason: `the import check took longer than ${Math.round(timeoutMs / 1000)} s` });
-    }, timeoutMs);
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', (e: NodeJS.ErrnoException) =>
-      done({ ok: false, reason: e.code === 'ENOENT' ? 'not found' : e.code === 'EACCES' ? 'not executable' : e.message }));
-    child.on('close', (code, signal) => {
-      if (code === 0) return done({ ok: true, versions: stdout.trim() });
-      const lines = stderr.trim().split('\n').filter(Boolean);
-      const last = lines[lines.length - 1] ?? '';
-      const missing = /No module named '([^']+)'/.exec(stderr);
-      done({ ok: false, reason: missing ? `cannot import ${missing[1]}` : signal ? `killed (${signal})` : last || `exited with code ${code}` });
+      done({ ran: false, timedOut: true, threw: false, message: `no answer within ${Math.round(o.timeoutMs / 1000)} s` });
+    }, o.timeoutMs);
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    child.stdout.on('data', (d: string) => {
+      if (o.maxStdout === undefined || stdout.length < o.maxStdout) stdout += d;
     });
+    child.stderr.on('data', (d: string) => {
+      stderr = (stderr + d).slice(-65536);
+    });
+    child.on('error', (e: NodeJS.ErrnoException) => done({ ran: false, timedOut: false, threw: false, errno: e.code, message: e.message }));
+    child.on('close', (code, signal) => done({ ran: true, code, signal, stdout, stderr }));
   });
+}
+
+/** The last non-empty line of a process's stderr ('' when there is none). */
+export function lastLine(text: string): string {
+  return text.trim().split('\n').filter(Boolean).pop() ?? '';
 }
 
 export function setupCommand(trainerDir: string): string {

@@ -6,10 +6,9 @@
  * the text of the question the window asks ("Run 'x' names user code"), and remembers the answers for the
  * window's session. No `vscode` import: unit-tested directly (test/unit/userCode.test.ts).
  */
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { trainerCwd, trainerEnv } from '../environment/python';
+import { lastLine, runPython } from '../environment/python';
 import { isObject, type Checked } from '../shared/protocol';
 import { CONFIG_FILE } from './runDir';
 
@@ -82,52 +81,15 @@ export interface QueryOptions {
  * Runs `<python> -m grpo user-code <target>` (an argument array, never a shell; the environment and working
  * directory of every trainer process) and returns its validated answer; UserCodeQueryError says why not.
  */
-export function queryUserCode(python: string, target: string, o: QueryOptions): Promise<UserCodeReport> {
+export async function queryUserCode(python: string, target: string, o: QueryOptions): Promise<UserCodeReport> {
   const timeoutMs = o.timeoutMs ?? 120_000;
-  return new Promise((resolve, reject) => {
-    let stdout = '';
-    let stderr = '';
-    let settled = false;
-    let timer: NodeJS.Timeout | undefined;
-    const fail = (why: string) => {
-      clearTimeout(timer);
-      if (!settled) {
-        settled = true;
-        reject(new UserCodeQueryError(`could not list the user code ${path.basename(target)} names (python -m grpo user-code): ${why}`));
-      }
-    };
-    let child;
-    try {
-      child = spawn(python, ['-m', 'grpo', 'user-code', target], {
-        cwd: trainerCwd(o.trainerDir), env: trainerEnv(o.trainerDir, o.env ?? process.env, o.workspace), shell: false, stdio: ['ignore', 'pipe', 'pipe'],
-      });
-    } catch (e) {
-      return fail((e as Error).message);
-    }
-    timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      fail(`no answer within ${Math.round(timeoutMs / 1000)} s`);
-    }, timeoutMs);
-    child.stdout.setEncoding('utf8');
-    child.stderr.setEncoding('utf8');
-    child.stdout.on('data', (d: string) => {
-      if (stdout.length < 4 * MAX_TEXT * MAX_MODULES) stdout += d;
-    });
-    child.stderr.on('data', (d: string) => {
-      stderr = (stderr + d).slice(-8192);
-    });
-    child.on('error', (e: NodeJS.ErrnoException) => fail(e.code === 'ENOENT' ? `${python} was not found` : e.message));
-    child.on('close', (code, signal) => {
-      if (settled) return;
-      const last = stderr.trim().split('\n').filter(Boolean).pop() ?? '';
-      if (code !== 0) return fail(last || (signal ? `killed (${signal})` : `exited with code ${code}`));
-      const r = parseUserCodeOutput(stdout);
-      if (!r.ok) return fail(r.error);
-      clearTimeout(timer);
-      settled = true;
-      resolve(r.value);
-    });
-  });
+  const r = await runPython(python, ['-m', 'grpo', 'user-code', target], { trainerDir: o.trainerDir, workspace: o.workspace, env: o.env, timeoutMs, maxStdout: 4 * MAX_TEXT * MAX_MODULES });
+  const fail = (why: string) => new UserCodeQueryError(`could not list the user code ${path.basename(target)} names (python -m grpo user-code): ${why}`);
+  if (!r.ran) throw fail(r.errno === 'ENOENT' ? `${python} was not found` : r.message);
+  if (r.code !== 0) throw fail(lastLine(r.stderr) || (r.signal ? `killed (${r.signal})` : `exited with code ${r.code}`));
+  const parsed = parseUserCodeOutput(r.stdout);
+  if (!parsed.ok) throw fail(parsed.error);
+  return parsed.value;
 }
 
 // --- What the window asks ---------------------------------------------------------------------------
