@@ -124,7 +124,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             return _fail(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
         from_file = config_mod.load_config_file(args.config) if args.config else {}
         if args.resume:
-            cfg, _ = config_mod.resume_settings(base, args.set, from_file, args.allow_changed_settings)
+            cfg = config_mod.resume_settings(base, args.set, from_file, args.allow_changed_settings)
         else:
             cfg = config_mod.build_config(from_file, args.set)
     except ConfigError as e:

@@ -295,9 +295,10 @@ HISTORY = "history"  # config.json's list of resumes and the settings each chang
 
 
 def resume_settings(saved: dict[str, Any], overrides: list[str] | None, config_file: dict[str, Any] | None,
-                    allow_identity_change: bool) -> tuple[Config, dict[str, dict[str, Any]]]:
-    """The settings of a resumed run: its config.json ← a config file ← `--set`, and what changed (key →
-    {"from", "to"}). A change to an IDENTITY setting is a ConfigError naming the keys, unless allowed."""
+                    allow_identity_change: bool) -> Config:
+    """The settings of a resumed run: its config.json ← a config file ← `--set`. A change to an IDENTITY
+    setting is a ConfigError naming the keys (from → to), unless allowed. (What changed is recorded in
+    config.json's history by RunDir.start, which compares the file with what it writes.)"""
     saved = {k: v for k, v in saved.items() if k != HISTORY}
     before = build_config(saved)
     after = build_config({**saved, **(config_file or {})}, overrides)
@@ -308,7 +309,7 @@ def resume_settings(saved: dict[str, Any], overrides: list[str] | None, config_f
         what = ", ".join(f"'{k}' ({changed[k]['from']!r} → {changed[k]['to']!r})" for k in refused)
         raise ConfigError(f"--resume would change what this run trains: setting {what}. Start a new run for it, or "
                           "pass --allow-changed-settings if you mean to continue this one under new settings")
-    return after, changed
+    return after
 
 
 def parse_ks(text: str) -> tuple[int, ...]:
