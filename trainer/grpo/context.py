@@ -226,8 +226,7 @@ def from_checkpoint(path: str | Path, device: torch.device | None = None, user_c
         log.warning("not importing the user code this run names (%s)", ", ".join(c.spec for c in named))
         settings = replace(settings, reward_function="")  # the task: an empty tasks.Task below
     for code in named if user_code else ():
-        plugins.check(code, run_dir)  # refused before any weights are read, with the file it would come from
-        log.info("%s", plugins.describe(code))
+        plugins.check(code, run_dir)  # refused before any weights are read (load_object says what it imports)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     options = models.Options(dtype=settings.dtype, attn_implementation=settings.attn_implementation)
     policy, tok = models.load(str(ckpt), 0, device, options, safetensors_only=True)

@@ -11,8 +11,8 @@ finders only; a package's `__init__` is never executed to find a submodule) and 
 What is left is code the user keeps: their workspace (GRPO_WORKSPACE, or the working directory from a
 shell), PYTHONPATH, an installed package. The CLI logs which module it imports and from where before it does
 (`describe`), and `python -m grpo user-code` prints the same without importing, for the extension to ask first.
-After the import, the object must be what the setting needs (`task_like` / `reward_like`): a callable defined
-in Python outside the standard library, not a builtin or a standard-library function re-exported by a module.
+After the import, the object must be what the setting needs (`load_object`'s `accept`) and written in Python
+outside the standard library: not a builtin, nor a standard-library function re-exported by a user module.
 """
 
 from __future__ import annotations
