@@ -422,16 +422,11 @@ class Trainer:
             return None
         return sftcache.key(inputs), inputs
 
-    def _rng_tensors(self) -> tuple[dict[str, torch.Tensor], list]:
-        version, internal, gauss = self.data_rng.getstate()
-        tensors = {"torch": torch.get_rng_state(), "sample": self.sample_gen.get_state()}
-        if torch.cuda.is_available():
-            tensors.update({f"cuda.{i}": t for i, t in enumerate(torch.cuda.get_rng_state_all())})
-        return tensors, [version, list(internal), gauss]
-
     def _sft_cache_store(self, cache: tuple[str, dict], report: dict, loss: float | None, seconds: float) -> None:
-        tensors, data_rng = self._rng_tensors()
-        meta = {"data_rng": data_rng, "eval": self._last_eval_fields, "eval_metrics": report, "loss": loss,
+        state = checkpoint.rng_state(self.data_rng, self.sample_gen)  # a checkpoint's random streams, split:
+        tensors = {"torch": state["torch"], "sample": state["sample"],  # tensors to safetensors, the rest to JSON
+                   **{f"cuda.{i}": t for i, t in enumerate(state.get("cuda", []))}}
+        meta = {"data_rng": state["python"], "eval": self._last_eval_fields, "eval_metrics": report, "loss": loss,
                 "sft_seconds": round(seconds, 1)}
         path = sftcache.store(cache[0], cache[1], self.policy, tensors, meta)
         if path is not None:
@@ -446,14 +441,11 @@ class Trainer:
             for name, p in self.policy.named_parameters():
                 if p.requires_grad:
                     p.copy_(start.weights[name].to(p.device))
-        version, internal, gauss = meta["data_rng"]
-        self.data_rng.setstate((version, tuple(internal), gauss))
-        torch.set_rng_state(start.rng["torch"])
-        self.sample_gen.set_state(start.rng["sample"])
-        if torch.cuda.is_available():
-            cuda = [start.rng[f"cuda.{i}"] for i in range(torch.cuda.device_count()) if f"cuda.{i}" in start.rng]
-            if len(cuda) == torch.cuda.device_count():
-                torch.cuda.set_rng_state_all(cuda)
+        state = {"python": meta["data_rng"], "torch": start.rng["torch"], "sample": start.rng["sample"]}
+        cuda = [start.rng[f"cuda.{i}"] for i in range(torch.cuda.device_count()) if f"cuda.{i}" in start.rng]
+        if cuda and len(cuda) == torch.cuda.device_count():
+            state["cuda"] = cuda
+        checkpoint.restore_rng(state, self.data_rng, self.sample_gen)
         self.ctx.engine.sync(self.policy)
         self.sft_step = cfg.sft_steps
         log.info("SFT start reused from the cache: %s (trained in %ss when stored)", start.path, meta.get("sft_seconds"))
