@@ -23,7 +23,7 @@ import pickle
 import random
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -56,9 +56,9 @@ def restore_rng(state: dict[str, Any], data_rng: random.Random, sample_gen: torc
 
 
 def save(run: RunDir, *, step: int, phase: str, policy, tokenizer, optimizer, scheduler, rng: dict,
-         trainer_state: dict, ref=None, before_commit: Callable[[Path], None] | None = None) -> str:
-    """Write the checkpoint into `<name>.tmp`; `before_commit(tmp)` may add to it (the ONNX export) before
-    the checksums and the rename make it visible, so whatever it writes is complete whenever the checkpoint is."""
+         trainer_state: dict, ref=None) -> str:
+    """Write the checkpoint into `<name>.tmp`, then its checksums, then rename it into place: a `step_*` folder is
+    complete whenever it exists (its ONNX export is added later, as `onnx.tmp/` renamed to `onnx/`)."""
     tmp = run.checkpoint_tmp(checkpoint_name(step if phase != "sft" else trainer_state["sft_step"], phase))
     try:
         policy.save_pretrained(tmp, safe_serialization=True)
@@ -70,8 +70,6 @@ def save(run: RunDir, *, step: int, phase: str, policy, tokenizer, optimizer, sc
                         "scheduler": scheduler.state_dict() if scheduler is not None else None}, tmp / "optimizer.pt")
         torch.save(rng, tmp / "rng.pt")
         (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "phase": phase, **trainer_state}, indent=2))
-        if before_commit is not None:
-            before_commit(tmp)
         write_checksums(tmp)
     except BaseException as e:  # no half-written step_N.tmp is left behind, whatever stopped the writing
         shutil.rmtree(tmp, ignore_errors=True)
