@@ -71,10 +71,10 @@ async function dialog(page: Rig['page'], text: string, timeoutMs: number): Promi
 /** A dialog's buttons but Cancel, sorted (the order on screen depends on the platform). */
 const buttons = async (box: ReturnType<Rig['page']['locator']>) => (await box.locator('.dialog-buttons .monaco-button').allInnerTexts()).map((t) => t.trim()).filter((b) => b !== 'Cancel').sort();
 
-async function pick(page: Rig['page'], title: string, row: string | RegExp): Promise<void> {
+async function pick(page: Rig['page'], title: string, row: string | RegExp, timeout = 30_000): Promise<void> {
   const box = page.locator('.quick-input-widget', { hasText: title });
-  await box.waitFor({ state: 'visible', timeout: 30_000 });
-  await box.locator('.quick-input-list .monaco-list-row', { hasText: row }).first().click();
+  await box.waitFor({ state: 'visible', timeout });
+  await box.locator('.quick-input-list .monaco-list-row', { hasText: row }).first().click({ timeout });
 }
 
 /** Processes whose command line names `dir` (a trainer the extension started names its --run-dir). */
@@ -175,8 +175,18 @@ test('a run naming user code says which module and file before opening; a run an
   const entry = listRuns(path.join(workspace, 'runs')).find((r) => r.dir === busy);
   assert.equal(entry?.state, 'crashed', 'status.json alone does not show the run as live (its writer is not a grpo command line)');
 
-  await runCommand(page, 'GRPO: Resume Training');
-  await pick(page, 'Resume which run?', 'busy');
+  // The picker can be closed under the click when the window re-renders (a refresh of the Runs view):
+  // open it again until the click lands.
+  await until('the Resume picker takes a click on busy', async () => {
+    try {
+      await runCommand(page, 'GRPO: Resume Training');
+      await pick(page, 'Resume which run?', 'busy', 15_000);
+      return true;
+    } catch {
+      await page.keyboard.press('Escape');
+      return false;
+    }
+  }, 2 * MIN, 500);
   const toast = page.locator('.notifications-toasts .notification-toast', { hasText: 'being written by another process' }).first();
   await toast.waitFor({ state: 'visible', timeout: MIN });
   const said = (await toast.innerText()).replace(/\s+/g, ' ');
