@@ -42,9 +42,9 @@ def _peak_mb() -> float:
 def measure_inspector(checkpoint: str) -> dict:
     import torch
 
-    from grpo import context, inspector
+    from grpo import context, inspector, threads
 
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+    threads.configure()
     ctx, source, _ = context.from_checkpoint(checkpoint, torch.device("cpu"))
     loaded = _peak_mb()
     t0 = time.perf_counter()
@@ -57,9 +57,9 @@ def measure_inspector(checkpoint: str) -> dict:
 def measure_unchunked(checkpoint: str, g: int) -> dict:
     import torch
 
-    from grpo import context, logprobs
+    from grpo import context, logprobs, threads
 
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+    threads.configure()
     ctx, _, _ = context.from_checkpoint(checkpoint, torch.device("cpu"))
     loaded = _peak_mb()
     ids = ctx.prompt_ids(QUESTION)

@@ -371,11 +371,11 @@ def trl_child(spec_path: str, out_path: str) -> int:
     import trl
     from transformers import AutoTokenizer, TrainerCallback
 
-    from grpo import prompts, sft
+    from grpo import prompts, sft, threads
     from grpo.rewards import Rewarder
     from grpo.tasks import ArithTask
 
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))  # as our CLI does
+    threads.configure()
     cfg = config_mod.build_config(spec["config"])
     seed, start = spec["seed"], spec["start"]
     mu = cfg.num_iterations

@@ -67,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
 
-    from grpo import tiny_hf
+    from grpo import threads, tiny_hf
 
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+    threads.configure()
     times: dict[str, list[float]] = {v: [] for v in VARIANTS}
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,5 +1,9 @@
 import sys
 
-from .cli import main
+from . import threads
+
+threads.prepare()  # before anything imports torch: OpenMP reads its wait policy once, when it loads
+
+from .cli import main  # noqa: E402
 
 sys.exit(main())

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import config as config_mod
+from . import config as config_mod, threads
 from .config import ConfigError
 
 log = logging.getLogger("grpo")
@@ -150,7 +150,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from . import protocol
     from .loop import run_training
 
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+    log.info("torch threads: %d (cores this process may use: %d; OMP_WAIT_POLICY=%s)", threads.configure(),
+             threads.usable_cores(), os.environ.get("OMP_WAIT_POLICY", "unset"))
     # Only rank 0 speaks the protocol on stdout, and only to a program (a pipe, a file) or with --stream: a
     # person at a terminal gets the progress bar and the summary, the run directory keeps the record either way.
     speak = distributed.is_main() and (args.stream or not _isatty(sys.__stdout__))
@@ -338,7 +339,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from . import context, inspector, protocol
 
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+    threads.configure()
     try:
         ctx, source, run_dir = context.from_checkpoint(args.checkpoint, user_code=not args.no_user_code)
     except (FileNotFoundError, OSError, ValueError) as e:

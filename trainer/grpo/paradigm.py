@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import methods
+from . import methods, threads
 from .config import build_config
 
 RESULTS = "paradigm.json"  # the results' default name, in the runs' parent folder (the PNG: paradigm.png)
@@ -105,7 +105,7 @@ def _train(cfg, run_dir: Path, method: methods.Method | None) -> int:
     from .loop import run_training
     from .progress import Progress
 
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+    threads.configure()
     with open(os.devnull, "w") as sink:
         return run_training(cfg, run_dir, protocol.Stream(sink), False, Progress(enabled=False), method)
 
