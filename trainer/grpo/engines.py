@@ -56,13 +56,6 @@ def make(setting: str, device: torch.device, dtype: torch.dtype = torch.float32,
     return VLLMEngine(dtype, model_path)
 
 
-def _completion_batch(prompt_ids, prompt_mask, completion: torch.Tensor, eos_id: int) -> rollout.Batch:
-    """Mask every token after the first EOS (the EOS itself counts); no EOS means truncated."""
-    is_eos = completion == eos_id
-    after_eos = (is_eos.long().cumsum(1) - is_eos.long()) > 0
-    return rollout.Batch(prompt_ids, prompt_mask, completion, (~after_eos).long(), ~is_eos.any(1))
-
-
 class KVCacheEngine:
     """Also the base of the other engines: `rollout_model` gives the weights decoding runs on. Decoding is
     bound by reading the weights, so when training keeps float32 weights and the compute dtype is 16-bit,
@@ -177,7 +170,7 @@ class StaticCacheEngine(KVCacheEngine):
             real = (completion != pad_id).any(0).nonzero()
             keep = int(real.max()) + 1 if real.numel() else 1
             completion = completion[:, :keep]
-        return _completion_batch(prompt_ids, prompt_mask, completion, eos_id)
+        return rollout.completion_batch(prompt_ids, prompt_mask, completion, eos_id)
 
 
 class HFGenerateEngine(KVCacheEngine):
@@ -201,7 +194,7 @@ class HFGenerateEngine(KVCacheEngine):
             if seed is not None:
                 torch.manual_seed(seed)
             seq = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, **kwargs)
-        return _completion_batch(prompt_ids, prompt_mask, seq[:, prompt_ids.shape[1]:], eos_id)
+        return rollout.completion_batch(prompt_ids, prompt_mask, seq[:, prompt_ids.shape[1]:], eos_id)
 
 
 class VLLMEngine(KVCacheEngine):
@@ -255,4 +248,4 @@ class VLLMEngine(KVCacheEngine):
         completion = torch.full((len(seqs), width), pad_id, dtype=torch.long)
         for i, s in enumerate(seqs):
             completion[i, :len(s)] = torch.tensor(s, dtype=torch.long)
-        return _completion_batch(prompt_ids, prompt_mask, completion.to(device), eos_id)
+        return rollout.completion_batch(prompt_ids, prompt_mask, completion.to(device), eos_id)

@@ -65,15 +65,28 @@ def _pick(logits: torch.Tensor, temperature: float, top_p: float, generator: tor
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def completion_batch(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion: torch.Tensor,
+                     eos_id: int) -> Batch:
+    """Mask every token after the first EOS (the EOS itself counts); no EOS means truncated."""
+    is_eos = completion == eos_id
+    after_eos = (is_eos.long().cumsum(1) - is_eos.long()) > 0
+    return Batch(prompt_ids, prompt_mask, completion, (~after_eos).long(), ~is_eos.any(1))
+
+
 @torch.no_grad()
 def sample(model, prompts: list[list[int]], *, max_new_tokens: int, eos_id: int, pad_id: int,
            temperature: float = 1.0, top_p: float = 1.0, generator: torch.Generator | None = None,
-           use_cache: bool = True) -> Batch:
-    """Sample one completion per prompt (repeat a prompt G times for a group). temperature 0 is greedy."""
+           use_cache: bool = True, compact_at: float = 0.25) -> Batch:
+    """Sample one completion per prompt (repeat a prompt G times for a group). temperature 0 is greedy.
+
+    Finished rows leave the decode batch (with their rows of the KV cache) once they are `compact_at` of it,
+    so later steps compute only the rows still decoding; compacting at every finish would copy the cache
+    once per finished row. The result is laid out as if every row had decoded to the end."""
     device = next(model.parameters()).device
     prompt_ids, prompt_mask = left_pad(prompts, pad_id, device)
     n = prompt_ids.shape[0]
     out = torch.full((n, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    rows = torch.arange(n, device=device)  # the decode batch's rows, as rows of the whole batch
     done = torch.zeros(n, dtype=torch.bool, device=device)
     ids, mask = prompt_ids, prompt_mask
     cache = DynamicCache() if use_cache else None
@@ -84,22 +97,22 @@ def sample(model, prompts: list[list[int]], *, max_new_tokens: int, eos_id: int,
                        past_key_values=cache, use_cache=use_cache, logits_to_keep=1).logits[:, -1, :]
         token = _pick(logits, temperature, top_p, generator)
         token = torch.where(done, torch.full_like(token, pad_id), token)
-        out[:, t] = token
+        out[rows, t] = token
         written = t + 1
         done = done | (token == eos_id)
-        if bool(done.all()):
+        finished = int(done.sum())
+        if finished == len(rows):
             break
         mask = torch.cat([mask, (~done | (token == eos_id)).long()[:, None]], dim=1)
+        if finished >= compact_at * len(rows):
+            keep = (~done).nonzero().squeeze(1)
+            rows, done, mask, token, ids = rows[keep], done[keep], mask[keep], token[keep], ids[keep]
+            if use_cache:
+                cache.batch_select_indices(keep)
         if use_cache:
             step_input = token[:, None]
             step_pos = positions(mask)[:, -1:]
         else:
-            step_input = torch.cat([ids, out[:, :written]], dim=1)
+            step_input = torch.cat([ids, out[rows, :written]], dim=1)
             step_pos = positions(mask)
-    completion = out[:, :written]
-    is_eos = completion == eos_id
-    # real tokens: everything up to and including the first EOS
-    after_eos = (is_eos.long().cumsum(1) - is_eos.long()) > 0
-    completion_mask = (~after_eos).long()
-    truncated = ~is_eos.any(1)
-    return Batch(prompt_ids, prompt_mask, completion, completion_mask, truncated)
+    return completion_batch(prompt_ids, prompt_mask, out[:, :written], eos_id)

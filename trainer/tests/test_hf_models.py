@@ -90,7 +90,7 @@ def test_engines_agree_with_the_kv_cache_sampler(tiny_dirs, arch):
 
 def test_engine_masks_after_eos():
     ids = torch.tensor([[5, 2, 7, 7], [5, 6, 7, 8]])
-    b = engines._completion_batch(torch.zeros(2, 1, dtype=torch.long), torch.ones(2, 1, dtype=torch.long), ids, eos_id=2)
+    b = rollout.completion_batch(torch.zeros(2, 1, dtype=torch.long), torch.ones(2, 1, dtype=torch.long), ids, eos_id=2)
     assert b.completion_mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]] and b.truncated.tolist() == [False, True]
 
 

@@ -56,3 +56,26 @@ def test_sampled_tokens_score_consistently_with_teacher_forcing():
                                batch.truncated[i:i + 1])
         alone, _ = logprobs.token_logprobs(model, single)
         assert torch.allclose(alone[0], logp[i, :n], atol=1e-5)
+
+
+def test_finished_rows_leave_the_decode_batch_without_changing_any_completion():
+    """Compacting the decode batch (finished rows and their KV-cache rows dropped) is exact: greedy
+    completions equal those of a batch that decodes every row to the end, with and without the cache."""
+    model, tok = models.load(models.BUILTIN, 0, torch.device("cpu"))
+    torch.manual_seed(0)
+    with torch.no_grad():  # large random weights: completions that differ from prompt to prompt
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    prompts = [tok(q)["input_ids"] for q in ("1+2\n", "(9-8)*7+1\n", "3*3\n", "12-4+2\n", "7\n", "8*(1+2)\n",
+                                             "99\n", "(1)\n")]
+    full = rollout.sample(model, prompts, max_new_tokens=24, eos_id=-1, pad_id=tok.pad_token_id, temperature=0)
+    eos = int(full.completion_ids.flatten().mode().values)  # an "EOS" that rows reach at different steps
+    finish = {int((row == eos).nonzero()[0]) if (row == eos).any() else None for row in full.completion_ids}
+    assert len(finish) >= 3
+    ref = rollout.sample(model, prompts, max_new_tokens=24, eos_id=eos, pad_id=tok.pad_token_id, temperature=0,
+                         compact_at=2.0)  # never compacts
+    for use_cache in (True, False):
+        got = rollout.sample(model, prompts, max_new_tokens=24, eos_id=eos, pad_id=tok.pad_token_id,
+                             temperature=0, use_cache=use_cache, compact_at=0.01)  # compacts at every finish
+        assert torch.equal(got.completion_ids, ref.completion_ids)
+        assert torch.equal(got.completion_mask, ref.completion_mask) and torch.equal(got.truncated, ref.truncated)
