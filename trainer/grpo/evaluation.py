@@ -152,7 +152,7 @@ def evaluate(model, tokenizer, rows: list[dict], max_new_tokens: int, *, prompt_
     report = Report(accuracy=acc, n=len(rows), greedy_texts=greedy)
     if samples <= 0 or not rows:
         return report
-    prompts = [sft.encode(tokenizer, prompt_fn(r["question"])) for r in rows]
+    prompts = sft.encode_many(tokenizer, [prompt_fn(r["question"]) for r in rows])
     flat = sft.complete(model, tokenizer, [p for p in prompts for _ in range(samples)], max_new_tokens,
                         temperature=temperature, top_p=top_p, generator=generator, engine=engine,
                         batch_size=max(1, batch_size // samples) * samples, should_stop=should_stop)
