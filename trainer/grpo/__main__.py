@@ -2,7 +2,7 @@ import sys
 
 from . import threads
 
-threads.prepare()  # before anything imports torch: OpenMP reads its wait policy once, when it loads
+threads.prepare()  # before anything imports torch: OpenMP reads its settings once, when it loads
 
 from .cli import main  # noqa: E402
 

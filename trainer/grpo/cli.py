@@ -150,8 +150,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from . import protocol
     from .loop import run_training
 
-    log.info("torch threads: %d (cores this process may use: %d; OMP_WAIT_POLICY=%s)", threads.configure(),
-             threads.usable_cores(), os.environ.get("OMP_WAIT_POLICY", "unset"))
+    log.info("torch threads: %d (cores this process may use: %d; %s)", threads.configure(), threads.usable_cores(),
+             threads.describe())
     # Only rank 0 speaks the protocol on stdout, and only to a program (a pipe, a file) or with --stream: a
     # person at a terminal gets the progress bar and the summary, the run directory keeps the record either way.
     speak = distributed.is_main() and (args.stream or not _isatty(sys.__stdout__))

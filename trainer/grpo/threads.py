@@ -1,15 +1,17 @@
 """CPU threads, chosen for the machine the process runs on.
 
-Two facts measured on a 2-core machine (bench/results/step-profile-cpu.json names them):
-- OpenMP's default wait policy spins a thread while it waits for work. When another process wants the same
-  cores (a second training run, the inspector's server beside a run, a test), the spinning threads of both
-  steal each other's time slices: one SFT step went from 65 ms to 3.5 s with two such processes side by side.
-  A passive wait (the thread sleeps) keeps that at 147 ms, for 5–15% of a step when the machine is idle.
+Measured on this project's 2-core machine, one SFT step of the default (docs/performance.md):
+- OpenMP's default wait spins a waiting thread for a long while. When another process wants the same cores (a
+  second run, the inspector's server beside a run, a test), the spinning threads of both steal each other's
+  time slices: two such processes side by side took 3.5 s a step instead of 70 ms (a plain busy loop beside
+  one: 234 ms). A passive wait (the thread sleeps at once) keeps that at 146 ms, but costs 5-15% on an idle
+  machine, where a step is a few hundred short parallel regions. A short spin (GOMP_SPINCOUNT=1000, about a
+  microsecond) costs nothing measurable when idle and gives 170 ms side by side (158 ms beside a busy loop).
 - torch's default thread count is the machine's cores, not the cores this process may use: a container's
   CPU quota or a `taskset` is ignored, and every extra thread only waits.
 
-`prepare()` runs before torch is imported (the wait policy is read once, when OpenMP loads); `configure()`
-after. A user's own OMP_WAIT_POLICY or OMP_NUM_THREADS is kept.
+`prepare()` runs before torch is imported (OpenMP reads its settings once, when it loads); `configure()`
+after. A user's own OMP_WAIT_POLICY, GOMP_SPINCOUNT, KMP_BLOCKTIME or OMP_NUM_THREADS is kept.
 """
 
 from __future__ import annotations
@@ -19,9 +21,23 @@ import os
 from pathlib import Path
 
 
+SPIN = {"GOMP_SPINCOUNT": "1000",  # GNU OpenMP (torch's Linux wheels): spin iterations before sleeping
+        "KMP_BLOCKTIME": "1"}        # LLVM/Intel OpenMP (macOS wheels): milliseconds before sleeping
+
+
 def prepare() -> None:
-    """Ask OpenMP for a passive wait, unless the user chose otherwise. Call before `import torch`."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    """Ask OpenMP for a short spin before a waiting thread sleeps, unless the user chose a wait policy. Call
+    before `import torch`."""
+    if "OMP_WAIT_POLICY" in os.environ:
+        return
+    for key, value in SPIN.items():
+        os.environ.setdefault(key, value)
+
+
+def describe() -> str:
+    """The wait settings in force, for the log."""
+    keys = ("OMP_WAIT_POLICY", *SPIN, "OMP_NUM_THREADS")
+    return ", ".join(f"{k}={os.environ[k]}" for k in keys if k in os.environ) or "OpenMP defaults"
 
 
 def _cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:

@@ -1,5 +1,5 @@
-"""The trainer's CPU threads: a passive OpenMP wait unless the user chose, and as many threads as the cores
-this process may use (its affinity, capped by a cgroup CPU quota)."""
+"""The trainer's CPU threads: a short OpenMP spin unless the user chose a wait, and as many threads as the
+cores this process may use (its affinity, capped by a cgroup CPU quota)."""
 
 import os
 import subprocess
@@ -30,18 +30,22 @@ def test_cgroup_v1_quota_and_no_cgroup_at_all(tmp_path):
 
 
 def _child(code: str, **env: str) -> str:
-    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
     return subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
                           check=True).stdout.strip()
 
 
-def test_the_trainer_entry_point_asks_for_a_passive_wait_before_torch_loads_and_keeps_the_users_choice():
+def test_the_trainer_entry_point_asks_for_a_short_spin_before_torch_loads_and_keeps_the_users_choice():
     code = ("import sys, runpy; sys.argv = ['grpo', '--help']\n"
             "try:\n    runpy.run_module('grpo', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-            "import os; print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
-    assert _child(code, PYTHONPATH=os.environ.get("PYTHONPATH", "")).splitlines()[-1] == "PASSIVE False"
-    assert _child(code, PYTHONPATH=os.environ.get("PYTHONPATH", ""), OMP_WAIT_POLICY="ACTIVE").splitlines()[-1] \
-        == "ACTIVE False"
+            "import os; print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('KMP_BLOCKTIME'), "
+            "os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
+    path = os.environ.get("PYTHONPATH", "")
+    assert _child(code, PYTHONPATH=path).splitlines()[-1] == "1000 1 None False"
+    assert _child(code, PYTHONPATH=path, GOMP_SPINCOUNT="50").splitlines()[-1] == "50 1 None False"
+    # a wait policy of the user's own: no spin count is added beside it
+    assert _child(code, PYTHONPATH=path, OMP_WAIT_POLICY="PASSIVE").splitlines()[-1] == "None None PASSIVE False"
 
 
 def test_configure_uses_the_usable_cores_unless_omp_num_threads_says():
