@@ -44,12 +44,12 @@ class Config:
                               minimum=1, maximum=8)
 
     # Supervised warm-up (the paper's SFT stage; 0 skips it)
-    sft_steps: int = _opt(3000, "SFT optimizer steps on worked solutions before GRPO", minimum=0)
+    sft_steps: int = _opt(2000, "SFT optimizer steps on worked solutions before GRPO", minimum=0)
     sft_batch_size: int = _opt(64, "SFT sequences per step", minimum=1)
     sft_learning_rate: float = _opt(5e-3, "SFT learning rate", minimum=0, exclusive_min=True)
     sft_direct_fraction: float = _opt(0.3, "fraction of SFT targets that are a direct answer ('#### N') instead "
                                       "of a worked solution (tasks that have both)", minimum=0, maximum=1)
-    sft_direct_weight: float = _opt(4.0, "loss weight of a direct-answer SFT target (worked ones weigh 1)",
+    sft_direct_weight: float = _opt(2.5, "loss weight of a direct-answer SFT target (worked ones weigh 1)",
                                     minimum=0, exclusive_min=True)
     sft_direct_weighting: str = _opt("first_token", "where sft_direct_weight applies: every token of a direct answer "
                                      "(sequence), or only its first token, the one that chooses the answer's "
@@ -136,8 +136,8 @@ class Config:
     eval_sampled_steps: int = _opt(0, "also compute pass@k / maj@k every N steps (0: only at the start and the "
                                    "end; each costs eval_size × eval_samples completions)", minimum=0)
     save_steps: int = _opt(50, "GRPO checkpoint every N steps (0: only at the start and the end)", minimum=0)
-    # 500 SFT steps are about 40 s of the default SFT on 2 CPU cores (about 12 steps a second): what a SIGKILL
-    # can lose; an SFT checkpoint (no ONNX export) takes well under a second, so 6 of them cost nothing
+    # 500 SFT steps are about 30 s of the default SFT on 2 CPU cores (about 17 steps a second): what a SIGKILL
+    # can lose; an SFT checkpoint (no ONNX export) takes well under a second, so 4 of them cost nothing
     sft_save_steps: int = _opt(500, "SFT checkpoint (for resuming) every N SFT steps (0: only when SFT ends); a "
                                "stop request saves at once either way", minimum=0)
     # 5 keeps the default run's directory near 25 MB (a checkpoint is about 6 MB with its optimizer state)

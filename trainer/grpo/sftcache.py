@@ -39,7 +39,7 @@ log = logging.getLogger("grpo")
 
 # Bump when the SFT code changes what it trains or how the start is evaluated (loop.Trainer._sft, sft.py, the
 # tasks' sft_example/questions, the optimizer or schedule SFT uses, evaluation.py): old entries are then missed.
-SFT_VERSION = 1
+SFT_VERSION = 2  # 2: finished rows leave the decode batch (the start evaluation draws other random numbers)
 
 # Settings SFT and its end evaluation never read (checked in loop.Trainer._sft, sft.py, context.evaluate and
 # tasks/*.py): changing them keeps the cached start. Everything else is in the key.
