@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import importlib.util
 import json
+import logging
 import math
 import os
 import pickle
@@ -27,9 +29,13 @@ from typing import Any
 
 import torch
 
-from .rundir import LinkRefused, RunDir, checkpoint_name, latest_checkpoint, list_checkpoints, read_json_file
+from .rundir import LinkRefused, RunDir, checkpoint_name, latest_checkpoint, list_checkpoints, prune_checkpoints, \
+    read_json_file
 
 CHECKSUMS = "checksums.json"
+
+
+log = logging.getLogger("grpo")
 
 
 class CheckpointError(ValueError):
@@ -264,3 +270,78 @@ def load_rng(path: Path) -> dict | None:
     if not isinstance(state, dict):
         raise CheckpointError(f"{f}: damaged (not a table of random states)")
     return state
+
+
+def continue_training(ckpt: Path, optimizer, scheduler, data_rng: random.Random, sample_gen: torch.Generator,
+                      rank: int = 0, world: int = 1) -> str | None:
+    """Continue a phase where `ckpt` left it: optimizer, scheduler and random streams (a multi-process run's
+    per rank). Returns why the random streams were not restored, or None."""
+    load_optimizer(ckpt, optimizer, scheduler)
+    try:
+        rng = load_rng(ckpt)
+    except CheckpointError as e:  # e.g. an rng.pt that would need unpickling: never run it
+        return str(e)
+    if rng and "per_rank" in rng:
+        rng = rng["per_rank"][rank] if len(rng["per_rank"]) == world else None
+    if rng:
+        restore_rng(rng, data_rng, sample_gen)
+    return None
+
+
+class Saver:
+    """A run's checkpoints as training makes them: saved (`save`), pruned to `save_total_limit` (step_000000,
+    the newest and any in use are kept), and the step_* ones, which the editor opens, exported to ONNX in the
+    background (onnx_export.Background; models up to MAX_AUTO_PARAMETERS with fast tokenizers). A failed export
+    is a warning event and leaves no onnx/; training goes on."""
+
+    def __init__(self, run: RunDir, cfg):
+        from . import onnx_export
+
+        self.run, self.cfg = run, cfg
+        self.onnx_skip: str | None = None if cfg.onnx_export else "onnx_export is off"
+        self.exports = onnx_export.Background(self._export_failed)
+        self._step = 0  # of the last save: the step export warnings are recorded at
+
+    def save(self, *, phase: str, step: int, sft_step: int, ctx, optimizer, scheduler, rng: dict,
+             trainer_state: dict, ref, keep: set[str]) -> str:
+        """One checkpoint; status.json names it with the steps it holds (written when it commits)."""
+        self._step = step
+        self.run.status.update(step=step, sft_step=sft_step)
+        self.exports.cancel(checkpoint_name(step if phase != "sft" else sft_step, phase))
+        rel = save(self.run, step=step, phase=phase, policy=ctx.policy, tokenizer=ctx.tokenizer, optimizer=optimizer,
+                   scheduler=scheduler, rng=rng, trainer_state=trainer_state, ref=ref)
+        if phase == "grpo":  # only step_* checkpoints are opened by the editor (never sft_*)
+            self.queue_export(self.run.path / rel, ctx)
+        gone = prune_checkpoints(self.run.path, self.cfg.save_total_limit, self.exports.busy() | keep)
+        if gone:
+            log.info("save_total_limit=%d: removed %s", self.cfg.save_total_limit, ", ".join(gone))
+        return rel
+
+    def queue_export(self, ckpt: Path, ctx) -> None:
+        """onnx/ beside a step_* checkpoint, made in the background, unless the model cannot have one."""
+        from . import onnx_export
+
+        if self.onnx_skip is None:
+            n = onnx_export.num_parameters(ctx.policy)
+            if n > onnx_export.MAX_AUTO_PARAMETERS:
+                self.onnx_skip = f"{n:,} parameters, over the {onnx_export.MAX_AUTO_PARAMETERS:,} limit"
+            elif onnx_export.tokenizer_kind(ctx.tokenizer) == "slow":
+                self.onnx_skip = "the tokenizer is a slow (Python-only) one"
+            elif importlib.util.find_spec("onnxscript") is None:
+                self.onnx_skip = "the 'onnxscript' package is missing (pip install -r trainer/requirements.txt)"
+            if self.onnx_skip:
+                log.info("no ONNX export beside checkpoints: %s", self.onnx_skip)
+        if self.onnx_skip is None:
+            self.exports.submit(ckpt)
+
+    def export_missing(self, latest: Path | None, ctx) -> None:
+        """On resume: the exports a kill cut short (the start's, the newest checkpoint's) are made again."""
+        from . import onnx_export
+
+        for ckpt in {self.run.path / "checkpoints" / "step_000000", latest} - {None}:
+            if ckpt.name.startswith("step_") and ckpt.is_dir() and not (ckpt / onnx_export.ONNX_DIR).is_dir():
+                self.queue_export(ckpt, ctx)
+
+    def _export_failed(self, message: str) -> None:
+        log.warning("%s", message)
+        self.run.event("warning", self._step, code="onnx_export", message=message)

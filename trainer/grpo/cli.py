@@ -303,7 +303,7 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     if args.worker:  # the trainer's background exporter (onnx_export.Background): jobs on stdin
         answers = sys.stdout
         sys.stdout = sys.stderr  # stray prints must never reach the answers
-        return onnx_export.worker_main(sys.stdin, answers)
+        return onnx_export.worker_main(sys.stdin, answers, context.from_checkpoint)
     if not args.checkpoint or not args.out:
         return _fail("export-onnx needs --checkpoint and --out")
 

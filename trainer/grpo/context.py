@@ -49,19 +49,6 @@ class Source:
                 **extra}
 
 
-@dataclass
-class Group:
-    """G completions for each of some questions, rewarded, with the advantages training optimises."""
-
-    rows: list[dict]              # question, answer (None: unknown), prompt (text)
-    batch: rollout.Batch
-    texts: list[str]
-    scored: Scored
-    advantages: torch.Tensor      # [N] (outcome) or [N, T] (process)
-    seq_adv: torch.Tensor         # [N]
-    step_ends: list | None        # token index of each step's end (process supervision)
-
-
 @contextlib.contextmanager
 def eval_mode(*modules) -> Iterator[None]:
     """Sampling and scoring in eval mode, under no_grad; the previous modes are restored."""
@@ -108,6 +95,25 @@ class PolicyContext:
     def prompt_ids(self, question: str) -> list[int]:
         return sft.encode(self.tokenizer, self.prompt(question))
 
+    def questions(self, rng, n: int) -> tuple[list[dict], list[list[int]], int]:
+        """`n` task rows with their prompts (text in the row, and ids), and how many drawn questions were
+        skipped for a prompt longer than max_prompt_length. A file's rows were checked once at set-up
+        (Task.fit_prompts); a question a task makes as it is drawn is checked here."""
+        limit = self.settings.max_prompt_length
+        rows, prompt_ids, skipped = [], [], 0
+        while len(rows) < n:
+            for r in self.task.questions(rng, n - len(rows)):
+                text = self.prompt(r["question"])
+                ids = sft.encode(self.tokenizer, text)
+                if len(ids) > limit:
+                    skipped += 1
+                    if skipped > 100 * n:
+                        raise ValueError("setting 'max_prompt_length': every prompt is longer than it")
+                    continue
+                rows.append({**r, "prompt": text})
+                prompt_ids.append(ids)
+        return rows, prompt_ids, skipped
+
     def prompt_lengths(self, questions: list[str], batch: int = 256) -> list[int]:
         """Tokens in each question's prompt, encoded a batch at a time (a task's rows, checked at set-up)."""
         out: list[int] = []
@@ -127,7 +133,7 @@ class PolicyContext:
                                         generator=generator)
 
     def roll_out(self, rows: list[dict], prompt_ids: list[list[int]], G: int, generator: torch.Generator | None,
-                 temperature: float | None = None, max_new_tokens: int | None = None, model=None) -> Group:
+                 temperature: float | None = None, max_new_tokens: int | None = None, model=None) -> groups.Group:
         """G completions of each row's prompt (from the policy, or `model`), rewarded, with advantages: a GRPO
         step's collect. A row whose answer is None (a question from outside the task) gets reward 0."""
         s, tok = self.settings, self.tokenizer
@@ -148,7 +154,7 @@ class PolicyContext:
         else:
             scored = self.rewarder(questions, texts, answers)
         advantages, seq_adv, ends = groups.compute_advantages(tok, batch, scored, G, s.reward, s.scale_rewards)
-        return Group(rows, batch, texts, scored, advantages, seq_adv, ends)
+        return groups.Group(rows, batch, texts, scored, advantages, seq_adv, ends)
 
     # ------------------------------------------------------------------------------------------ score
     @contextlib.contextmanager
@@ -161,6 +167,13 @@ class PolicyContext:
                 yield self.policy
         else:
             yield self.policy
+
+    def score_group(self, group: groups.Group, temperature: float, with_old: bool) -> None:
+        """π_ref's log-probs of a group's completions (and π_old's, the policy before any update, when
+        `with_old`: μ > 1 or a method that needs them), no gradients, into the group."""
+        if with_old:
+            group.old_logp = self.score(group.batch, temperature)[0]
+        group.ref_logp = self.score(group.batch, temperature, reference=True)[0]
 
     def score(self, batch: rollout.Batch, temperature: float, *, reference: bool = False, with_entropy: bool = False,
               chunk_tokens: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -1,4 +1,5 @@
-"""A sampled group's rewards become advantages and a record: the same functions for training and inspection.
+"""Sampled groups: `Group` (completions, rewards, advantages and, as a step computes them, log-probs), their
+advantages, and their record: the same code for training, inspection and the TRL bridge.
 
 `compute_advantages` is exactly what a GRPO step optimises with; `group_record` is the samples.jsonl record
 (docs/run-directory.md) that `grpo sample`, `serve` and live requests answer with too.
@@ -6,10 +7,37 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from . import algorithm
 from .records import GroupRecord
+from .rewards import Scored
+from .rollout import Batch
+
+
+@dataclass
+class Group:
+    """G completions for each of some questions (`rows`: question, answer or None, prompt text), rewarded,
+    with the advantages (or a method's gradient coefficients) training optimises. The per-token log-probs
+    and entropy [N, C] are filled in as a step (or an inspection) computes them."""
+
+    rows: list[dict]
+    batch: Batch
+    texts: list[str]
+    scored: Scored
+    advantages: torch.Tensor                 # [N] (outcome) or [N, C] (process, coefficients)
+    seq_adv: torch.Tensor                    # [N]: one value per completion
+    step_ends: list | None = None            # token index of each step's end (process supervision)
+    ref_logp: torch.Tensor | None = None     # π_ref
+    old_logp: torch.Tensor | None = None     # π_old, when computed (μ > 1, PPO's reward)
+    logp: torch.Tensor | None = None         # π_θ in the first update (π_ref's if none ran)
+    entropy: torch.Tensor | None = None
+
+    @property
+    def G(self) -> int:
+        return len(self.texts) // max(1, len(self.rows))
 
 
 def char_to_token_ends(tokenizer, completion_ids: list[int], char_ends: list[int]) -> list[int]:
@@ -48,29 +76,34 @@ def compute_advantages(tokenizer, batch, scored, G: int, supervision: str, scale
     return advantages, seq_adv, step_ends_tok
 
 
-def group_record(tokenizer, step: int, row: dict, idx: range, batch, texts, scored, seq_adv, advantages, logp,
-                 old_logp, ref_logp, entropy, step_ends_tok) -> GroupRecord:
-    """One whole group (completions `idx` of the batch; `row` has its question, answer and prompt text) with
-    per-token arrays: a samples.jsonl record, also what `grpo sample` prints and the inspector shows."""
-    old = logp if old_logp is None else old_logp
-    kl = algorithm.kl_k3(logp, ref_logp)
-    adv_tok = advantages if advantages.dim() == 2 else advantages[:, None].expand_as(logp)
+def group_record(tokenizer, step: int, group: Group, question: int = 0) -> GroupRecord:
+    """The G completions of `group.rows[question]` with per-token arrays (log-probs under the policy, π_old
+    and π_ref, k3 KL, advantage, entropy; the group's log-probs must be filled in): a samples.jsonl record,
+    also what `grpo sample` prints and the inspector shows."""
+    G, batch, scored = group.G, group.batch, group.scored
+    idx = range(question * G, (question + 1) * G)
+    row, logp = group.rows[question], group.logp
+    old = logp if group.old_logp is None else group.old_logp
+    kl = algorithm.kl_k3(logp, group.ref_logp)
+    adv_tok = group.advantages if group.advantages.dim() == 2 else group.advantages[:, None].expand_as(logp)
+    entropy = group.entropy if group.entropy is not None else torch.zeros_like(logp)
     per_token = []
     for i in idx:
         n = int(batch.lengths[i])
         ids = batch.completion_ids[i, :n].tolist()
         r6 = lambda t: [round(float(x), 6) for x in t[i, :n].tolist()]  # noqa: E731
         per_token.append({"text": tokenizer.convert_ids_to_tokens(ids), "logp": r6(logp), "old_logp": r6(old),
-                          "ref_logp": r6(ref_logp), "kl": r6(kl), "advantage": r6(adv_tok), "entropy": r6(entropy)})
+                          "ref_logp": r6(group.ref_logp), "kl": r6(kl), "advantage": r6(adv_tok),
+                          "entropy": r6(entropy)})
     rec: GroupRecord = {
         "step": step, "question": row["question"], "answer": row["answer"],
         "prompt": row["prompt"],
-        "completions": [texts[i] for i in idx], "rewards": [scored.rewards[i] for i in idx],
+        "completions": [group.texts[i] for i in idx], "rewards": [scored.rewards[i] for i in idx],
         "correct": [scored.correct[i] for i in idx],
-        "advantages": [round(float(seq_adv[i]), 6) for i in idx],
+        "advantages": [round(float(group.seq_adv[i]), 6) for i in idx],
         "truncated": [bool(batch.truncated[i]) for i in idx], "tokens": per_token,
     }
     if scored.step_rewards:
         rec["step_rewards"] = [scored.step_rewards[i] for i in idx]
-        rec["step_ends"] = [step_ends_tok[i] for i in idx]
+        rec["step_ends"] = [group.step_ends[i] for i in idx]
     return rec

@@ -14,14 +14,13 @@ failure becomes an `ok: false` answer. Scoring is chunked (`PolicyContext.inspec
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 from typing import IO, Any
 
 import torch
 
-from . import algorithm, groups, models, protocol, rollout, sft
+from . import algorithm, groups, models, protocol, records, rollout, sft
 from .context import PolicyContext, Source, eval_mode
 from .records import CompareResult, GroupRecord, ScoreResult
 
@@ -32,7 +31,6 @@ MAX_GENERATIONS = 256
 # generate at most this many tokens (num_generations × max_completion_length), or one group of the run's own
 # settings when that is more: a larger one would leave everything else waiting for minutes.
 MAX_REQUEST_TOKENS = 8192
-_NUMBER = (int, float)
 
 
 class RequestError(ValueError):
@@ -40,39 +38,26 @@ class RequestError(ValueError):
 
 
 # --------------------------------------------------------------------------------------- parameters
-_PARAMS: dict[str, dict[str, tuple[tuple[type, ...], bool, str]]] = {
-    # name: (accepted types, required, type in words)
-    protocol.SAMPLE_GROUP: {
-        "question": ((str,), True, "a string"), "answer": ((str, type(None)), False, "a string or null"),
-        "num_generations": ((int,), False, "a whole number"), "temperature": (_NUMBER, False, "a number"),
-        "max_completion_length": ((int,), False, "a whole number"), "seed": ((int,), False, "a whole number"),
-    },
-    protocol.SCORE: {"text": ((str,), True, "a string"), "prompt": ((str,), False, "a string")},
-    protocol.COMPARE: {
-        "question": ((str,), True, "a string"), "max_completion_length": ((int,), False, "a whole number"),
-        "temperature": (_NUMBER, False, "a number"), "seed": ((int,), False, "a whole number"),
-    },
-}
 _ENVELOPE = ("v", "type", "id")
 
 
 def params_of(msg: dict[str, Any]) -> dict[str, Any]:
-    """The request's parameters, checked against its type: unknown names and wrong types are named."""
-    spec = _PARAMS[msg["type"]]
-    out = {}
-    for name, value in msg.items():
-        if name in _ENVELOPE:
-            continue
-        if name not in spec:
-            raise RequestError(f"unknown parameter {name!r} for {msg['type']} (it takes {', '.join(spec)})")
-        types, _, words = spec[name]
-        if isinstance(value, bool) or not isinstance(value, types):
-            raise RequestError(f"parameter {name!r} must be {words}, got {json.dumps(value)[:40]}")
-        out[name] = value
-    for name, (_, required, _) in spec.items():
-        if required and name not in out:
+    """The request's parameters, checked with the record that defines them (records.INSPECT, the same schema
+    the extension's guards use): unknown names, missing and mistyped parameters are named."""
+    record = records.INSPECT[msg["type"]][0].__name__
+    fields = records.schema()["records"][record]["fields"]
+    names = [f["name"] for f in fields]
+    params = {k: v for k, v in msg.items() if k not in _ENVELOPE}
+    for name in params:
+        if name not in names:
+            raise RequestError(f"unknown parameter {name!r} for {msg['type']} (it takes {', '.join(names)})")
+    for problem in records.validate(record, params):
+        where, _, what = problem.partition(": ")
+        name = where.split(".", 1)[1].split(" ", 1)[0]
+        if where.endswith(" is missing"):
             raise RequestError(f"{msg['type']} needs the parameter {name!r}")
-    return out
+        raise RequestError(f"parameter {name!r}: {what}")
+    return params
 
 
 def _int_in(name: str, value: int, lo: int, hi: int) -> int:
@@ -140,9 +125,10 @@ def sample_group(ctx: PolicyContext, question: str, answer: str | None, *, num_g
             raise RequestError(f"process rewards need a question the task checks step by step: {e}") from None
     row = {"question": question, "answer": answer, "prompt": text}
     group = ctx.roll_out([row], [ids], G, generator, temperature=temperature, max_new_tokens=max_new_tokens)
-    batch, scored, ends = group.batch, group.scored, group.step_ends
+    batch, scored = group.batch, group.scored
     logp, entropy = ctx.score(batch, temperature, with_entropy=True, chunk_tokens=ctx.inspect_chunk)
     ref_logp, _ = ctx.score(batch, temperature, reference=True, chunk_tokens=ctx.inspect_chunk)
+    group.logp, group.entropy, group.ref_logp = logp.cpu(), entropy.cpu(), ref_logp.cpu()
     if not scored.step_rewards and ctx.task.has_steps:
         try:
             per = [ctx.task.steps(question, t) for t in group.texts]
@@ -152,11 +138,9 @@ def sample_group(ctx: PolicyContext, question: str, answer: str | None, *, num_g
             scored.step_rewards = [rs for rs, _ in per]
             scored.step_ends = [e for _, e in per]
             ids_ = batch.completion_ids.tolist()
-            ends = [groups.char_to_token_ends(ctx.tokenizer, ids_[i][: int(batch.lengths[i])], scored.step_ends[i])
-                    for i in range(G)]
-    rec = groups.group_record(ctx.tokenizer, step if step is not None else -1, row, range(G), batch, group.texts,
-                              scored, group.seq_adv, group.advantages, logp.cpu(), None, ref_logp.cpu(),
-                              entropy.cpu(), ends)
+            group.step_ends = [groups.char_to_token_ends(ctx.tokenizer, ids_[i][: int(batch.lengths[i])],
+                                                         scored.step_ends[i]) for i in range(G)]
+    rec = groups.group_record(ctx.tokenizer, step if step is not None else -1, group)
     if scored.errors:
         rec["reward_errors"] = scored.errors
     return rec

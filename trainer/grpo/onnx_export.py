@@ -288,13 +288,13 @@ IDLE_FACTOR = 3.0  # the worker exports at most a quarter of the time, but for t
 ONNX_DIR = "onnx"
 
 
-def export_checkpoint(exporter: "Exporter", ckpt: Path, out: Path) -> dict[str, Any]:
+def export_checkpoint(exporter: "Exporter", ckpt: Path, out: Path, load) -> dict[str, Any]:
     """Export a run's checkpoint (policy and the reference in force for it) into `out`, as the trainer did
     in-process: the manifest names it `checkpoints/<name>`, the tokenizer description carries the run's
-    max_prompt_length. No user code is imported (the task and reward are not needed)."""
-    from . import context
-
-    ctx, source, run_dir = context.from_checkpoint(ckpt, torch.device("cpu"), user_code=False)
+    max_prompt_length. `load`: context.from_checkpoint (given by the command, so that this module, which the
+    checkpoint saver imports, imports no policy context), called without user code (the task and reward are
+    not needed)."""
+    ctx, source, run_dir = load(ckpt, torch.device("cpu"), user_code=False)
     name = Path(source.checkpoint).name
     return exporter.export(out, ctx.policy, ctx.reference if ctx.reference is not None else ctx.policy,
                            ctx.tokenizer, step=source.step, checkpoint=f"checkpoints/{name}",
@@ -302,9 +302,9 @@ def export_checkpoint(exporter: "Exporter", ckpt: Path, out: Path) -> dict[str, 
                            final_dir=Path(ckpt) / ONNX_DIR)
 
 
-def worker_main(stdin, stdout) -> int:
+def worker_main(stdin, stdout, load) -> int:
     """`export-onnx --worker`: one JSON job a line ({"checkpoint": path}) → one JSON answer a line
-    ({"checkpoint", "ok", "error", "seconds"}), until stdin closes."""
+    ({"checkpoint", "ok", "error", "seconds"}), until stdin closes. `load`: as export_checkpoint's."""
     import time
 
     torch.set_num_threads(1)  # the other core(s) train
@@ -322,7 +322,7 @@ def worker_main(stdin, stdout) -> int:
         answer: dict[str, Any] = {"checkpoint": str(ckpt)}
         try:
             shutil.rmtree(out, ignore_errors=True)
-            export_checkpoint(exporter, ckpt, out)
+            export_checkpoint(exporter, ckpt, out, load)
             answer["ok"] = True
         except Exception as e:  # noqa: BLE001 - reported to the trainer, which warns and trains on
             shutil.rmtree(out, ignore_errors=True)

@@ -223,3 +223,25 @@ def store(k: str, inputs: dict[str, Any], policy, rng: dict[str, torch.Tensor], 
         return None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def store_start(k: str, inputs: dict[str, Any], policy, data_rng, sample_gen, meta: dict[str, Any]) -> Path | None:
+    """`store` with a run's random streams as a checkpoint saves them (checkpoint.rng_state), split into
+    tensors (safetensors) and the data stream's state (JSON, in the meta)."""
+    state = checkpoint.rng_state(data_rng, sample_gen)
+    tensors = {"torch": state["torch"], "sample": state["sample"],
+               **{f"cuda.{i}": t for i, t in enumerate(state.get("cuda", []))}}
+    return store(k, inputs, policy, tensors, {"data_rng": state["python"], **meta})
+
+
+def restore_start(start: Start, policy, data_rng, sample_gen) -> None:
+    """A cached start's weights into `policy` and its random streams into the run's."""
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            if p.requires_grad:
+                p.copy_(start.weights[name].to(p.device))
+    state = {"python": start.meta["data_rng"], "torch": start.rng["torch"], "sample": start.rng["sample"]}
+    cuda = [start.rng[f"cuda.{i}"] for i in range(torch.cuda.device_count()) if f"cuda.{i}" in start.rng]
+    if cuda and len(cuda) == torch.cuda.device_count():
+        state["cuda"] = cuda
+    checkpoint.restore_rng(state, data_rng, sample_gen)

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from .. import logprobs, models, protocol
-from ..groups import group_record  # the one definition of a logged group
+from ..groups import Group, group_record  # the one definition of a logged group
 from ..rewards import Scored
 from ..rollout import Batch
 from ..rundir import RunDir
@@ -206,9 +206,10 @@ class Attachment:
         texts = tok.batch_decode([ids[:n] for ids, n in zip(c_ids.tolist(), lens)], skip_special_tokens=True)
         row = {"question": _question(inputs[0].get("prompt")), "answer": _answer(inputs[0]),
                "prompt": tok.decode(p_ids[0][p_mask[0].bool()].tolist(), skip_special_tokens=False)}
-        rec = group_record(tok, step, row, range(G), batch, texts, Scored(rewards, [False] * G), seq_adv.cpu(),
-                           advantages, logp.float().cpu(), None if old is None else old[rows].float().cpu(),
-                           ref_logp.float().cpu(), entropy.float().cpu(), None)
+        group = Group([row], batch, texts, Scored(rewards, [False] * G), advantages, seq_adv.cpu(),
+                      ref_logp=ref_logp.float().cpu(), old_logp=None if old is None else old[rows].float().cpu(),
+                      logp=logp.float().cpu(), entropy=entropy.float().cpu())
+        rec = group_record(tok, step, group)
         rec.pop("correct")  # TRL's rewards have no notion of a right answer
         rec["reward_functions"] = per_function
         self.run.samples(rec)
