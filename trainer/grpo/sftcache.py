@@ -37,11 +37,11 @@ from . import checkpoint, models
 
 log = logging.getLogger("grpo")
 
-# Bump when the SFT code changes what it trains or how the start is evaluated (loop.Trainer._sft, sft.py, the
+# Bump when the SFT code changes what it trains or how the start is evaluated (sftstage.py, sft.py, the
 # tasks' sft_example/questions, the optimizer or schedule SFT uses, evaluation.py): old entries are then missed.
 SFT_VERSION = 2  # 2: finished rows leave the decode batch (the start evaluation draws other random numbers)
 
-# Settings SFT and its end evaluation never read (checked in loop.Trainer._sft, sft.py, context.evaluate and
+# Settings SFT and its end evaluation never read (checked in sftstage.py, sft.py, context.evaluate and
 # tasks/*.py): changing them keeps the cached start. Everything else is in the key.
 GRPO_ONLY = frozenset({
     "max_steps", "num_generations", "questions_per_step", "learning_rate", "lr_scheduler_type", "warmup_steps",

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,12 @@ def test_config_schema_command(tmp_path):
     p = run_cli("config-schema", cwd=tmp_path)
     assert p.returncode == 0
     assert any(s["key"] == "beta" and s["default"] == 0.04 for s in json.loads(p.stdout))
+
+
+def test_settings_are_validated_without_torch():
+    """Checking a config (the extension does it before a launch, `user-code` reads it) imports no torch."""
+    code = ("import sys; from grpo import config; config.build_config(None, ['eval_k=1,4', 'beta=0.1']); "
+            "config.parse_ks('1,4,8'); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert out.stdout.strip() == "False"

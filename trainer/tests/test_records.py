@@ -68,11 +68,21 @@ def test_the_docs_describe_every_field():
     assert sorted(wanted - documented) == []
 
 
-def test_the_inspectors_parameter_table_is_the_records_one():
+def test_the_inspector_checks_parameters_with_the_records_own_definition():
+    """No second table: every field of a request's params record is accepted, its required ones are asked
+    for, a mistyped one and an unknown name are refused, each named."""
     for type_, (params, _) in records.INSPECT.items():
-        spec = inspector._PARAMS[type_]
-        assert set(spec) == set(typing.get_type_hints(params)), type_
-        assert {k for k, (_, required, _) in spec.items() if required} == set(params.__required_keys__), type_
+        hints = typing.get_type_hints(params)
+        required = {k: ("3+1" if hints[k] is str else 1) for k in params.__required_keys__}
+        assert inspector.params_of({"v": 1, "type": type_, "id": "x", **required}) == required
+        for name in params.__required_keys__:
+            with pytest.raises(inspector.RequestError, match=f"needs the parameter '{name}'"):
+                inspector.params_of({"type": type_, **{k: v for k, v in required.items() if k != name}})
+        for name in hints:
+            with pytest.raises(inspector.RequestError, match=f"parameter '{name}'"):
+                inspector.params_of({"type": type_, **required, name: [1]})
+        with pytest.raises(inspector.RequestError, match="unknown parameter 'bogus'"):
+            inspector.params_of({"type": type_, **required, "bogus": 1})
 
 
 def test_real_inspection_answers_conform(tiny_run):
