@@ -100,6 +100,31 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
+def _train_settings(args: argparse.Namespace, run_dir: Path):
+    """The run's settings: defaults ← --config ← --set, or on --resume the run's config.json (data from
+    anywhere: a regular file of bounded size) with what --set may change. Raises ConfigError; returns an
+    error message (str) when the run directory does not fit the command."""
+    base: dict = {}
+    exists = (run_dir / "config.json").exists() or (run_dir / "config.json").is_symlink()
+    if args.resume:
+        if not exists:
+            return f"--resume: {run_dir} has no config.json (not a run directory)"
+        from .rundir import read_json_file
+
+        try:
+            base = read_json_file(run_dir / "config.json")
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"--resume: {e}") from None
+        if not isinstance(base, dict):
+            raise ConfigError(f"--resume: {run_dir / 'config.json'} must hold a JSON object of settings")
+    elif exists:
+        return f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir"
+    from_file = config_mod.load_config_file(args.config) if args.config else {}
+    if args.resume:
+        return config_mod.resume_settings(base, args.set, from_file, args.allow_changed_settings)
+    return config_mod.build_config(from_file, args.set)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     from . import distributed
@@ -108,27 +133,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         distributed.init()
         run_dir = Path(distributed.broadcast(str(run_dir)))
     try:
-        base: dict = {}
-        if args.resume:
-            if not (run_dir / "config.json").exists() and not (run_dir / "config.json").is_symlink():
-                return _fail(f"--resume: {run_dir} has no config.json (not a run directory)")
-            from .rundir import read_json_file
-
-            try:  # a regular file of bounded size: a run directory may come from anywhere
-                base = read_json_file(run_dir / "config.json")
-            except (OSError, ValueError) as e:
-                raise ConfigError(f"--resume: {e}") from None
-            if not isinstance(base, dict):
-                raise ConfigError(f"--resume: {run_dir / 'config.json'} must hold a JSON object of settings")
-        elif (run_dir / "config.json").exists() or (run_dir / "config.json").is_symlink():
-            return _fail(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
-        from_file = config_mod.load_config_file(args.config) if args.config else {}
-        if args.resume:
-            cfg = config_mod.resume_settings(base, args.set, from_file, args.allow_changed_settings)
-        else:
-            cfg = config_mod.build_config(from_file, args.set)
+        cfg = _train_settings(args, run_dir)
     except ConfigError as e:
         return _fail(str(e))
+    if isinstance(cfg, str):
+        return _fail(cfg)
     distributed.barrier()  # every rank has checked the run directory before rank 0 writes to it
     if distributed.is_main():
         from .rundir import LinkRefused, RunBusy, acquire_writer, check_links
@@ -418,10 +427,13 @@ def cmd_schema(_: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m grpo", description="GRPO trainer (DeepSeekMath §4)")
-    sub = p.add_subparsers(dest="command", required=True)
+def _no_user_code(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-user-code", action="store_true", help="import none of the code the run's settings "
+                        "name (task, reward_function): the task then knows no answers and rewards come from the "
+                        "verifier")
 
+
+def _training_commands(sub) -> None:
     t = sub.add_parser("train", help="train (with no options: the embedded default, SFT then GRPO on arith)")
     t.add_argument("--config", help="JSON file of settings")
     t.add_argument("--run-dir", help="run directory (default: runs/<timestamp>)")
@@ -434,68 +446,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--stream", action="store_true", help="write the JSON-lines protocol stream to stdout even when "
                    "it is a terminal (it always does to a pipe or a file)")
     t.set_defaults(func=cmd_train)
-
-    e = sub.add_parser("eval", help="greedy accuracy, pass@k and maj@k of a checkpoint on a JSONL or Parquet file "
-                       "of question/answer rows (the run's prompt, columns and verifier)")
-    e.add_argument("--checkpoint", required=True)
-    e.add_argument("--data", required=True)
-    e.add_argument("--max-new-tokens", type=int, default=64)
-    e.add_argument("--samples", type=int, default=16, help="n completions per question for pass@k / maj@k "
-                   "(0: greedy only)")
-    e.add_argument("--k", default="1,4,8,16", help="comma-separated k for pass@k and maj@k (k ≤ --samples)")
-    e.add_argument("--temperature", type=float, default=1.0, help="sampling temperature for pass@k / maj@k")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--no-user-code", action="store_true", help="import none of the code the run's settings name "
-                   "(task, reward_function): the task then knows no answers and rewards come from the verifier")
-    e.set_defaults(func=cmd_eval)
-
-    d = sub.add_parser("decontaminate", help="find training questions sharing a 10-gram with (or, short, equal "
-                       "to) an evaluation question; with --out write the training rows without them")
-    d.add_argument("--train", required=True, help="JSONL or Parquet file of training rows")
-    d.add_argument("--eval", required=True, help="JSONL or Parquet file of evaluation rows")
-    d.add_argument("--out", help="write the kept training rows here (JSONL, each row whole)")
-    d.add_argument("--question-column", default="question", help="the training file's question column")
-    d.add_argument("--eval-question-column", default="question", help="the evaluation file's question column")
-    d.set_defaults(func=cmd_decontaminate)
-
-    s = sub.add_parser("sample", help="sample a group from a checkpoint as its run's training would and print it "
-                       "as JSON (the flags below default to the run's settings)")
-    s.add_argument("--checkpoint", required=True, help="a checkpoint directory, or a run directory (its latest)")
-    s.add_argument("--question", required=True)
-    s.add_argument("--answer", help="the expected answer (default: the task's, if it knows the question)")
-    s.add_argument("--num-generations", type=int)
-    s.add_argument("--max-new-tokens", type=int)
-    s.add_argument("--temperature", type=float)
-    s.add_argument("--top-p", type=float)
-    s.add_argument("--scale-rewards", choices=("group", "batch", "none"))
-    s.add_argument("--process", action="store_true", help="process supervision (per-step rewards)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--no-user-code", action="store_true", help="import none of the code the run's settings name "
-                   "(task, reward_function): the task then knows no answers and rewards come from the verifier")
-    s.set_defaults(func=cmd_sample)
-
-    x = sub.add_parser("export-onnx", help="export a checkpoint's policy and reference to ONNX (per-token log-probs) "
-                       "with a tokenizer description, for the editor")
-    x.add_argument("--checkpoint", help="a checkpoint directory, or a run directory (its latest)")
-    x.add_argument("--out", help="folder to write policy.onnx, reference.onnx, tokenizer.json, "
-                   "manifest.json into")
-    x.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # the trainer's background exporter
-    x.set_defaults(func=cmd_export_onnx)
-
-    v = sub.add_parser("serve", help="answer sample_group / score / compare requests about a checkpoint on "
-                       "stdin, one JSON line each, until stdin closes or a stop request")
-    v.add_argument("--checkpoint", required=True, help="a checkpoint directory, or a run directory (its latest)")
-    v.add_argument("--no-user-code", action="store_true", help="import none of the code the run's settings name "
-                   "(task, reward_function): the task then knows no answers and rewards come from the verifier")
-    v.set_defaults(func=cmd_serve)
-
-    i = sub.add_parser("import-trl", help="make a run directory of a finished TRL GRPO run: log history → "
-                       "metrics, completions/*.parquet → groups, checkpoint-N → checkpoints")
-    i.add_argument("output_dir", metavar="OUTPUT_DIR", help="TRL's output_dir")
-    i.add_argument("--run-dir", required=True, help="the run directory to write (must not hold a run)")
-    i.add_argument("--model", help="the local model directory TRL started from (becomes step_000000, the reference)")
-    i.add_argument("--num-generations", type=int, help="G (default: inferred from the completions tables)")
-    i.set_defaults(func=cmd_import_trl)
 
     g = sub.add_parser("paradigm", help="the paper's §5 comparison: SFT, RFT, Online RFT, GRPO (outcome, process, "
                        "iterative with a learned PRM) and PPO from one SFT start, several seeds each; results JSON + PNG")
@@ -512,6 +462,69 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting for every run")
     g.set_defaults(func=cmd_paradigm)
 
+
+def _checkpoint_commands(sub) -> None:
+    e = sub.add_parser("eval", help="greedy accuracy, pass@k and maj@k of a checkpoint on a JSONL or Parquet file "
+                       "of question/answer rows (the run's prompt, columns and verifier)")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--data", required=True)
+    e.add_argument("--max-new-tokens", type=int, default=64)
+    e.add_argument("--samples", type=int, default=16, help="n completions per question for pass@k / maj@k "
+                   "(0: greedy only)")
+    e.add_argument("--k", default="1,4,8,16", help="comma-separated k for pass@k and maj@k (k ≤ --samples)")
+    e.add_argument("--temperature", type=float, default=1.0, help="sampling temperature for pass@k / maj@k")
+    e.add_argument("--seed", type=int, default=0)
+    _no_user_code(e)
+    e.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("sample", help="sample a group from a checkpoint as its run's training would and print it "
+                       "as JSON (the flags below default to the run's settings)")
+    s.add_argument("--checkpoint", required=True, help="a checkpoint directory, or a run directory (its latest)")
+    s.add_argument("--question", required=True)
+    s.add_argument("--answer", help="the expected answer (default: the task's, if it knows the question)")
+    s.add_argument("--num-generations", type=int)
+    s.add_argument("--max-new-tokens", type=int)
+    s.add_argument("--temperature", type=float)
+    s.add_argument("--top-p", type=float)
+    s.add_argument("--scale-rewards", choices=("group", "batch", "none"))
+    s.add_argument("--process", action="store_true", help="process supervision (per-step rewards)")
+    s.add_argument("--seed", type=int, default=0)
+    _no_user_code(s)
+    s.set_defaults(func=cmd_sample)
+
+    x = sub.add_parser("export-onnx", help="export a checkpoint's policy and reference to ONNX (per-token log-probs) "
+                       "with a tokenizer description, for the editor")
+    x.add_argument("--checkpoint", help="a checkpoint directory, or a run directory (its latest)")
+    x.add_argument("--out", help="folder to write policy.onnx, reference.onnx, tokenizer.json, "
+                   "manifest.json into")
+    x.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # the trainer's background exporter
+    x.set_defaults(func=cmd_export_onnx)
+
+    v = sub.add_parser("serve", help="answer sample_group / score / compare requests about a checkpoint on "
+                       "stdin, one JSON line each, until stdin closes or a stop request")
+    v.add_argument("--checkpoint", required=True, help="a checkpoint directory, or a run directory (its latest)")
+    _no_user_code(v)
+    v.set_defaults(func=cmd_serve)
+
+
+def _data_commands(sub) -> None:
+    d = sub.add_parser("decontaminate", help="find training questions sharing a 10-gram with (or, short, equal "
+                       "to) an evaluation question; with --out write the training rows without them")
+    d.add_argument("--train", required=True, help="JSONL or Parquet file of training rows")
+    d.add_argument("--eval", required=True, help="JSONL or Parquet file of evaluation rows")
+    d.add_argument("--out", help="write the kept training rows here (JSONL, each row whole)")
+    d.add_argument("--question-column", default="question", help="the training file's question column")
+    d.add_argument("--eval-question-column", default="question", help="the evaluation file's question column")
+    d.set_defaults(func=cmd_decontaminate)
+
+    i = sub.add_parser("import-trl", help="make a run directory of a finished TRL GRPO run: log history → "
+                       "metrics, completions/*.parquet → groups, checkpoint-N → checkpoints")
+    i.add_argument("output_dir", metavar="OUTPUT_DIR", help="TRL's output_dir")
+    i.add_argument("--run-dir", required=True, help="the run directory to write (must not hold a run)")
+    i.add_argument("--model", help="the local model directory TRL started from (becomes step_000000, the reference)")
+    i.add_argument("--num-generations", type=int, help="G (default: inferred from the completions tables)")
+    i.set_defaults(func=cmd_import_trl)
+
     u = sub.add_parser("user-code", help="print the code (task, reward_function) a run's settings name, the file each "
                        "module would be imported from and whether it is refused, as JSON; imports nothing")
     u.add_argument("checkpoint", metavar="RUN", help="a run directory or one of its checkpoints")
@@ -519,6 +532,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("config-schema", help="print every setting with its type, default and bounds as JSON")
     c.set_defaults(func=cmd_schema)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m grpo", description="GRPO trainer (DeepSeekMath §4)")
+    sub = p.add_subparsers(dest="command", required=True)
+    _training_commands(sub)
+    _checkpoint_commands(sub)
+    _data_commands(sub)
     return p
 
 
