@@ -127,7 +127,6 @@ class ForcedEOS(torch.nn.Module):
         self.inner = models.tiny_model(tok, 0).eval()
         self.config = self.inner.config
         self.eos_id = eos_id
-        self.positions_seen: list[int] = []
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, use_cache=False,
                 logits_to_keep=0, **kw):
