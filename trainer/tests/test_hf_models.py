@@ -135,9 +135,14 @@ def test_dtype_and_attention_settings():
     assert models.attention_kernel("auto", CPU, torch.float32) == "sdpa"
     model, tok = models.load(models.BUILTIN, 0, CPU)
     batch = _batch(model, tok, n_new=4)
+    seen = []  # what a layer inside the model computes in: autocast must reach it, not only the result's dtype
+    hook = model.model.layers[0].mlp.down_proj.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
     full, _ = logprobs.score(logprobs.Scorer(model, 0, torch.float32), batch)
     half, _ = logprobs.score(logprobs.Scorer(model, 0, torch.bfloat16), batch)  # autocast on CPU
-    assert half.dtype == torch.float32 and (full - half).abs().max() < 0.1
+    hook.remove()
+    assert seen == [torch.float32, torch.bfloat16]
+    # the log-probs come back in float32, close to the float32 ones but not equal to them (bf16 was applied)
+    assert half.dtype == torch.float32 and 0 < (full - half).abs().max() < 0.1
 
 
 @pytest.mark.parametrize("overrides,message", [

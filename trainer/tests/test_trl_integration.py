@@ -44,6 +44,7 @@ def test_status_config_and_metrics(trl_run):
     rows, bad = read_jsonl(run / "metrics.jsonl")
     assert bad == 0 and [r["step"] for r in rows] == list(range(1, STEPS + 1))
     history = [h for h in trl_run["trainer"].state.log_history if "reward" in h]
+    assert len(history) == STEPS  # one TRL log per step (logging_steps=1): the zip below compares every row
     for row, h in zip(rows, history):
         assert row["reward/mean"] == pytest.approx(h["reward"]) and row["kl"] == pytest.approx(h["kl"])
         assert row["reward/std"] == pytest.approx(h["reward_std"]) and row["rewards/digits/mean"] == pytest.approx(h["rewards/digits/mean"])
