@@ -41,15 +41,19 @@ class Group:
 
 
 def char_to_token_ends(tokenizer, completion_ids: list[int], char_ends: list[int]) -> list[int]:
-    """Map character indices in the decoded completion to the index of the token that holds them."""
-    cum, out, total = [], [], 0
-    for tid in completion_ids:
-        total += len(tokenizer.decode([tid], skip_special_tokens=True))
-        cum.append(total)  # characters covered after this token
-    for end in char_ends:
-        idx = next((i for i, c in enumerate(cum) if c > end), len(cum) - 1)
-        out.append(idx)
-    return out
+    """Map character indices in the decoded completion to the index of the token that holds them. Characters
+    are counted on decoded prefixes, not token by token: a character split over several byte-level tokens
+    (`×` is two) decodes to one character only with its neighbours."""
+    pieces = [tokenizer.decode([t], skip_special_tokens=True) for t in completion_ids]
+    if any("\ufffd" in p for p in pieces):  # a split character: count on prefixes (quadratic, so only then)
+        cum = [len(tokenizer.decode(completion_ids[: i + 1], skip_special_tokens=True))
+               for i in range(len(completion_ids))]
+    else:
+        cum, total = [], 0
+        for p in pieces:
+            total += len(p)
+            cum.append(total)  # characters covered after this token
+    return [next((i for i, c in enumerate(cum) if c > end), len(cum) - 1) for end in char_ends]
 
 
 def compute_advantages(tokenizer, batch, scored, G: int, supervision: str, scale_rewards: str):

@@ -267,10 +267,6 @@ def test_process_step_ends_and_advantages_with_a_subword_tokenizer(qwen2_tok, sc
     assert seq_adv.tolist() == pytest.approx([3 * hi, hi + 2 * lo, 0.0, 0.0], abs=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="groups.char_to_token_ends counts each token's characters by decoding the "
-                   "token alone: a character split over two byte-level tokens ('×' is the bytes C3 97, two tokens "
-                   "here) decodes to two '\\ufffd' characters, so every later step end lands one token early (the "
-                   "step's '\\n' is credited to the token before it)")
 def test_process_step_ends_after_a_character_split_over_byte_tokens(qwen2_tok):
     tok = qwen2_tok
     text = "4×2=8\n3+8=11\n#### 11"
