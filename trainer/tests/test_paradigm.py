@@ -100,6 +100,7 @@ def test_prm_replays_ten_percent_and_learns_step_labels(one_thread):
     from grpo import critic, models, rollout
 
     tok = models.char_tokenizer()
+    torch.manual_seed(0)  # the rows below are random: unseeded, about one run in seven fitted to 0.21 > 0.2
     prm = critic.ProcessRewardModel(models.tiny_model(tok, 0), lr=3e-3, epochs=30)
     n = 10
     batch = rollout.Batch(torch.randint(5, 20, (n, 3)), torch.ones(n, 3, dtype=torch.long),
