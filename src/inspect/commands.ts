@@ -16,7 +16,8 @@ import { NoPythonError, offerPythonFix } from '../environment/envSetup';
 import { findExport, ExportError, type OnnxExport } from './onnx/exports';
 import { scorerFor } from './onnx/scorer';
 import { TokenizeError } from './onnx/tokenizer';
-import type { CompareResult, GroupOrigin, InspectRequests, InspectRequestType, Quantity, ScoreResult } from '../shared/protocol';
+import type { CompareResult, InspectRequests, InspectRequestType, ScoreResult } from '../shared/records';
+import type { GroupOrigin } from './inspectorProtocol';
 import { TrainerGoneError, TrainerRequestError } from '../shared/requests';
 import { lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, readSampleGroup } from '../rundir/runDir';
 import { ServeProcess } from './serve';
@@ -25,7 +26,7 @@ import { ComparePanel, InspectorPanel, type ShownGroup } from './panels';
 import type { RunNode } from '../rundir/runsTree';
 import { fromScoreResult, onText } from './docScores';
 import { completionRef, openCompletion, TokenShading } from './editor';
-import { completionLength, describeLength, fmt } from '../shared/values';
+import { completionLength, describeLength, fmt, type Quantity } from '../shared/values';
 
 const SERVE_IDLE_MS = 10 * 60_000;
 

@@ -4,10 +4,10 @@
  * content when a hidden page is re-created.
  */
 import * as vscode from 'vscode';
-import {
-  isCompareToHost, isInspectorToHost, type CompareResult, type CompareToHost, type GroupOrigin, type GroupRecord, type HostToCompare, type HostToInspector,
-  type InspectorToHost, type Quantity,
-} from '../shared/protocol';
+import type { CompareResult, GroupRecord } from '../shared/records';
+import type { Quantity } from '../shared/values';
+import { isCompareToHost, type CompareToHost, type HostToCompare } from './compareProtocol';
+import { isInspectorToHost, type GroupOrigin, type HostToInspector, type InspectorToHost } from './inspectorProtocol';
 import { SingletonPanel } from '../webviews/singletonPanel';
 import { WebviewChannel, webviewHtml } from '../webviews/webviewHtml';
 

@@ -1,9 +1,37 @@
 /**
- * Run settings: the embedded schema (a build-time copy of the trainer's settings table), presets,
- * validation, and settings → trainer argv. No `vscode`/Node imports: shared by the host and the panel.
+ * Run settings: the settings schema (what `python -m grpo config-schema` prints; a build-time copy of the
+ * trainer's settings table is embedded), presets, validation, and settings → trainer argv. No `vscode`/Node
+ * imports: shared by the host and the training view's page.
  */
 import schemaJson from './generated/configSchema.json';
-import { isSettingsSchema, type Json, type SettingSpec, type SettingValues } from './protocol';
+import { arrayOf, isNum, isObject, isStr, oneOf } from './guards';
+import type { Json } from './records';
+
+export interface SettingSpec {
+  key: string;
+  type: 'int' | 'float' | 'str' | 'bool';
+  default: Json;
+  help: string;
+  choices: string[] | null;
+  min: number | null;
+  max: number | null;
+  exclusive_min: boolean;
+}
+
+export function isSettingSpec(v: unknown): v is SettingSpec {
+  return (
+    isObject(v) && isStr(v.key) && oneOf('int', 'float', 'str', 'bool')(v.type) && isStr(v.help) &&
+    (v.choices === null || v.choices === undefined || arrayOf(isStr)(v.choices)) &&
+    (v.min === null || v.min === undefined || isNum(v.min)) && (v.max === null || v.max === undefined || isNum(v.max))
+  );
+}
+export const isSettingsSchema = arrayOf(isSettingSpec);
+
+/** Setting values as the form holds them (only keys present in the schema). */
+export type SettingValues = Record<string, Json>;
+/** The shape of setting values (scalars by key); whether each is valid for its setting is checkValues'. */
+export const isSettingValues = (v: unknown): v is SettingValues =>
+  isObject(v) && Object.values(v).every((x) => x === null || ['string', 'number', 'boolean'].includes(typeof x));
 
 if (!isSettingsSchema(schemaJson)) throw new Error('embedded configSchema.json is invalid');
 export const EMBEDDED_SCHEMA: SettingSpec[] = schemaJson as SettingSpec[];

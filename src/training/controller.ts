@@ -5,14 +5,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { ControlType, LiveSummary, MetricsRow, SettingValues } from '../shared/protocol';
+import type { ControlType, MetricsRow } from '../shared/records';
 import { offerPythonFix } from '../environment/envSetup';
 import { checkInterpreter, findInterpreter, SOURCE_LABEL, type Discovery } from '../environment/python';
 import { isResumable, listRuns, newRunName, readStatus, effectiveState, trainerAlive } from '../rundir/runDir';
 import { RunSession, type SessionChange } from './session';
 import { UserCodeGate } from '../rundir/userCodeGate';
 import { busyMessage, runWriter } from '../rundir/writerLock';
-import { defaultValues, diffFromDefaults, EMBEDDED_SCHEMA, launchArgs, sanitizeValues, trainArgs, type Launcher } from '../shared/settings';
+import { defaultValues, diffFromDefaults, EMBEDDED_SCHEMA, launchArgs, sanitizeValues, trainArgs, type Launcher, type SettingValues } from '../shared/settings';
+import type { LiveSummary } from './panelProtocol';
 
 const VALUES_KEY = 'grpo.settingsValues';
 const LIVE_RUN_KEY = 'grpo.liveRun';

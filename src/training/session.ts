@@ -7,9 +7,10 @@
  */
 import * as path from 'node:path';
 import type { LineProblem } from '../shared/jsonLines';
-import { controlRequest, startEvalRow, withStartRow, type ControlType, type InspectRequests, type InspectRequestType, type LiveSummary, type MetricsRow, type RunEvent, type RunStatus, type TrainerMessage } from '../shared/protocol';
+import { controlRequest, type ControlType, type InspectRequests, type InspectRequestType, type MetricsRow, type RunEvent, type RunStatus, type TrainerMessage } from '../shared/records';
 import { PendingRequests, TrainerGoneError } from '../shared/requests';
-import { eventsTail, metricsTail, readStatus, trainerAlive } from '../rundir/runDir';
+import { eventsTail, metricsTail, readStatus, startEvalRow, trainerAlive, withStartRow } from '../rundir/runDir';
+import type { LiveSummary } from './panelProtocol';
 import { TrainerProcess } from './trainerProcess';
 
 export type SessionChange =

@@ -1,6 +1,6 @@
 /** The Training view (a webview view in the GRPO container): settings form, run controls, live summary. */
 import * as vscode from 'vscode';
-import { isPanelToHost, type HostToPanel, type PanelToHost } from '../shared/protocol';
+import { isPanelToHost, type HostToPanel, type PanelToHost } from './panelProtocol';
 import { EMBEDDED_SCHEMA } from '../shared/settings';
 import type { TrainingController } from './controller';
 import { WebviewChannel, webviewHtml, webviewOptions } from '../webviews/webviewHtml';

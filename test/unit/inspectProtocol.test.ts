@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { checkCompareResult, checkGroupRecord, checkScoreResult, checkTrainerMessage, encodeRequest, isHostToInspector, isInspectorToHost, type TrainerMessage } from '../../src/shared/protocol';
+import { checkCompareResult, checkGroupRecord, checkScoreResult, checkTrainerMessage, encodeRequest, type TrainerMessage } from '../../src/shared/records';
+import { isHostToInspector, isInspectorToHost } from '../../src/inspect/inspectorProtocol';
 import { PendingRequests, TrainerGoneError, TrainerRequestError } from '../../src/shared/requests';
 
 const tokens = (n: number) => ({ text: Array(n).fill('1'), logp: Array(n).fill(-1), old_logp: Array(n).fill(-1), ref_logp: Array(n).fill(-1.1), kl: Array(n).fill(0.004), advantage: Array(n).fill(0.5), entropy: Array(n).fill(1) });

@@ -4,8 +4,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { bestReward, effectiveState, eventsTail, isPidAlive, isResumable, lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, metricsTail, newRunName, readConfig, readMetrics, readSampleGroup, readStartEval, readStatus, scanLines, summarizeRuns, processIdentity, trainerAlive } from '../../src/rundir/runDir';
-import { startEvalRow, withStartRow, type MetricsRow, type RunEvent, type RunStatus } from '../../src/shared/protocol';
+import { bestReward, effectiveState, eventsTail, isPidAlive, isResumable, lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, metricsTail, newRunName, readConfig, readMetrics, readSampleGroup, readStartEval, readStatus, scanLines, startEvalRow, summarizeRuns, processIdentity, trainerAlive, withStartRow } from '../../src/rundir/runDir';
+import type { MetricsRow, RunEvent, RunStatus } from '../../src/shared/records';
 import { RunSession } from '../../src/training/session';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-rundir-'));

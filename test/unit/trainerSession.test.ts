@@ -7,8 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { isPidAlive, listCheckpoints, readMetrics, readStartEval, readStatus } from '../../src/rundir/runDir';
-import { withStartRow } from '../../src/shared/protocol';
+import { isPidAlive, listCheckpoints, readMetrics, readStartEval, readStatus, withStartRow } from '../../src/rundir/runDir';
 import { RunSession, type SessionChange } from '../../src/training/session';
 import { trainArgs } from '../../src/shared/settings';
 

@@ -14,7 +14,7 @@ import {
   Tooltip,
   type ChartDataset,
 } from 'chart.js';
-import { isDashboardState, isHostToDashboard, type DashboardState, type DashboardToHost, type HostToDashboard, type RunInfo } from '../../src/shared/protocol';
+import { isDashboardState, isHostToDashboard, type DashboardState, type DashboardToHost, type HostToDashboard, type RunInfo } from '../../src/dashboard/dashboardProtocol';
 import { formatNumber } from '../../src/shared/format';
 import { button, el, registerComponents } from '../components';
 import { describe, getState, listen, post, setState } from '../host';

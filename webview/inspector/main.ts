@@ -6,8 +6,9 @@
  * and advantages, lengths in characters, and in place of the heatmap a note: Open scores a completion.
  */
 import { tooltipText } from '../../src/shared/hover';
-import { completionLength, fmt, QUANTITY_LABEL, quantityValues, scaleFor, sortRows, stepOfTokens, type SortKey } from '../../src/shared/values';
-import { isHostToInspector, QUANTITIES, type GroupOrigin, type GroupRecord, type HostToInspector, type InspectorToHost, type Quantity } from '../../src/shared/protocol';
+import { completionLength, fmt, QUANTITIES, QUANTITY_LABEL, quantityValues, scaleFor, sortRows, stepOfTokens, type Quantity, type SortKey } from '../../src/shared/values';
+import type { GroupRecord } from '../../src/shared/records';
+import { isHostToInspector, type GroupOrigin, type HostToInspector, type InspectorToHost } from '../../src/inspect/inspectorProtocol';
 import { button, dropdown, el, registerComponents } from '../components';
 import { heatmap, legend, type HeatRow } from '../heatmap';
 import { describe, getState, listen, post, setState } from '../host';

@@ -3,8 +3,8 @@
  * and a compact live summary. The host owns the values (persisted per workspace); this page edits them.
  */
 import { formatDuration, formatNumber } from '../../src/shared/format';
-import { isHostToPanel, type HostToPanel, type LiveSummary, type PanelToHost, type SettingSpec, type SettingValues } from '../../src/shared/protocol';
-import { formatFieldValue, MAIN_KEYS, parseFieldText, PRESETS, presetValues, validateValue } from '../../src/shared/settings';
+import { isHostToPanel, type HostToPanel, type LiveSummary, type PanelToHost } from '../../src/training/panelProtocol';
+import { formatFieldValue, MAIN_KEYS, parseFieldText, PRESETS, presetValues, validateValue, type SettingSpec, type SettingValues } from '../../src/shared/settings';
 import { badge, button, checkbox, dropdown, el, registerComponents, section, textField, type FieldHandle } from '../components';
 import { describe, listen, post } from '../host';
 
