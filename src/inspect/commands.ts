@@ -23,7 +23,7 @@ import { lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, readSam
 import { ServeProcess } from './serve';
 import type { TrainingController } from '../training/controller';
 import { ComparePanel, InspectorPanel, type ShownGroup } from './panels';
-import type { RunNode } from '../rundir/runsTree';
+import type { RunNode } from '../runsview/runsTree';
 import { fromScoreResult, onText } from './docScores';
 import { completionRef, openCompletion, TokenShading } from './editor';
 import { completionLength, describeLength, fmt, type Quantity } from '../shared/values';
