@@ -4,7 +4,7 @@
  * imports: shared by the host and the training view's page.
  */
 import schemaJson from './generated/configSchema.json';
-import { arrayOf, isNum, isObject, isStr, oneOf } from './guards';
+import { arrayOf, isNum, isObject, isStr, oneOf, type Checked } from './guards';
 import type { Json } from './records';
 
 export interface SettingSpec {
@@ -95,7 +95,8 @@ export function formatFieldValue(value: Json): string {
   return value === null ? '' : String(value);
 }
 
-/** Keeps only known keys with valid values; returns the errors for the rest. */
+/** Keeps only known keys with valid values; returns the errors for the rest (for values read back from
+ * storage, which may predate this schema). */
 export function sanitizeValues(values: SettingValues, schema: readonly SettingSpec[] = EMBEDDED_SCHEMA): { values: SettingValues; errors: string[] } {
   const out = defaultValues(schema);
   const errors: string[] = [];
@@ -112,34 +113,42 @@ export function sanitizeValues(values: SettingValues, schema: readonly SettingSp
   return { values: out, errors };
 }
 
+declare const checkedValues: unique symbol;
+/** Every setting, each value valid for it: what checkValues returns and what the trainer's argv is made from. */
+export type CheckedValues = SettingValues & { readonly [checkedValues]: true };
+
+/** `values` (over the defaults) checked against the settings schema: the one validation on the way from the
+ * form to the trainer's argv. Unknown keys and invalid values are errors, every one named. */
+export function checkValues(values: SettingValues, schema: readonly SettingSpec[] = EMBEDDED_SCHEMA): Checked<CheckedValues> {
+  const r = sanitizeValues(values, schema);
+  return r.errors.length ? { ok: false, error: r.errors.join('; ') } : { ok: true, value: r.values as CheckedValues };
+}
+
 /** The `--set key=value` text the trainer parses back (JSON for numbers/bools/null, raw text for strings). */
 export function formatSet(spec: SettingSpec, value: Json): string {
   return `${spec.key}=${spec.type === 'str' && typeof value === 'string' ? value : JSON.stringify(value)}`;
 }
 
 /** `--set` arguments for every value that differs from its default: the embedded default adds none. */
-export function settingsToSetArgs(values: SettingValues, schema: readonly SettingSpec[] = EMBEDDED_SCHEMA): string[] {
+export function settingsToSetArgs(values: CheckedValues, schema: readonly SettingSpec[] = EMBEDDED_SCHEMA): string[] {
   const args: string[] = [];
   for (const spec of schema) {
     if (!(spec.key in values)) continue;
     const v = values[spec.key];
-    if (v === spec.default) continue;
-    const err = validateValue(spec, v);
-    if (err) throw new Error(err);
-    args.push('--set', formatSet(spec, v));
+    if (v !== spec.default) args.push('--set', formatSet(spec, v));
   }
   return args;
 }
 
 /** The trainer's argument array (after the interpreter): never a shell string. */
-export function trainArgs(opts: { runDir: string; values?: SettingValues; resume?: boolean; schema?: readonly SettingSpec[] }): string[] {
+export function trainArgs(opts: { runDir: string; values?: CheckedValues; resume?: boolean; schema?: readonly SettingSpec[] }): string[] {
   const args = ['-m', 'grpo', 'train', '--run-dir', opts.runDir];
   if (opts.resume) args.push('--resume');
   if (opts.values) args.push(...settingsToSetArgs(opts.values, opts.schema));
   return args;
 }
 
-/** Only the values that differ from defaults: what is persisted per workspace. */
+/** Only the values that differ from defaults: what is remembered of the form per workspace. */
 export function diffFromDefaults(values: SettingValues, schema: readonly SettingSpec[] = EMBEDDED_SCHEMA): SettingValues {
   const d = defaultValues(schema);
   return Object.fromEntries(Object.entries(values).filter(([k, v]) => k in d && d[k] !== v));

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { isPidAlive, listCheckpoints, readMetrics, readStartEval, readStatus, withStartRow } from '../../src/rundir/runDir';
 import { RunSession, type SessionChange } from '../../src/training/session';
-import { trainArgs } from '../../src/shared/settings';
+import { checkValues, trainArgs } from '../../src/shared/settings';
 
 const repo = path.resolve(__dirname, '../..');
 const trainerDir = path.join(repo, 'trainer');
@@ -28,7 +28,9 @@ test('a short real run: live metrics, pause/resume/stop over stdin, checkpoint o
   const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-session-')), 'run');
   const changes: SessionChange[] = [];
   const values = { max_steps: 40, sft_steps: 10, num_generations: 4, questions_per_step: 2, eval_steps: 0, eval_size: 8, eval_samples: 0, save_steps: 0, log_samples_steps: 2 };
-  const s = RunSession.spawn(dir, python, trainArgs({ runDir: dir, values }), { workspace: repo, trainerDir }, { onChange: (c) => changes.push(c) });
+  const checked = checkValues(values);
+  assert.ok(checked.ok, checked.ok ? '' : checked.error);
+  const s = RunSession.spawn(dir, python, trainArgs({ runDir: dir, values: checked.value }), { workspace: repo, trainerDir }, { onChange: (c) => changes.push(c) });
   try {
     await until('two GRPO steps', () => s.rows.filter((r) => r.step > 0).length >= 2 || s.ended, 300_000);
     assert.ok(!s.ended, `the trainer exited early: ${s.exitError} ${s.stderrLines().slice(-5).join(' | ')}`);

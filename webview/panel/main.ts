@@ -1,6 +1,8 @@
 /**
  * The Training view: the run's settings as a form (built from the settings schema), the run controls,
- * and a compact live summary. The host owns the values (persisted per workspace); this page edits them.
+ * and a compact live summary. The page owns the values while it is open: Start posts them with the request
+ * (the host checks them once and starts with them), and every change is posted for the host to remember
+ * per workspace, to fill the form next time.
  */
 import { formatDuration, formatNumber } from '../../src/shared/format';
 import { isHostToPanel, type HostToPanel, type LiveSummary, type PanelToHost } from '../../src/training/panelProtocol';
