@@ -167,6 +167,21 @@ export class JsonlTail<T> {
   private lines = 0;
   constructor(readonly file: string, private readonly check: (v: unknown) => Checked<T>) {}
 
+  /** Reads from the file's present end on: only what is appended from now on (a re-attached live run's new
+   * groups, not the whole history). A line being written just now is reported as unreadable by the next read. */
+  skipToEnd(): this {
+    try {
+      const f = openRegular(this.file);
+      if (f) {
+        fs.closeSync(f.fd);
+        this.offset = f.size;
+      }
+    } catch {
+      // unreadable now: read() says so when it is asked
+    }
+    return this;
+  }
+
   /** At most `maxBytes` per call (the live session polls again for the rest), so no call stalls the host. */
   read(maxBytes = 16 * 1024 * 1024): JsonlChunk<T> & { restarted: boolean } {
     let f: { fd: number; size: number } | null;
@@ -205,6 +220,8 @@ export class JsonlTail<T> {
 
 export const metricsTail = (dir: string) => new JsonlTail<MetricsRow>(path.join(dir, METRICS_FILE), checkMetricsRow);
 export const eventsTail = (dir: string) => new JsonlTail<RunEvent>(path.join(dir, EVENTS_FILE), checkEvent);
+/** The groups samples.jsonl logs from now on (not the ones already in it). */
+export const newSamplesTail = (dir: string) => new JsonlTail<GroupRecord>(path.join(dir, SAMPLES_FILE), checkGroupRecord).skipToEnd();
 
 export interface LineScan {
   /** bytes of the file when it was opened */

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { ControlType, MetricsRow } from '../shared/records';
+import type { ControlType, GroupRecord, MetricsRow } from '../shared/records';
 import { offerPythonFix } from '../environment/envSetup';
 import { checkInterpreter, findInterpreter, SOURCE_LABEL, type Discovery } from '../environment/python';
 import { isResumable, listRuns, newRunName, readStatus, effectiveState, trainerAlive } from '../rundir/runDir';
@@ -24,11 +24,14 @@ export class TrainingController implements vscode.Disposable {
   private readonly metricsEmitter = new vscode.EventEmitter<{ runDir: string; rows: MetricsRow[]; replaced: boolean }>();
   private readonly runsChangedEmitter = new vscode.EventEmitter<void>();
   private readonly valuesEmitter = new vscode.EventEmitter<SettingValues>();
+  private readonly groupEmitter = new vscode.EventEmitter<{ runDir: string; group: GroupRecord }>();
   /** Summary snapshots, at most every 250 ms (a fast trainer must not flood the views). */
   readonly onDidChangeSummary = this.summaryEmitter.event;
   readonly onDidAppendMetrics = this.metricsEmitter.event;
   readonly onDidChangeRuns = this.runsChangedEmitter.event;
   readonly onDidChangeValues = this.valuesEmitter.event;
+  /** Each group the live run logs, as it logs it (its `samples` message; re-attached, samples.jsonl's new lines). */
+  readonly onDidLogGroup = this.groupEmitter.event;
   private summaryTimer: NodeJS.Timeout | null = null;
   private readonly checked = new Map<string, number>(); // interpreter → mtime when it passed the check
   private starting = false;
@@ -249,6 +252,9 @@ export class TrainingController implements vscode.Disposable {
       case 'metrics':
         this.metricsEmitter.fire({ runDir: s.dir, rows: c.rows, replaced: c.replaced });
         break;
+      case 'group':
+        this.groupEmitter.fire({ runDir: s.dir, group: c.group });
+        return;
       case 'event':
         if (c.event.kind === 'warning') this.log.warn(`trainer warning: ${String(c.event.message ?? '')}`);
         if (c.event.kind === 'checkpoint') this.runsChangedEmitter.fire();
@@ -311,6 +317,7 @@ export class TrainingController implements vscode.Disposable {
     this.metricsEmitter.dispose();
     this.runsChangedEmitter.dispose();
     this.valuesEmitter.dispose();
+    this.groupEmitter.dispose();
   }
 }
 

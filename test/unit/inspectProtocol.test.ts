@@ -44,8 +44,14 @@ test('requests are one stdin line with the envelope last (a param cannot overrid
 
 test('inspector messages are validated both ways', () => {
   const origin = { runDir: '/r', checkpoint: null, step: 3, logged: true };
-  assert.ok(isHostToInspector({ type: 'group', group: group(), origin, title: 't', focus: null, quantity: 'kl' }));
-  assert.ok(!isHostToInspector({ type: 'group', group: group(), origin, title: 't', focus: null, quantity: 'loss' }));
+  assert.ok(isHostToInspector({ type: 'group', group: group(), origin, title: 't', focus: null, quantity: 'kl', follow: null }));
+  assert.ok(isHostToInspector({ type: 'group', group: group(), origin, title: 't', focus: null, quantity: null, follow: true }));
+  assert.ok(!isHostToInspector({ type: 'group', group: group(), origin, title: 't', focus: null, quantity: 'loss', follow: null }));
+  assert.ok(!isHostToInspector({ type: 'group', group: group(), origin, title: 't', focus: null, quantity: 'kl' }), 'follow is always said');
+  assert.ok(isInspectorToHost({ type: 'follow', on: false }));
+  assert.ok(!isInspectorToHost({ type: 'follow', on: 'yes' }));
+  assert.ok(isInspectorToHost({ type: 'log', level: 'error', message: 'm' }));
+  assert.ok(!isInspectorToHost({ type: 'log', level: 'debug', message: 'm' }));
   assert.ok(isInspectorToHost({ type: 'openCompletion', index: 1 }));
   assert.ok(!isInspectorToHost({ type: 'openCompletion', index: -1 }));
   assert.ok(!isInspectorToHost({ type: 'openCompletion', index: 0.5 }));

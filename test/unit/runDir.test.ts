@@ -188,6 +188,27 @@ test('a logged group is read by step (the last one if a resumed run logged the s
   assert.equal(lastSampleQuestion(dir), '(3+1)*3 "q"');
 });
 
+test('a re-attached session follows the groups logged after it attached, from samples.jsonl\'s new lines only', async () => {
+  const dir = tmp();
+  const t = { text: ['3'], logp: [-1], old_logp: [-1], ref_logp: [-1], kl: [0], advantage: [0.5], entropy: [1] };
+  const group = (step: number) => JSON.stringify({ step, question: '1+2', answer: '3', prompt: '1+2\n', completions: ['3', '3'], rewards: [1, 1], advantages: [0, 0], truncated: [false, false], tokens: [t, t] }) + '\n';
+  fs.writeFileSync(path.join(dir, 'status.json'), JSON.stringify(status({ pid: deadPid(), state: 'stopped' })));
+  const samples = path.join(dir, 'samples.jsonl');
+  fs.writeFileSync(samples, group(1) + group(10) + group(20).slice(0, 40)); // history, and a line being written
+  const seen: number[] = [];
+  const s = RunSession.attach(dir, { onChange: (c) => c.kind === 'group' && seen.push(c.group.step!), pollMs: 20 });
+  try {
+    const newest = () => s.latestGroup?.step ?? null;
+    assert.equal(newest(), null, 'the history is not read: the Runs view lists it');
+    fs.appendFileSync(samples, group(20).slice(40) + group(30) + '{"step": 40}\n');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(seen, [30], 'the torn line it attached in the middle of, and an invalid group, are skipped');
+    assert.equal(newest(), 30);
+  } finally {
+    s.dispose();
+  }
+});
+
 test('a status.json pid is re-attached to and signalled only if it is still that trainer (host, start time, grpo)', { skip: process.platform !== 'linux' }, async () => {
   // two live processes: one whose command line says grpo (a stand-in trainer), one that does not
   const trainerLike = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', 'grpo']);

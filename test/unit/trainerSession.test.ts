@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { isPidAlive, listCheckpoints, readMetrics, readStartEval, readStatus, withStartRow } from '../../src/rundir/runDir';
+import { isPidAlive, listCheckpoints, listSampleSteps, readMetrics, readStartEval, readStatus, withStartRow } from '../../src/rundir/runDir';
 import { RunSession, type SessionChange } from '../../src/training/session';
 import { checkValues, trainArgs } from '../../src/shared/settings';
 
@@ -73,4 +73,9 @@ test('a short real run: live metrics, pause/resume/stop over stdin, checkpoint o
   assert.deepEqual(read.map((r) => r.step), s.rows.map((r) => r.step), 'the stream and the run directory agree');
   assert.deepEqual(read[0], s.rows[0]);
   assert.ok(s.summary().reward !== null);
+  // each group the run logged also arrived live, as it was logged (its `samples` message)
+  const logged = await listSampleSteps(dir);
+  assert.ok(logged.length >= 2, `groups logged at steps ${logged}`);
+  assert.deepEqual(changes.flatMap((c) => (c.kind === 'group' ? [c.group.step] : [])), logged);
+  assert.equal(s.latestGroup?.step, logged.at(-1));
 });
