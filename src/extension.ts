@@ -2,12 +2,12 @@
 import * as vscode from 'vscode';
 import { SETUP_COMMAND, setupEnvironmentCommand } from './environment/envSetup';
 import { selectInterpreter } from './environment/selectInterpreter';
-import { deleteRun, latestRun, pickRun, revealRun } from './rundir/commands';
+import { deleteRun, latestRun, pickRun, revealRun } from './runsview/commands';
 import { InspectCommands } from './inspect/commands';
 import { COMPLETION_SCHEME, CompletionDocuments, TokenShading } from './inspect/editor';
 import { TrainingController } from './training/controller';
 import { DashboardPanel } from './dashboard/dashboard';
-import { runDirOf, RunsTreeProvider } from './rundir/runsTree';
+import { runDirOf, RunsTreeProvider } from './runsview/runsTree';
 import { TrainingStatusBar } from './training/statusBar';
 import { TrainingViewProvider } from './training/trainingView';
 
@@ -64,7 +64,7 @@ export function activate(ctx: vscode.ExtensionContext): void {
       const dir = await pickRun(training, 'Open which run in the dashboard?', false);
       if (dir) showDashboard([dir]);
     }),
-    vscode.commands.registerCommand('grpo.selectInterpreter', () => selectInterpreter(training)),
+    vscode.commands.registerCommand('grpo.selectInterpreter', () => selectInterpreter(training.trainerDir)),
     vscode.commands.registerCommand(SETUP_COMMAND, () => setupEnvironmentCommand(ctx, training.trainerDir, log)),
     vscode.commands.registerCommand('grpo.refreshRuns', () => runsTree.refresh()),
     vscode.commands.registerCommand('grpo.run.openDashboard', (n: unknown) => {

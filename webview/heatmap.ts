@@ -6,8 +6,7 @@
  * parse in one pass; rows off screen skip layout and paint (`content-visibility: auto`). One delegated
  * listener and one tooltip element give exact values on hover.
  */
-import { bucketColour, bucketOf, LEVELS, type Scale, visibleToken } from '../src/shared/values';
-import { QUANTITIES, type Quantity } from '../src/shared/protocol';
+import { bucketColour, bucketOf, LEVELS, QUANTITIES, type Quantity, type Scale, visibleToken } from '../src/shared/values';
 
 export interface HeatRow {
   /** Identifies the row to `tooltip` and in `data-heat-index`. */

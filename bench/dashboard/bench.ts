@@ -15,7 +15,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Page } from 'playwright-core';
-import { rowsToColumns } from '../../src/shared/protocol';
+import { rowsToColumns } from '../../src/dashboard/columns';
 import { readMetrics } from '../../src/rundir/runDir';
 import { launchPage, machine, median, openWebview, pct, repo, writeResult } from '../harness';
 

@@ -20,7 +20,7 @@ import type { Page } from 'playwright-core';
 import { fromScoreResult, hoverAt } from '../../src/inspect/docScores';
 import { findExport } from '../../src/inspect/onnx/exports';
 import { OnnxScorer } from '../../src/inspect/onnx/scorer';
-import type { GroupRecord } from '../../src/shared/protocol';
+import type { GroupRecord } from '../../src/shared/records';
 import { trainerEnv } from '../../src/environment/python';
 import { launchPage, machine, median, openWebview, pct, repo, writeResult } from '../harness';
 

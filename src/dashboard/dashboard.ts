@@ -5,8 +5,10 @@
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { isDashboardToHost, rowsToColumns, withStartRow, type DashboardState, type DashboardToHost, type HostToDashboard, type MetricsRow, type RunInfo } from '../shared/protocol';
-import { readMetrics, readStartEval, readStatus } from '../rundir/runDir';
+import type { MetricsRow } from '../shared/records';
+import { readMetrics, readStartEval, readStatus, withStartRow } from '../rundir/runDir';
+import { rowsToColumns } from './columns';
+import { isDashboardToHost, type DashboardState, type DashboardToHost, type HostToDashboard, type RunInfo } from './dashboardProtocol';
 import type { TrainingController } from '../training/controller';
 import { SingletonPanel } from '../webviews/singletonPanel';
 import { WebviewChannel, webviewHtml, webviewOptions } from '../webviews/webviewHtml';

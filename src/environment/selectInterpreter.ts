@@ -1,10 +1,10 @@
-/** "GRPO: Select Python Interpreter": pick a discovered interpreter (or enter one), check it, select it. */
+/** "GRPO: Select Python Interpreter": pick a discovered interpreter (or enter one), check it against the
+ * trainer in `trainerDir`, select it. */
 import * as vscode from 'vscode';
-import type { TrainingController } from '../training/controller';
 import { selectPython, SETUP_COMMAND } from './envSetup';
 import { checkInterpreter, listCandidates, SOURCE_LABEL } from './python';
 
-export async function selectInterpreter(training: TrainingController): Promise<void> {
+export async function selectInterpreter(trainerDir: string): Promise<void> {
   if (!vscode.workspace.isTrusted) {
     // checking an interpreter runs it, and a workspace's .venv is the workspace's code
     void vscode.window.showWarningMessage('GRPO: trust this workspace to choose and check a Python interpreter.');
@@ -22,7 +22,7 @@ export async function selectInterpreter(training: TrainingController): Promise<v
   if (!pick) return;
   const python = pick === enter ? await vscode.window.showInputBox({ prompt: 'Path to a Python interpreter', value: current }) : pick.python;
   if (!python) return;
-  const r = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `GRPO: checking ${python}…` }, () => checkInterpreter(python, training.trainerDir));
+  const r = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `GRPO: checking ${python}…` }, () => checkInterpreter(python, trainerDir));
   if (!r.ok) {
     const use = await vscode.window.showWarningMessage(`GRPO: ${python} cannot run the trainer: ${r.reason}.`, 'Use Anyway', 'Set Up Python Environment');
     if (use === 'Set Up Python Environment') void vscode.commands.executeCommand(SETUP_COMMAND);

@@ -16,16 +16,17 @@ import { NoPythonError, offerPythonFix } from '../environment/envSetup';
 import { findExport, ExportError, type OnnxExport } from './onnx/exports';
 import { scorerFor } from './onnx/scorer';
 import { TokenizeError } from './onnx/tokenizer';
-import type { CompareResult, GroupOrigin, InspectRequests, InspectRequestType, Quantity, ScoreResult } from '../shared/protocol';
+import type { CompareResult, InspectRequests, InspectRequestType, ScoreResult } from '../shared/records';
+import type { GroupOrigin } from './inspectorProtocol';
 import { TrainerGoneError, TrainerRequestError } from '../shared/requests';
 import { lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, readSampleGroup } from '../rundir/runDir';
 import { ServeProcess } from './serve';
 import type { TrainingController } from '../training/controller';
-import { ComparePanel, InspectorPanel, type ShownGroup } from './panels';
-import type { RunNode } from '../rundir/runsTree';
+import { ComparePanel, InspectorPanel, loggedGroup, type LoggedGroups, type ShownGroup } from './panels';
+import type { RunNode } from '../runsview/runsTree';
 import { fromScoreResult, onText } from './docScores';
 import { completionRef, openCompletion, TokenShading } from './editor';
-import { completionLength, describeLength, fmt } from '../shared/values';
+import { completionLength, describeLength, fmt, type Quantity } from '../shared/values';
 
 const SERVE_IDLE_MS = 10 * 60_000;
 
@@ -47,6 +48,8 @@ export class InspectCommands implements vscode.Disposable {
   /** Documents scored by command: what they were scored against, to score them again after an edit. */
   private readonly autoRescore = new Map<string, Target>();
   private rescoreTimers = new Map<string, NodeJS.Timeout>();
+  /** The live run's logged groups, for the inspector's "Follow the newest group". */
+  private readonly liveGroups: LoggedGroups;
 
   constructor(
     private readonly extensionUri: vscode.Uri,
@@ -61,6 +64,11 @@ export class InspectCommands implements vscode.Disposable {
       }
     }, 60_000);
     this.subs.push(shading.onDidInvalidate((doc) => this.rescoreSoon(doc)));
+    this.liveGroups = {
+      onDidLogGroup: training.onDidLogGroup,
+      isLive: (dir) => training.live?.dir === dir,
+      latest: (dir) => (training.live?.dir === dir ? training.live.latestGroup : null),
+    };
   }
 
   private get log(): vscode.LogOutputChannel {
@@ -181,7 +189,7 @@ export class InspectCommands implements vscode.Disposable {
   }
 
   showGroup(g: ShownGroup, focus: number | null = null, quantity: Quantity | null = null): void {
-    InspectorPanel.show(this.extensionUri, this.log, g, { focus, quantity, onOpenCompletion: (sg, i) => void this.openCompletion(sg, i) });
+    InspectorPanel.show(this.extensionUri, this.log, this.liveGroups, g, { focus, quantity, onOpenCompletion: (sg, i) => void this.openCompletion(sg, i) });
   }
 
   private async openCompletion(g: ShownGroup, i: number): Promise<void> {
@@ -207,7 +215,7 @@ export class InspectCommands implements vscode.Disposable {
       this.report(new Shown(`samples.jsonl of run ${path.basename(runDir)}: ${r ? r.error : `no group logged at step ${step}`}`));
       return undefined;
     }
-    return { group: r.value, origin: { runDir, checkpoint: null, step, logged: true }, title: `training step ${step} of ${path.basename(runDir)}` };
+    return loggedGroup(runDir, r.value, step);
   }
 
   // --- GRPO: Inspect Per-Token Advantages ------------------------------------------------------------

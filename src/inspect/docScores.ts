@@ -3,7 +3,7 @@
  * form the editor needs: character ranges, values, what to shade with, and the hover for an offset.
  * Pure; no `vscode`. The editor layer caches one of these per document version.
  */
-import type { GroupRecord, ScoreResult } from '../shared/protocol';
+import type { GroupRecord, ScoreResult } from '../shared/records';
 import { hoverMarkdown, type TokenFacts } from '../shared/hover';
 import { alignTokens, bucketColour, bucketOf, scaleFor, stepOfTokens, tokenAt } from '../shared/values';
 

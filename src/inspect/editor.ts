@@ -7,7 +7,8 @@
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { GroupOrigin, GroupRecord } from '../shared/protocol';
+import type { GroupRecord } from '../shared/records';
+import type { GroupOrigin } from './inspectorProtocol';
 import { canShade, fromGroup, hoverAt, shadingRuns, type DocScores, type ShadeMode } from './docScores';
 
 export const COMPLETION_SCHEME = 'grpo-completion';

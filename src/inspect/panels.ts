@@ -3,15 +3,30 @@
  * view. One of each, reused; the host posts nothing until the page says `ready` and re-sends the whole
  * content when a hidden page is re-created.
  */
+import * as path from 'node:path';
 import * as vscode from 'vscode';
-import {
-  isCompareToHost, isInspectorToHost, type CompareResult, type CompareToHost, type GroupOrigin, type GroupRecord, type HostToCompare, type HostToInspector,
-  type InspectorToHost, type Quantity,
-} from '../shared/protocol';
+import type { CompareResult, GroupRecord } from '../shared/records';
+import type { Quantity } from '../shared/values';
+import { isCompareToHost, type CompareToHost, type HostToCompare } from './compareProtocol';
+import { isInspectorToHost, type GroupOrigin, type HostToInspector, type InspectorToHost } from './inspectorProtocol';
 import { SingletonPanel } from '../webviews/singletonPanel';
 import { WebviewChannel, webviewHtml } from '../webviews/webviewHtml';
 
 export interface ShownGroup { group: GroupRecord; origin: GroupOrigin; title: string }
+
+/** A group logged at a training step of run `runDir`, as the inspector shows it. */
+export function loggedGroup(runDir: string, group: GroupRecord, step = group.step ?? null): ShownGroup {
+  return { group, origin: { runDir, checkpoint: null, step, logged: true }, title: `training step ${step ?? '?'} of ${path.basename(runDir)}` };
+}
+
+/** The groups the run live in this window logs, as it logs them (the training controller's). */
+export interface LoggedGroups {
+  readonly onDidLogGroup: vscode.Event<{ runDir: string; group: GroupRecord }>;
+  /** Whether `runDir` is the run live in this window. */
+  isLive(runDir: string): boolean;
+  /** The newest group it logged since this window began watching it, or null. */
+  latest(runDir: string): GroupRecord | null;
+}
 
 export class InspectorPanel implements vscode.Disposable {
   private static readonly one = new SingletonPanel<InspectorPanel>('grpo.inspector', 'GRPO Group Inspector', true);
@@ -19,32 +34,59 @@ export class InspectorPanel implements vscode.Disposable {
   private readonly channel: WebviewChannel<InspectorToHost, HostToInspector>;
   private readonly subs: vscode.Disposable[] = [];
   private shown: (ShownGroup & { focus: number | null; quantity: Quantity | null }) | null = null;
+  /** Showing each group the live run logs, as it logs it (the page's "Follow the newest group"). */
+  private following = false;
 
-  static show(extensionUri: vscode.Uri, log: vscode.LogOutputChannel, g: ShownGroup, opts: { focus?: number | null; quantity?: Quantity | null; onOpenCompletion(g: ShownGroup, index: number): void }): InspectorPanel {
-    const p = InspectorPanel.one.show(extensionUri, (panel) => new InspectorPanel(panel, extensionUri, log, opts.onOpenCompletion));
-    p.shown = { ...g, focus: opts.focus ?? null, quantity: opts.quantity ?? null };
-    p.panel.title = `GRPO: ${g.title}`;
-    p.send();
+  static show(extensionUri: vscode.Uri, log: vscode.LogOutputChannel, live: LoggedGroups, g: ShownGroup, opts: { focus?: number | null; quantity?: Quantity | null; onOpenCompletion(g: ShownGroup, index: number): void }): InspectorPanel {
+    const p = InspectorPanel.one.show(extensionUri, (panel) => new InspectorPanel(panel, extensionUri, log, live, opts.onOpenCompletion));
+    p.following = false; // a group asked for by name is shown until the user says otherwise
+    p.present({ ...g, focus: opts.focus ?? null, quantity: opts.quantity ?? null });
     return p;
   }
 
-  private constructor(readonly panel: vscode.WebviewPanel, extensionUri: vscode.Uri, log: vscode.LogOutputChannel, onOpen: (g: ShownGroup, index: number) => void) {
+  private constructor(readonly panel: vscode.WebviewPanel, extensionUri: vscode.Uri, log: vscode.LogOutputChannel, private readonly live: LoggedGroups, onOpen: (g: ShownGroup, index: number) => void) {
     panel.iconPath = vscode.Uri.joinPath(extensionUri, 'media', 'grpo.svg');
     this.channel = new WebviewChannel<InspectorToHost, HostToInspector>(panel.webview, isInspectorToHost, {
       onReady: () => this.send(),
       onMessage: (m) => {
         if (m.type === 'openCompletion' && this.shown && m.index < this.shown.group.completions.length) onOpen(this.shown, m.index);
+        else if (m.type === 'follow') this.follow(m.on);
         else if (m.type === 'log') (m.level === 'error' ? log.error(m.message) : log.info(m.message));
       },
       onInvalid: (v) => log.warn(`inspector: dropped an invalid message ${JSON.stringify(v)?.slice(0, 200)}`),
     });
     panel.webview.html = webviewHtml(panel.webview, extensionUri, { script: 'inspector.js', style: 'inspect.css', title: 'GRPO Group Inspector' });
-    this.subs.push(this.channel, panel.onDidDispose(() => this.dispose()));
+    this.subs.push(
+      this.channel,
+      panel.onDidDispose(() => this.dispose()),
+      live.onDidLogGroup((e) => {
+        if (this.following && this.shown?.origin.runDir === e.runDir) this.present({ ...loggedGroup(e.runDir, e.group), focus: null, quantity: null });
+      }),
+    );
+  }
+
+  /** A logged group of the run live in this window can be followed. */
+  private get canFollow(): boolean {
+    return !!this.shown?.origin.logged && this.live.isLive(this.shown.origin.runDir);
+  }
+
+  private follow(on: boolean): void {
+    this.following = on && this.canFollow;
+    const s = this.shown;
+    const newest = this.following && s ? this.live.latest(s.origin.runDir) : null;
+    if (s && newest && (newest.step ?? -1) > (s.origin.step ?? -1)) this.present({ ...loggedGroup(s.origin.runDir, newest), focus: null, quantity: null });
+    else this.send(); // the page learns whether it follows
+  }
+
+  private present(shown: NonNullable<InspectorPanel['shown']>): void {
+    this.shown = shown;
+    this.panel.title = `GRPO: ${shown.title}`;
+    this.send();
   }
 
   private send(): void {
     const s = this.shown;
-    if (s) this.channel.post({ type: 'group', group: s.group, origin: s.origin, title: s.title, focus: s.focus, quantity: s.quantity });
+    if (s) this.channel.post({ type: 'group', group: s.group, origin: s.origin, title: s.title, focus: s.focus, quantity: s.quantity, follow: this.canFollow ? this.following : null });
   }
 
   dispose(): void {

@@ -7,7 +7,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import * as path from 'node:path';
 import { LineSplitter, TrainerStreamParser } from '../shared/jsonLines';
-import type { InspectRequests, InspectRequestType } from '../shared/protocol';
+import type { InspectRequests, InspectRequestType } from '../shared/records';
 import { trainerCwd, trainerEnv } from '../environment/python';
 import { PendingRequests, TrainerGoneError } from '../shared/requests';
 

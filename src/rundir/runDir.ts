@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { countNewlines, parseJsonlBuffer, parseLine, type JsonlChunk, type LineProblem } from '../shared/jsonLines';
-import { checkEvent, checkGroupRecord, checkMetricsRow, checkStatus, startEvalRow, type Checked, type GroupRecord, type MetricsRow, type RunEvent, type RunState, type RunStatus } from '../shared/protocol';
+import { checkEvent, checkGroupRecord, checkMetricsRow, checkStatus, type Checked, type EvalEvent, type GroupRecord, type MetricsRow, type RunEvent, type RunState, type RunStatus } from '../shared/records';
 
 export const STATUS_FILE = 'status.json';
 export const METRICS_FILE = 'metrics.jsonl';
@@ -167,6 +167,21 @@ export class JsonlTail<T> {
   private lines = 0;
   constructor(readonly file: string, private readonly check: (v: unknown) => Checked<T>) {}
 
+  /** Reads from the file's present end on: only what is appended from now on (a re-attached live run's new
+   * groups, not the whole history). A line being written just now is reported as unreadable by the next read. */
+  skipToEnd(): this {
+    try {
+      const f = openRegular(this.file);
+      if (f) {
+        fs.closeSync(f.fd);
+        this.offset = f.size;
+      }
+    } catch {
+      // unreadable now: read() says so when it is asked
+    }
+    return this;
+  }
+
   /** At most `maxBytes` per call (the live session polls again for the rest), so no call stalls the host. */
   read(maxBytes = 16 * 1024 * 1024): JsonlChunk<T> & { restarted: boolean } {
     let f: { fd: number; size: number } | null;
@@ -205,6 +220,8 @@ export class JsonlTail<T> {
 
 export const metricsTail = (dir: string) => new JsonlTail<MetricsRow>(path.join(dir, METRICS_FILE), checkMetricsRow);
 export const eventsTail = (dir: string) => new JsonlTail<RunEvent>(path.join(dir, EVENTS_FILE), checkEvent);
+/** The groups samples.jsonl logs from now on (not the ones already in it). */
+export const newSamplesTail = (dir: string) => new JsonlTail<GroupRecord>(path.join(dir, SAMPLES_FILE), checkGroupRecord).skipToEnd();
 
 export interface LineScan {
   /** bytes of the file when it was opened */
@@ -287,6 +304,27 @@ export async function readMetrics(dir: string, maxBytes = LIMITS.metricsFile): P
   for (const line of scan?.overlong ?? []) problems.push({ line, text: '', error: `line longer than ${MiB(LIMITS.recordLine)}` });
   const capped = scan && scan.size > maxBytes ? { size: scan.size, read: scan.read } : null;
   return { rows, problems, capped };
+}
+
+/**
+ * The held-out evaluation of the start (the eval event at step 0, written when SFT ends and GRPO has not yet
+ * stepped) as a metrics row, so that the held-out charts begin where GRPO starts. Later evaluations are in
+ * their step's metrics row already. The keys are the trainer's (`EvalReport.metrics()` in evaluation.py).
+ */
+export function startEvalRow(ev: RunEvent): MetricsRow | null {
+  if (ev.kind !== 'eval' || ev.step !== 0) return null;
+  const e = ev as EvalEvent;
+  const row: MetricsRow = { step: 0, time: e.time, 'eval/accuracy': e.accuracy };
+  for (const [prefix, byK] of [['pass', e.pass_at_k], ['maj', e.maj_at_k]] as const) {
+    for (const [k, v] of Object.entries(byK ?? {})) row[`eval/${prefix}@${k}`] = v;
+  }
+  return row;
+}
+
+/** `rows` with the start's row first (in place of any earlier step-0 row): metrics rows begin at step 1. */
+export function withStartRow(rows: MetricsRow[], start: MetricsRow | null): MetricsRow[] {
+  if (!start) return rows;
+  return rows[0]?.step === 0 ? [start, ...rows.slice(1)] : [start, ...rows];
 }
 
 /** How far into events.jsonl the start's evaluation is looked for: it is written when SFT ends, after a few

@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { lastLine, runPython } from '../environment/python';
-import { isObject, type Checked } from '../shared/protocol';
+import { isObject, type Checked } from '../shared/guards';
 import { CONFIG_FILE } from './runDir';
 
 export interface UserCodeModule {

@@ -9,7 +9,7 @@
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { isObject, type Checked } from '../shared/protocol';
+import { isObject, type Checked } from '../shared/guards';
 import { isPidAlive, processIdentity, readSmallFile, UnreadableFile } from './runDir';
 
 export const WRITER_LOCK_FILE = 'writer.lock';

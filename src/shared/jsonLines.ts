@@ -5,7 +5,7 @@
  * never fatal; a torn last line (no trailing newline, e.g. after a crash mid-write) is held back until
  * more bytes arrive, and reported only if the stream ends with it.
  */
-import { checkTrainerMessage, type Checked, type TrainerMessage } from './protocol';
+import { checkTrainerMessage, type Checked, type TrainerMessage } from './records';
 
 export interface LineProblem {
   /** 1-based line number within the stream or file. */

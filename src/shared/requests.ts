@@ -3,7 +3,7 @@
  * timeouts, validation of the answer, and failing every open request when the process goes away.
  * No `vscode` import; unit-tested.
  */
-import { encodeRequest, INSPECT_RESULT_CHECKS, type InspectRequests, type InspectRequestType, type TrainerMessage } from './protocol';
+import { encodeRequest, INSPECT_RESULT_CHECKS, type InspectRequests, type InspectRequestType, type TrainerMessage } from './records';
 
 /** A request the trainer answered with `ok: false` (bad input): its message is meant for the user. */
 export class TrainerRequestError extends Error {}

@@ -1,9 +1,37 @@
 /**
- * Run settings: the embedded schema (a build-time copy of the trainer's settings table), presets,
- * validation, and settings → trainer argv. No `vscode`/Node imports: shared by the host and the panel.
+ * Run settings: the settings schema (what `python -m grpo config-schema` prints; a build-time copy of the
+ * trainer's settings table is embedded), presets, validation, and settings → trainer argv. No `vscode`/Node
+ * imports: shared by the host and the training view's page.
  */
 import schemaJson from './generated/configSchema.json';
-import { isSettingsSchema, type Json, type SettingSpec, type SettingValues } from './protocol';
+import { arrayOf, isNum, isObject, isStr, oneOf, type Checked } from './guards';
+import type { Json } from './records';
+
+export interface SettingSpec {
+  key: string;
+  type: 'int' | 'float' | 'str' | 'bool';
+  default: Json;
+  help: string;
+  choices: string[] | null;
+  min: number | null;
+  max: number | null;
+  exclusive_min: boolean;
+}
+
+export function isSettingSpec(v: unknown): v is SettingSpec {
+  return (
+    isObject(v) && isStr(v.key) && oneOf('int', 'float', 'str', 'bool')(v.type) && isStr(v.help) &&
+    (v.choices === null || v.choices === undefined || arrayOf(isStr)(v.choices)) &&
+    (v.min === null || v.min === undefined || isNum(v.min)) && (v.max === null || v.max === undefined || isNum(v.max))
+  );
+}
+export const isSettingsSchema = arrayOf(isSettingSpec);
+
+/** Setting values as the form holds them (only keys present in the schema). */
+export type SettingValues = Record<string, Json>;
+/** The shape of setting values (scalars by key); whether each is valid for its setting is checkValues'. */
+export const isSettingValues = (v: unknown): v is SettingValues =>
+  isObject(v) && Object.values(v).every((x) => x === null || ['string', 'number', 'boolean'].includes(typeof x));
 
 if (!isSettingsSchema(schemaJson)) throw new Error('embedded configSchema.json is invalid');
 export const EMBEDDED_SCHEMA: SettingSpec[] = schemaJson as SettingSpec[];
@@ -67,7 +95,8 @@ export function formatFieldValue(value: Json): string {
   return value === null ? '' : String(value);
 }
 
-/** Keeps only known keys with valid values; returns the errors for the rest. */
+/** Keeps only known keys with valid values; returns the errors for the rest (for values read back from
+ * storage, which may predate this schema). */
 export function sanitizeValues(values: SettingValues, schema: readonly SettingSpec[] = EMBEDDED_SCHEMA): { values: SettingValues; errors: string[] } {
   const out = defaultValues(schema);
   const errors: string[] = [];
@@ -84,34 +113,42 @@ export function sanitizeValues(values: SettingValues, schema: readonly SettingSp
   return { values: out, errors };
 }
 
+declare const checkedValues: unique symbol;
+/** Every setting, each value valid for it: what checkValues returns and what the trainer's argv is made from. */
+export type CheckedValues = SettingValues & { readonly [checkedValues]: true };
+
+/** `values` (over the defaults) checked against the settings schema: the one validation on the way from the
+ * form to the trainer's argv. Unknown keys and invalid values are errors, every one named. */
+export function checkValues(values: SettingValues, schema: readonly SettingSpec[] = EMBEDDED_SCHEMA): Checked<CheckedValues> {
+  const r = sanitizeValues(values, schema);
+  return r.errors.length ? { ok: false, error: r.errors.join('; ') } : { ok: true, value: r.values as CheckedValues };
+}
+
 /** The `--set key=value` text the trainer parses back (JSON for numbers/bools/null, raw text for strings). */
 export function formatSet(spec: SettingSpec, value: Json): string {
   return `${spec.key}=${spec.type === 'str' && typeof value === 'string' ? value : JSON.stringify(value)}`;
 }
 
 /** `--set` arguments for every value that differs from its default: the embedded default adds none. */
-export function settingsToSetArgs(values: SettingValues, schema: readonly SettingSpec[] = EMBEDDED_SCHEMA): string[] {
+export function settingsToSetArgs(values: CheckedValues, schema: readonly SettingSpec[] = EMBEDDED_SCHEMA): string[] {
   const args: string[] = [];
   for (const spec of schema) {
     if (!(spec.key in values)) continue;
     const v = values[spec.key];
-    if (v === spec.default) continue;
-    const err = validateValue(spec, v);
-    if (err) throw new Error(err);
-    args.push('--set', formatSet(spec, v));
+    if (v !== spec.default) args.push('--set', formatSet(spec, v));
   }
   return args;
 }
 
 /** The trainer's argument array (after the interpreter): never a shell string. */
-export function trainArgs(opts: { runDir: string; values?: SettingValues; resume?: boolean; schema?: readonly SettingSpec[] }): string[] {
+export function trainArgs(opts: { runDir: string; values?: CheckedValues; resume?: boolean; schema?: readonly SettingSpec[] }): string[] {
   const args = ['-m', 'grpo', 'train', '--run-dir', opts.runDir];
   if (opts.resume) args.push('--resume');
   if (opts.values) args.push(...settingsToSetArgs(opts.values, opts.schema));
   return args;
 }
 
-/** Only the values that differ from defaults: what is persisted per workspace. */
+/** Only the values that differ from defaults: what is remembered of the form per workspace. */
 export function diffFromDefaults(values: SettingValues, schema: readonly SettingSpec[] = EMBEDDED_SCHEMA): SettingValues {
   const d = defaultValues(schema);
   return Object.fromEntries(Object.entries(values).filter(([k, v]) => k in d && d[k] !== v));

@@ -4,7 +4,13 @@
  * `vscode`, no DOM: shared by the extension host (editor shading, hovers) and the webviews (heatmap,
  * inspector), and unit-tested directly.
  */
-import type { GroupRecord, Quantity, TokenArrays } from './protocol';
+import { oneOf } from './guards';
+import type { GroupRecord, TokenArrays } from './records';
+
+/** What a token heatmap can be coloured by. `ratio` is π_θ/π_old; `logp_diff` is log π_θ − log π_ref. */
+export const QUANTITIES = ['advantage', 'ratio', 'kl', 'logp', 'entropy', 'logp_diff'] as const;
+export type Quantity = (typeof QUANTITIES)[number];
+export const isQuantity = oneOf(...QUANTITIES);
 
 /** Schulman's k3 estimator of KL(π_θ‖π_ref) for one token: r − log r − 1 with r = π_ref/π_θ (always ≥ 0). */
 export function k3(logp: number, refLogp: number): number {

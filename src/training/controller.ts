@@ -1,18 +1,19 @@
 /**
  * The training controller: owns the one live run of this window (spawned or re-attached), the
- * interpreter, the persisted form values, and the "GRPO Trainer" log. Views listen to its events.
+ * interpreter, the training view's remembered form values, and the "GRPO Trainer" log. Views listen to its events.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { ControlType, LiveSummary, MetricsRow, SettingValues } from '../shared/protocol';
+import type { ControlType, GroupRecord, MetricsRow } from '../shared/records';
 import { offerPythonFix } from '../environment/envSetup';
 import { checkInterpreter, findInterpreter, SOURCE_LABEL, type Discovery } from '../environment/python';
 import { isResumable, listRuns, newRunName, readStatus, effectiveState, trainerAlive } from '../rundir/runDir';
 import { RunSession, type SessionChange } from './session';
 import { UserCodeGate } from '../rundir/userCodeGate';
 import { busyMessage, runWriter } from '../rundir/writerLock';
-import { defaultValues, diffFromDefaults, EMBEDDED_SCHEMA, launchArgs, sanitizeValues, trainArgs, type Launcher } from '../shared/settings';
+import { checkValues, defaultValues, diffFromDefaults, EMBEDDED_SCHEMA, launchArgs, sanitizeValues, trainArgs, type Launcher, type SettingValues } from '../shared/settings';
+import type { LiveSummary } from './panelProtocol';
 
 const VALUES_KEY = 'grpo.settingsValues';
 const LIVE_RUN_KEY = 'grpo.liveRun';
@@ -23,11 +24,14 @@ export class TrainingController implements vscode.Disposable {
   private readonly metricsEmitter = new vscode.EventEmitter<{ runDir: string; rows: MetricsRow[]; replaced: boolean }>();
   private readonly runsChangedEmitter = new vscode.EventEmitter<void>();
   private readonly valuesEmitter = new vscode.EventEmitter<SettingValues>();
+  private readonly groupEmitter = new vscode.EventEmitter<{ runDir: string; group: GroupRecord }>();
   /** Summary snapshots, at most every 250 ms (a fast trainer must not flood the views). */
   readonly onDidChangeSummary = this.summaryEmitter.event;
   readonly onDidAppendMetrics = this.metricsEmitter.event;
   readonly onDidChangeRuns = this.runsChangedEmitter.event;
   readonly onDidChangeValues = this.valuesEmitter.event;
+  /** Each group the live run logs, as it logs it (its `samples` message; re-attached, samples.jsonl's new lines). */
+  readonly onDidLogGroup = this.groupEmitter.event;
   private summaryTimer: NodeJS.Timeout | null = null;
   private readonly checked = new Map<string, number>(); // interpreter → mtime when it passed the check
   private starting = false;
@@ -51,19 +55,25 @@ export class TrainingController implements vscode.Disposable {
     return this.session;
   }
 
-  // --- Settings values (persisted per workspace) ----------------------------------------------------
-  getValues(): SettingValues {
-    const stored = this.ctx.workspaceState.get<SettingValues>(VALUES_KEY, {});
-    return sanitizeValues(stored).values;
+  // --- The training view's last values (remembered per workspace, for the form) ----------------------
+  /** What the form showed last (the defaults at first). Stored values may predate this version's settings
+   * table: those that no longer fit it are dropped (and forgotten), with a warning. */
+  rememberedValues(): SettingValues {
+    const { values, errors } = sanitizeValues(this.ctx.workspaceState.get<SettingValues>(VALUES_KEY, {}));
+    if (errors.length) {
+      errors.forEach((e) => this.log.warn(`remembered settings: ${e}; dropped`));
+      void this.remember(values);
+    }
+    return values;
   }
-  async setValues(values: SettingValues): Promise<void> {
-    const { values: clean, errors } = sanitizeValues(values);
-    errors.forEach((e) => this.log.warn(`settings: ${e}`));
-    await this.ctx.workspaceState.update(VALUES_KEY, diffFromDefaults(clean));
-    this.valuesEmitter.fire(clean);
+  /** Remembers the form's values (as it shows them: the form owns them, nothing is sent back). */
+  async remember(values: SettingValues): Promise<void> {
+    await this.ctx.workspaceState.update(VALUES_KEY, diffFromDefaults(values));
   }
+  /** Forgets the remembered values; the form is told to show the defaults. */
   async resetValues(): Promise<void> {
-    await this.setValues(defaultValues());
+    await this.ctx.workspaceState.update(VALUES_KEY, undefined);
+    this.valuesEmitter.fire(defaultValues());
   }
 
   // --- Folders and interpreter ---------------------------------------------------------------------
@@ -107,24 +117,22 @@ export class TrainingController implements vscode.Disposable {
     return true;
   }
 
-  /** Starts a new run with `values` (default: the training view's current values). */
-  async start(values: SettingValues = this.getValues()): Promise<RunSession | undefined> {
+  /** Starts a new run with `values`: the training view's, as it posts them with Start, or (from the command
+   * palette) the values it showed last. They are checked here, once, against the settings schema. */
+  async start(values: SettingValues = this.rememberedValues()): Promise<RunSession | undefined> {
     if (!this.guard()) return undefined;
     const runs = this.runsFolder();
     if (!runs) {
       void vscode.window.showErrorMessage('GRPO: open a folder first; runs are written to its runs folder (setting grpo.runsFolder).');
       return undefined;
     }
-    let args: string[];
-    const name = newRunName(String(values.task ?? 'run'));
-    const dir = path.join(runs, name);
-    try {
-      args = trainArgs({ runDir: dir, values, schema: EMBEDDED_SCHEMA });
-    } catch (e) {
-      void vscode.window.showErrorMessage(`GRPO: ${(e as Error).message}`);
+    const checked = checkValues(values, EMBEDDED_SCHEMA);
+    if (!checked.ok) {
+      void vscode.window.showErrorMessage(`GRPO: cannot start with these settings: ${checked.error}`);
       return undefined;
     }
-    return this.launch(dir, args, 'Starting training', { verb: 'started' });
+    const dir = path.join(runs, newRunName(String(checked.value.task ?? 'run')));
+    return this.launch(dir, trainArgs({ runDir: dir, values: checked.value, schema: EMBEDDED_SCHEMA }), 'Starting training', { verb: 'started' });
   }
 
   /** Continues run `dir` from its latest checkpoint: not while another process writes it (writer.lock),
@@ -244,6 +252,9 @@ export class TrainingController implements vscode.Disposable {
       case 'metrics':
         this.metricsEmitter.fire({ runDir: s.dir, rows: c.rows, replaced: c.replaced });
         break;
+      case 'group':
+        this.groupEmitter.fire({ runDir: s.dir, group: c.group });
+        return;
       case 'event':
         if (c.event.kind === 'warning') this.log.warn(`trainer warning: ${String(c.event.message ?? '')}`);
         if (c.event.kind === 'checkpoint') this.runsChangedEmitter.fire();
@@ -306,6 +317,7 @@ export class TrainingController implements vscode.Disposable {
     this.metricsEmitter.dispose();
     this.runsChangedEmitter.dispose();
     this.valuesEmitter.dispose();
+    this.groupEmitter.dispose();
   }
 }
 

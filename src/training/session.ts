@@ -7,15 +7,17 @@
  */
 import * as path from 'node:path';
 import type { LineProblem } from '../shared/jsonLines';
-import { controlRequest, startEvalRow, withStartRow, type ControlType, type InspectRequests, type InspectRequestType, type LiveSummary, type MetricsRow, type RunEvent, type RunStatus, type TrainerMessage } from '../shared/protocol';
+import { controlRequest, type ControlType, type GroupRecord, type InspectRequests, type InspectRequestType, type MetricsRow, type RunEvent, type RunStatus, type TrainerMessage } from '../shared/records';
 import { PendingRequests, TrainerGoneError } from '../shared/requests';
-import { eventsTail, metricsTail, readStatus, trainerAlive } from '../rundir/runDir';
+import { eventsTail, metricsTail, newSamplesTail, readStatus, startEvalRow, trainerAlive, withStartRow, type JsonlTail } from '../rundir/runDir';
+import type { LiveSummary } from './panelProtocol';
 import { TrainerProcess } from './trainerProcess';
 
 export type SessionChange =
   | { kind: 'status' }
   | { kind: 'metrics'; rows: MetricsRow[]; replaced: boolean }
   | { kind: 'event'; event: RunEvent }
+  | { kind: 'group'; group: GroupRecord }
   | { kind: 'progress' }
   | { kind: 'problem'; problem: LineProblem; source: string }
   | { kind: 'stderr'; line: string }
@@ -30,6 +32,8 @@ export class RunSession {
   status: RunStatus | null = null;
   readonly rows: MetricsRow[] = [];
   progress: { phase: string; step: number; total: number } | null = null;
+  /** The newest group the run logged (samples.jsonl) since this session began, or null. */
+  latestGroup: GroupRecord | null = null;
   ended = false;
   exitError: string | null = null;
   private readonly stderrTail: string[] = [];
@@ -37,6 +41,8 @@ export class RunSession {
   private timer: NodeJS.Timeout | null = null;
   private readonly metrics;
   private readonly events;
+  /** Re-attached only: samples.jsonl's new lines (a spawned run streams each group it logs). */
+  private samples: JsonlTail<GroupRecord> | null = null;
   private readonly startedAt = Date.now() / 1000;
   private readonly requests = new PendingRequests('inspect');
 
@@ -73,6 +79,7 @@ export class RunSession {
   /** Re-attaches to a trainer that is alive but was started by an earlier window. */
   static attach(dir: string, opts: SessionOptions): RunSession {
     const s = new RunSession(dir, 'attached', opts);
+    s.samples = newSamplesTail(dir);
     s.loadFromFiles();
     s.timer = setInterval(() => s.poll(), opts.pollMs ?? 1000);
     return s;
@@ -91,6 +98,13 @@ export class RunSession {
     m.problems.forEach((p) => this.opts.onChange({ kind: 'problem', problem: p, source: 'metrics.jsonl' }));
     const e = this.events.read();
     for (const ev of e.records) this.onEvent(ev);
+    // a line torn by the moment of attaching, or garbage, costs a group of the live view, nothing else
+    for (const g of this.samples?.read().records ?? []) this.onGroup(g);
+  }
+
+  private onGroup(group: GroupRecord): void {
+    this.latestGroup = group;
+    this.opts.onChange({ kind: 'group', group });
   }
 
   private onEvent(ev: RunEvent): void {
@@ -146,6 +160,9 @@ export class RunSession {
         break;
       case 'event':
         this.onEvent(m.row);
+        break;
+      case 'samples':
+        this.onGroup(m.row);
         break;
       case 'response':
         this.requests.handle(m);

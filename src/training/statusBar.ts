@@ -1,6 +1,6 @@
 /** The status bar item: state, "SFT step N/M" or "step N · reward R" while a run is live; opens the dashboard. */
 import * as vscode from 'vscode';
-import type { LiveSummary } from '../shared/protocol';
+import type { LiveSummary } from './panelProtocol';
 import { statusText } from './session';
 
 const ICON: Record<LiveSummary['state'], string> = {

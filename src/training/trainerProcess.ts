@@ -4,7 +4,7 @@
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { LineSplitter, TrainerStreamParser, type LineProblem } from '../shared/jsonLines';
-import { encodeControl, type ControlRequest, type TrainerMessage } from '../shared/protocol';
+import { encodeControl, type ControlRequest, type TrainerMessage } from '../shared/records';
 import { trainerCwd, trainerEnv, workspaceArgs } from '../environment/python';
 
 export interface TrainerHandlers {

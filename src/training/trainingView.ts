@@ -1,6 +1,6 @@
 /** The Training view (a webview view in the GRPO container): settings form, run controls, live summary. */
 import * as vscode from 'vscode';
-import { isPanelToHost, type HostToPanel, type PanelToHost } from '../shared/protocol';
+import { isPanelToHost, type HostToPanel, type PanelToHost } from './panelProtocol';
 import { EMBEDDED_SCHEMA } from '../shared/settings';
 import type { TrainingController } from './controller';
 import { WebviewChannel, webviewHtml, webviewOptions } from '../webviews/webviewHtml';
@@ -37,17 +37,18 @@ export class TrainingViewProvider implements vscode.WebviewViewProvider, vscode.
   }
 
   private sendInit(): void {
-    this.channel?.post({ type: 'init', schema: EMBEDDED_SCHEMA, values: this.training.getValues(), trusted: vscode.workspace.isTrusted, summary: this.training.summary() });
+    this.channel?.post({ type: 'init', schema: EMBEDDED_SCHEMA, values: this.training.rememberedValues(), trusted: vscode.workspace.isTrusted, summary: this.training.summary() });
   }
 
   private async onMessage(m: PanelToHost): Promise<void> {
     switch (m.type) {
       case 'valuesChanged':
-        await this.training.setValues(m.values);
+        await this.training.remember(m.values);
         break;
       case 'start':
-        await this.training.setValues(m.values);
-        await vscode.commands.executeCommand('grpo.startTraining');
+        // the values travel with the request: the controller checks them once and starts with them
+        void this.training.remember(m.values);
+        await this.training.start(m.values);
         break;
       case 'control':
         this.training.control(m.action);

@@ -133,6 +133,8 @@ test('score a document against the reference and hover a token; sample a group i
   assert.equal(fs.readFileSync(path.join(rig.workspace, 'solution.txt'), 'utf8'), before, 'scoring leaves the document untouched');
   const shaded = await page.locator('.monaco-editor .view-overlays div[class*="ced-"], .monaco-editor .view-line span[class*="ced-"]').count();
   const seqKl = Number(/sequence KL ([\d.e-]+)/.exec(hoverText)?.[1]);
+  // an unreadable sequence KL would skip the shading check below: it fails instead
+  assert.ok(Number.isFinite(seqKl) && seqKl >= 0, `no sequence KL in the hover: ${hoverText}`);
   log(`${shaded} decorated spans, sequence KL ${seqKl}`);
   // Shading marks tokens whose KL is above zero: a policy identical to its reference has none to mark.
   if (seqKl > 0) assert.ok(shaded > 0, 'tokens with KL > 0 are shaded');

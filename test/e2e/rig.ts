@@ -34,7 +34,12 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function until<T>(what: string, fn: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs: number, everyMs = 500): Promise<T> {
+/**
+ * Polls `fn` until it returns a truthy value; its exceptions are retried (a page still loading), except a
+ * GiveUp (`giveUp(why)`), which fails at once. `failIf` is asked after every try: a reason stops the wait
+ * (a trainer that died produces nothing more, however long one waits).
+ */
+export async function until<T>(what: string, fn: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs: number, everyMs = 500, opts: { failIf?: () => string | null } = {}): Promise<T> {
   const t0 = Date.now();
   let lastErr: unknown;
   while (Date.now() - t0 < timeoutMs) {
@@ -42,8 +47,11 @@ export async function until<T>(what: string, fn: () => Promise<T | undefined | n
       const v = await fn();
       if (v) return v;
     } catch (e) {
+      if (e instanceof GiveUp) throw e;
       lastErr = e;
     }
+    const why = opts.failIf?.();
+    if (why) throw new GiveUp(`while waiting for ${what}: ${why}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
   throw new Error(`timed out after ${Math.round(timeoutMs / 1000)}s waiting for ${what}${lastErr ? ` (last error: ${(lastErr as Error).message})` : ''}`);
@@ -178,16 +186,69 @@ export async function statusBarText(page: Page): Promise<string> {
   return (await items.count()) ? (await items.first().innerText()).trim() : '';
 }
 
-/** How many pixels of the page's first canvas are painted (a chart that drew something). */
-export async function paintedPixels(frame: Frame): Promise<number> {
+/** What a dashboard chart drew: its points (`data-points`), and how many pixels of its plot area carry the
+ * colour of one of its series (`data-colors`; axes, grid and labels never do). An empty chart with axes has
+ * neither. */
+export async function drawnSeries(frame: Frame, chart: string): Promise<{ points: number; coloured: number; plotWidth: number }> {
   await frame.evaluate('window.__name = (f) => f'); // tsx's keepNames helper, for the function below
-  return frame.locator('canvas').first().evaluate((el) => {
-    const c = el as HTMLCanvasElement;
-    const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
-    let painted = 0;
-    for (let i = 3; i < d.length; i += 4) if (d[i] > 0) painted++;
-    return painted;
+  return frame.locator(`[data-chart="${chart}"]`).evaluate((card) => {
+    const el = card as HTMLElement;
+    const c = el.querySelector('canvas') as HTMLCanvasElement;
+    const [left, top, right, bottom] = (el.dataset.plot ?? '0,0,0,0').split(',').map(Number);
+    const scale = c.width / (c.clientWidth || 1); // device pixels per CSS pixel
+    const rgb = (css: string): number[] | null => {
+      const hex = /^#([0-9a-f]{6})/i.exec(css.trim());
+      if (hex) return [0, 8, 16].map((s) => (parseInt(hex[1], 16) >> (16 - s)) & 255);
+      const m = /^rgba?\(\s*(\d+)\D+(\d+)\D+(\d+)/.exec(css.trim());
+      return m ? [Number(m[1]), Number(m[2]), Number(m[3])] : null;
+    };
+    const colours = (JSON.parse(el.dataset.colors ?? '[]') as string[]).map(rgb).filter((x): x is number[] => x !== null);
+    const x0 = Math.floor(left * scale), y0 = Math.floor(top * scale);
+    const w = Math.max(0, Math.floor((right - left) * scale)), h = Math.max(0, Math.floor((bottom - top) * scale));
+    let coloured = 0;
+    if (w > 0 && h > 0 && colours.length) {
+      const d = c.getContext('2d')!.getImageData(x0, y0, w, h).data;
+      for (let i = 0; i < d.length; i += 4) {
+        if (d[i + 3] < 200) continue;
+        if (colours.some((k) => Math.abs(d[i] - k[0]) <= 40 && Math.abs(d[i + 1] - k[1]) <= 40 && Math.abs(d[i + 2] - k[2]) <= 40)) coloured++;
+      }
+    }
+    return { points: Number(el.dataset.points ?? 0), coloured, plotWidth: w };
   });
+}
+
+/** Waits until dashboard chart `chart` draws a line (≥ 2 points, its series' colour across a third of its
+ * plot's width), and says what it drew; fails with what it last saw. */
+export async function waitForLine(frame: Frame, chart: string, timeoutMs = 60_000): Promise<{ points: number; coloured: number; plotWidth: number }> {
+  try {
+    return await until(`a line in the ${chart} chart`, async () => {
+      const r = await drawnSeries(frame, chart);
+      return r.points >= 2 && r.coloured >= r.plotWidth / 3 ? r : undefined;
+    }, timeoutMs, 1000);
+  } catch (e) {
+    throw new Error(`${(e as Error).message}; it drew ${JSON.stringify(await drawnSeries(frame, chart).catch(() => null))}`);
+  }
+}
+
+/** Fails a test at once: whatever `until` is polling, this is not retried. */
+export class GiveUp extends Error {}
+export function giveUp(why: string): never {
+  throw new GiveUp(why);
+}
+
+/** Why the trainer of `runDir` can produce nothing more (status.json says failed, stopped or finished, or its
+ * pid is gone while it says running), with the end of its log; null while it trains, or before status.json. */
+export function trainerGone(runDir: string): string | null {
+  const s = readStatus(runDir);
+  if (!s?.ok) return null;
+  const st = s.value;
+  let why: string | null = null;
+  if (st.state === 'failed' || st.state === 'stopped' || st.state === 'finished') why = `the run is ${st.state}${st.error ? `: ${st.error}` : ''}`;
+  else if (!isPidAlive(st.pid)) why = `the trainer (pid ${st.pid}) is gone while status.json says ${st.state}`;
+  if (!why) return null;
+  const logFile = path.join(runDir, 'trainer.log');
+  const tail = fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8').split('\n').slice(-30).join('\n') : '(no trainer.log)';
+  return `${why}\n--- end of ${path.basename(runDir)}/trainer.log ---\n${tail}`;
 }
 
 /** Kills the trainer a test left running in `runDir` (whatever happened in the test), then closes the rig. */

@@ -1,17 +1,19 @@
 /// <reference lib="dom" />
 /**
  * End to end, in real VS Code with the real trainer and only `grpo.pythonPath` set:
- * "GRPO: Start Training" from the palette starts the embedded default → a run directory with status.json
- * appears → the status bar shows "step N" → "GRPO: Open Dashboard" shows canvases growing → a window
- * reload re-attaches to the live run → "GRPO: Stop Training" leaves status.json `stopped` with a
- * checkpoint → the run shows in the Runs view. Screenshots go to .e2e/screenshots/.
+ * the Training view's Start, with one value changed in its form (log_samples_steps = 2), starts the embedded
+ * default with that value → a run directory with status.json appears → the status bar shows "step N" →
+ * "GRPO: Open Dashboard" draws the reward line and grows → the group inspector, on the newest logged group,
+ * follows the groups the trainer streams → a window reload re-attaches to the live run → "GRPO: Stop
+ * Training" leaves status.json `stopped` with a checkpoint → the run shows in the Runs view. Every wait for
+ * the trainer fails at once when it failed or vanished. Screenshots go to .e2e/screenshots/.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { isPidAlive, readStatus } from '../../src/rundir/runDir';
-import { cleanUp, log, paintedPixels, repo, runCommand, shot, startRig, statusBarText, until, webviewFrame, type Rig } from './rig';
+import { cleanUp, log, repo, runCommand, shot, startRig, statusBarText, trainerGone, until, waitForLine, webviewFrame, type Rig } from './rig';
 
 const python = process.env.GRPO_E2E_PYTHON ?? path.join(repo, '.venv', 'bin', 'python');
 const MIN = 60_000;
@@ -25,53 +27,93 @@ function metricsRows(dir: string): number {
   return fs.existsSync(f) ? fs.readFileSync(f, 'utf8').split('\n').filter((l) => l.trim()).length : 0;
 }
 
-test('train from the command palette, watch it live, stop it, find it in the Runs view', { timeout: 55 * MIN }, async () => {
+/** Shows the GRPO view container (Training and Runs) unless it is showing: clicking its icon then would hide it. */
+async function showGrpoViews(page: Rig['page']): Promise<void> {
+  const icon = page.locator('.activitybar .action-item', { has: page.locator('a[aria-label^="GRPO"]') }).first();
+  if (!/\bchecked\b/.test((await icon.getAttribute('class')) ?? '')) await icon.locator('a').click();
+}
+
+test('train from the Training view, watch it live, follow its groups, stop it, find it in the Runs view', { timeout: 55 * MIN }, async () => {
   assert.ok(fs.existsSync(python), `${python} missing (run scripts/setup.sh)`);
   rig = await startRig({ name: 'training', settings: { 'grpo.pythonPath': python } });
   const { page, workspace } = rig;
   const runs = path.join(workspace, 'runs');
 
-  await runCommand(page, 'GRPO: Start Training');
-  log('started from the palette');
+  // The form's values travel with Start: the run is made with them (checked once, by the host).
+  await showGrpoViews(page);
+  const form = await webviewFrame(page, '#settings', MIN);
+  await form.locator('summary', { hasText: 'More settings' }).click();
+  const field = form.locator('#set-log_samples_steps input');
+  await until('log_samples_steps = 2 in the form', async () => {
+    await field.fill('2');
+    return (await field.inputValue()) === '2';
+  }, 30_000, 500);
+  await until('Start to be enabled', async () => (await form.locator('#start').getAttribute('disabled')) === null, 30_000);
+  await form.locator('#start').click();
+  log('started from the Training view');
 
   runDir = await until('a run directory with status.json', () => {
     const d = fs.existsSync(runs) ? fs.readdirSync(runs).map((n) => path.join(runs, n)).find((p) => fs.existsSync(path.join(p, 'status.json'))) : undefined;
     return d;
   }, 3 * MIN);
   log(`run directory ${path.relative(workspace, runDir)}`);
-  const config = JSON.parse(fs.readFileSync(path.join(runDir, 'config.json'), 'utf8'));
+  const config = await until('config.json', () => fs.existsSync(path.join(runDir!, 'config.json')) && JSON.parse(fs.readFileSync(path.join(runDir!, 'config.json'), 'utf8')), MIN);
+  assert.equal(config.log_samples_steps, 2, 'the value typed in the form reached the trainer');
+  // Every wait below needs a trainer that trains: one that failed or vanished fails the test at once.
+  const training = { failIf: () => trainerGone(runDir!) };
 
   const early = await until('"step N" in the status bar', async () => {
     const t = await statusBarText(page);
     return /step \d+/.test(t) ? t : undefined;
-  }, 3 * MIN);
+  }, 3 * MIN, 500, training);
   log(`status bar: ${early}`);
   await shot(rig, '01-status-bar-early');
 
   // The GRPO phase: metrics rows arrive after the SFT warm-up.
   // The embedded default's 3,000-step SFT (and its start evaluation) takes about 6 min on a quiet 2-core machine,
   // two to five times that when other jobs share it.
-  await until('the first GRPO steps in metrics.jsonl', () => metricsRows(runDir!) >= 2, 40 * MIN, 2000);
+  await until('the first GRPO steps in metrics.jsonl', () => metricsRows(runDir!) >= 2, 40 * MIN, 2000, training);
   const grpoText = await until('"step N · reward" in the status bar', async () => {
     const t = await statusBarText(page);
     return /GRPO: step \d+.*reward/.test(t) ? t : undefined;
-  }, MIN);
+  }, MIN, 500, training);
   log(`status bar: ${grpoText}`);
 
   await runCommand(page, 'GRPO: Open Dashboard');
   const dash = await webviewFrame(page, '#charts');
   const canvases = await dash.locator('canvas').count();
   assert.ok(canvases >= 10, `${canvases} canvases`);
-  const steps0 = Number(await until('the dashboard to draw steps', async () => Number(await dash.locator('body').getAttribute('data-steps')) > 0 && dash.locator('body').getAttribute('data-steps'), MIN));
+  const steps0 = Number(await until('the dashboard to draw steps', async () => Number(await dash.locator('body').getAttribute('data-steps')) > 0 && dash.locator('body').getAttribute('data-steps'), MIN, 500, training));
   await shot(rig, '02-dashboard');
   const steps1 = await until('the dashboard to grow', async () => {
     const n = Number(await dash.locator('body').getAttribute('data-steps'));
     return n > steps0 ? n : undefined;
-  }, 5 * MIN, 1000);
+  }, 5 * MIN, 1000, training);
   log(`dashboard grew from ${steps0} to ${steps1} steps`);
-  const pixels = await paintedPixels(dash);
-  assert.ok(pixels > 500, `the reward chart has ${pixels} painted pixels`);
+  // drawn, not just axes: the reward chart holds points, and its series' colour fills part of its plot area
+  assert.ok(Number(await dash.locator('body').getAttribute('data-points')) > 0, 'the dashboard drew no points');
+  const reward = await waitForLine(dash, 'reward');
+  log(`reward chart: ${reward.points} points, ${reward.coloured} pixels of its series' colour across a ${reward.plotWidth}-pixel plot`);
   await shot(rig, '03-dashboard-grown');
+
+  // The newest logged group in the inspector, then "Follow the newest group": each group the trainer streams
+  // (its `samples` message, every 2 steps here) replaces it, with no re-reading of samples.jsonl.
+  await runCommand(page, 'GRPO: Inspect Per-Token Advantages');
+  for (const title of ['Inspect the tokens of which group?', 'Which completion?', 'Colour the tokens by']) {
+    await page.locator('.quick-input-widget', { hasText: title }).waitFor({ state: 'visible', timeout: MIN });
+    await page.keyboard.press('Enter'); // the first item: the newest step, its first completion, advantage
+  }
+  const inspector = await webviewFrame(page, '#follow', MIN);
+  await until('the follow box to be offered', async () => (await inspector.locator('body').getAttribute('data-follow')) === 'false', 30_000);
+  const shownStep = Number(await inspector.locator('body').getAttribute('data-step'));
+  await inspector.locator('#follow').click();
+  const followedStep = await until('the inspector to show a newer logged group', async () => {
+    const n = Number(await inspector.locator('body').getAttribute('data-step'));
+    return n > shownStep ? n : undefined;
+  }, 5 * MIN, 1000, training);
+  assert.equal(await inspector.locator('body').getAttribute('data-follow'), 'true');
+  log(`the inspector followed the logged groups from step ${shownStep} to step ${followedStep}`);
+  await shot(rig, '03b-inspector-following');
 
   // Re-attach: reload the window while the trainer lives; the status bar comes back with the run.
   if (process.env.GRPO_E2E_RELOAD !== '0') {
@@ -81,14 +123,14 @@ test('train from the command palette, watch it live, stop it, find it in the Run
     const back = await until('the status bar after reload', async () => {
       const t = await statusBarText(page);
       return /step \d+/.test(t) ? t : undefined;
-    }, 2 * MIN);
+    }, 2 * MIN, 500, training);
     assert.ok(isPidAlive(pid), 'the trainer survived the reload');
     log(`re-attached after reload: ${back}`);
     const stepAtReload = readStatus(runDir)?.ok ? (readStatus(runDir) as { value: { step: number } }).value.step : 0;
     await until('the trainer to keep stepping after the reload', () => {
       const s = readStatus(runDir!);
       return s?.ok && s.value.step > stepAtReload;
-    }, 3 * MIN, 1000);
+    }, 3 * MIN, 1000, training);
     await shot(rig, '04-after-reload');
   }
 
@@ -105,7 +147,7 @@ test('train from the command palette, watch it live, stop it, find it in the Run
   await until('the status bar to show stopped', async () => /stopped/.test(await statusBarText(page)), MIN);
 
   // The Runs view lists it.
-  await page.locator('.activitybar .action-item a[aria-label^="GRPO"]').first().click();
+  await showGrpoViews(page);
   const name = path.basename(runDir);
   const row = page.locator('.monaco-list-row', { hasText: name }).first();
   await row.waitFor({ state: 'visible', timeout: MIN });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { rowsToColumns } from '../../src/shared/protocol';
+import { rowsToColumns } from '../../src/dashboard/columns';
 import { bandEdges, CHARTS, decimateMinMax, Decimator, DrawCache, Ema, EVAL_K, RunSeries, smooth, SmoothCache } from '../../webview/dashboard/data';
 
 const cols = (from: number, to: number, f = (s: number) => s * 0.1) => {

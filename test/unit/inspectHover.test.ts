@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { canShade, fromGroup, fromScoreResult, hoverAt, onText, shadingRuns } from '../../src/inspect/docScores';
 import { hoverMarkdown, tooltipText } from '../../src/shared/hover';
-import type { GroupRecord } from '../../src/shared/protocol';
+import type { GroupRecord } from '../../src/shared/records';
 
 const facts = { token: '+', index: 2, count: 9, logp: -0.5, refLogp: -1.25, kl: 0.0123456, entropy: 1.5 };
 

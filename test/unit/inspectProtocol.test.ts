@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { checkCompareResult, checkGroupRecord, checkScoreResult, checkTrainerMessage, encodeRequest, isHostToInspector, isInspectorToHost, type TrainerMessage } from '../../src/shared/protocol';
+import { checkCompareResult, checkGroupRecord, checkScoreResult, checkTrainerMessage, encodeRequest, type TrainerMessage } from '../../src/shared/records';
+import { isHostToInspector, isInspectorToHost } from '../../src/inspect/inspectorProtocol';
 import { PendingRequests, TrainerGoneError, TrainerRequestError } from '../../src/shared/requests';
 
 const tokens = (n: number) => ({ text: Array(n).fill('1'), logp: Array(n).fill(-1), old_logp: Array(n).fill(-1), ref_logp: Array(n).fill(-1.1), kl: Array(n).fill(0.004), advantage: Array(n).fill(0.5), entropy: Array(n).fill(1) });
@@ -43,8 +44,14 @@ test('requests are one stdin line with the envelope last (a param cannot overrid
 
 test('inspector messages are validated both ways', () => {
   const origin = { runDir: '/r', checkpoint: null, step: 3, logged: true };
-  assert.ok(isHostToInspector({ type: 'group', group: group(), origin, title: 't', focus: null, quantity: 'kl' }));
-  assert.ok(!isHostToInspector({ type: 'group', group: group(), origin, title: 't', focus: null, quantity: 'loss' }));
+  assert.ok(isHostToInspector({ type: 'group', group: group(), origin, title: 't', focus: null, quantity: 'kl', follow: null }));
+  assert.ok(isHostToInspector({ type: 'group', group: group(), origin, title: 't', focus: null, quantity: null, follow: true }));
+  assert.ok(!isHostToInspector({ type: 'group', group: group(), origin, title: 't', focus: null, quantity: 'loss', follow: null }));
+  assert.ok(!isHostToInspector({ type: 'group', group: group(), origin, title: 't', focus: null, quantity: 'kl' }), 'follow is always said');
+  assert.ok(isInspectorToHost({ type: 'follow', on: false }));
+  assert.ok(!isInspectorToHost({ type: 'follow', on: 'yes' }));
+  assert.ok(isInspectorToHost({ type: 'log', level: 'error', message: 'm' }));
+  assert.ok(!isInspectorToHost({ type: 'log', level: 'debug', message: 'm' }));
   assert.ok(isInspectorToHost({ type: 'openCompletion', index: 1 }));
   assert.ok(!isInspectorToHost({ type: 'openCompletion', index: -1 }));
   assert.ok(!isInspectorToHost({ type: 'openCompletion', index: 0.5 }));

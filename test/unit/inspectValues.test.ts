@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { alignTokens, bucketColour, bucketOf, k3, LEVELS, quantityValues, scaleFor, sortRows, stepOfTokens, tokenAt, visibleToken } from '../../src/shared/values';
-import type { GroupRecord } from '../../src/shared/protocol';
+import type { GroupRecord } from '../../src/shared/records';
 
 test('k3 KL is r − log r − 1 with r = π_ref/π_θ: zero when equal, positive otherwise', () => {
   assert.equal(k3(-1.5, -1.5), 0);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { LineSplitter, parseJsonlBuffer, TrainerStreamParser, type LineProblem } from '../../src/shared/jsonLines';
-import type { TrainerMessage } from '../../src/shared/protocol';
+import type { TrainerMessage } from '../../src/shared/records';
 
 const status = { protocol: 1, state: 'running', phase: 'sft', pid: 42, step: 0, max_steps: 10, sft_step: 3, sft_steps: 20, started_at: 1, updated_at: 2, ended_at: null, last_checkpoint: null, error: null };
 const lines = [

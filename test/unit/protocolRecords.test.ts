@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
-import { checkEvent, checkMetricsRow, checkStatus, checkTrainerMessage, isControlRequest, METRIC_KEYS, RUN_STATES } from '../../src/shared/protocol';
+import { checkEvent, checkMetricsRow, checkStatus, checkTrainerMessage, isControlRequest, METRIC_KEYS, RUN_STATES } from '../../src/shared/records';
 
 test('src/shared/generated/protocol.ts is what trainer/grpo/records.py generates now', () => {
   const out = execFileSync(process.execPath, ['scripts/gen-protocol.mjs', '--check'], { encoding: 'utf8' });

@@ -4,8 +4,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { bestReward, effectiveState, eventsTail, isPidAlive, isResumable, lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, metricsTail, newRunName, readConfig, readMetrics, readSampleGroup, readStartEval, readStatus, scanLines, summarizeRuns, processIdentity, trainerAlive } from '../../src/rundir/runDir';
-import { startEvalRow, withStartRow, type MetricsRow, type RunEvent, type RunStatus } from '../../src/shared/protocol';
+import { bestReward, effectiveState, eventsTail, isPidAlive, isResumable, lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, metricsTail, newRunName, readConfig, readMetrics, readSampleGroup, readStartEval, readStatus, scanLines, startEvalRow, summarizeRuns, processIdentity, trainerAlive, withStartRow } from '../../src/rundir/runDir';
+import type { MetricsRow, RunEvent, RunStatus } from '../../src/shared/records';
 import { RunSession } from '../../src/training/session';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-rundir-'));
@@ -186,6 +186,27 @@ test('a logged group is read by step (the last one if a resumed run logged the s
   assert.equal(lastSampleQuestion(dir), '1+2', 'the last line with a question (the very last has none)');
   fs.appendFileSync(path.join(dir, 'samples.jsonl'), group(40, '3').replace('"1+2"', '"(3+1)*3 \\"q\\""'));
   assert.equal(lastSampleQuestion(dir), '(3+1)*3 "q"');
+});
+
+test('a re-attached session follows the groups logged after it attached, from samples.jsonl\'s new lines only', async () => {
+  const dir = tmp();
+  const t = { text: ['3'], logp: [-1], old_logp: [-1], ref_logp: [-1], kl: [0], advantage: [0.5], entropy: [1] };
+  const group = (step: number) => JSON.stringify({ step, question: '1+2', answer: '3', prompt: '1+2\n', completions: ['3', '3'], rewards: [1, 1], advantages: [0, 0], truncated: [false, false], tokens: [t, t] }) + '\n';
+  fs.writeFileSync(path.join(dir, 'status.json'), JSON.stringify(status({ pid: deadPid(), state: 'stopped' })));
+  const samples = path.join(dir, 'samples.jsonl');
+  fs.writeFileSync(samples, group(1) + group(10) + group(20).slice(0, 40)); // history, and a line being written
+  const seen: number[] = [];
+  const s = RunSession.attach(dir, { onChange: (c) => c.kind === 'group' && seen.push(c.group.step!), pollMs: 20 });
+  try {
+    const newest = () => s.latestGroup?.step ?? null;
+    assert.equal(newest(), null, 'the history is not read: the Runs view lists it');
+    fs.appendFileSync(samples, group(20).slice(40) + group(30) + '{"step": 40}\n');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(seen, [30], 'the torn line it attached in the middle of, and an invalid group, are skipped');
+    assert.equal(newest(), 30);
+  } finally {
+    s.dispose();
+  }
 });
 
 test('a status.json pid is re-attached to and signalled only if it is still that trainer (host, start time, grpo)', { skip: process.platform !== 'linux' }, async () => {

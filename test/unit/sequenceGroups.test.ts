@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { fromGroup } from '../../src/inspect/docScores';
 import { readSampleGroup } from '../../src/rundir/runDir';
-import { checkGroupRecord, type GroupRecord } from '../../src/shared/protocol';
+import { checkGroupRecord, type GroupRecord } from '../../src/shared/records';
 import { completionLength, describeLength, rowValue, sortRows } from '../../src/shared/values';
 
 /** The shape of trl_import.groups_from_parquet's record (its extra fields included). */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { RunStatus } from '../../src/shared/protocol';
+import type { RunStatus } from '../../src/shared/records';
 import { statusText, summarize } from '../../src/training/session';
 import { formatDuration } from '../../src/shared/format';
 

@@ -1,19 +1,26 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
-import { defaultValues, diffFromDefaults, EMBEDDED_SCHEMA, launchArgs, parseFieldText, PRESETS, presetValues, sanitizeValues, trainArgs, validateValue } from '../../src/shared/settings';
+import { checkValues, defaultValues, diffFromDefaults, EMBEDDED_SCHEMA, launchArgs, parseFieldText, PRESETS, presetValues, sanitizeValues, trainArgs, validateValue, type SettingValues } from '../../src/shared/settings';
+
+/** `values` through the one check, as the controller does before building the argv. */
+function checked(values: SettingValues) {
+  const c = checkValues(values);
+  assert.ok(c.ok, c.ok ? '' : c.error);
+  return c.value;
+}
 
 const spec = (key: string) => EMBEDDED_SCHEMA.find((s) => s.key === key)!;
 
 test('the embedded default adds no --set: `grpo train` runs its own defaults', () => {
-  assert.deepEqual(trainArgs({ runDir: '/w/runs/a', values: defaultValues() }), ['-m', 'grpo', 'train', '--run-dir', '/w/runs/a']);
+  assert.deepEqual(trainArgs({ runDir: '/w/runs/a', values: checked(defaultValues()) }), ['-m', 'grpo', 'train', '--run-dir', '/w/runs/a']);
   assert.equal(PRESETS[0].id, 'default');
   assert.deepEqual(presetValues(PRESETS[0]), defaultValues());
 });
 
 test('changed values become --set key=value arguments, one array element each (no shell quoting)', () => {
   const v = { ...defaultValues(), beta: 0, learning_rate: 1e-6, loss_type: 'dapo', task: '/data/my file; rm -rf ~.jsonl', epsilon_high: 0.28 };
-  const args = trainArgs({ runDir: '/r', values: v });
+  const args = trainArgs({ runDir: '/r', values: checked(v) });
   assert.deepEqual(args.slice(5), [
     '--set', '/data/my file; rm -rf ~.jsonl'.replace(/^/, 'task='),
     '--set', 'learning_rate=0.000001',
@@ -32,7 +39,15 @@ test('values are validated like the trainer validates them', () => {
   assert.match(validateValue(spec('loss_type'), 'ppo') ?? '', /one of grpo, dr_grpo, dapo/);
   assert.equal(validateValue(spec('epsilon_high'), null), null);
   assert.equal(validateValue(spec('beta'), null), 'beta must be set');
-  assert.throws(() => trainArgs({ runDir: '/r', values: { num_generations: 1 } }), /num_generations/);
+  assert.deepEqual(checkValues({ num_generations: 1 }), { ok: false, error: 'num_generations must be ≥ 2' });
+});
+
+test('checkValues: the values over the defaults, or every problem named (unknown keys too)', () => {
+  assert.deepEqual(checked({ beta: 0 }), { ...defaultValues(), beta: 0 });
+  assert.deepEqual(checkValues({ beta: -1, nope: 1, loss_type: 'ppo' }), {
+    ok: false,
+    error: `beta must be ≥ 0; unknown setting 'nope'; ${validateValue(spec('loss_type'), 'ppo')}`,
+  });
 });
 
 test('form text is parsed into the setting type', () => {
@@ -42,7 +57,7 @@ test('form text is parsed into the setting type', () => {
   assert.equal(parseFieldText(spec('task'), 'arith'), 'arith');
 });
 
-test('persisted values keep only differences; unknown or invalid keys are dropped with a reason', () => {
+test('remembered values keep only differences; read back, unknown or invalid keys are dropped with a reason', () => {
   assert.deepEqual(diffFromDefaults({ ...defaultValues(), beta: 0.1 }), { beta: 0.1 });
   const r = sanitizeValues({ beta: 0.1, nope: 1, num_generations: 0 });
   assert.equal(r.values.beta, 0.1);

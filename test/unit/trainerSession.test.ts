@@ -7,10 +7,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { isPidAlive, listCheckpoints, readMetrics, readStartEval, readStatus } from '../../src/rundir/runDir';
-import { withStartRow } from '../../src/shared/protocol';
+import { isPidAlive, listCheckpoints, listSampleSteps, readMetrics, readStartEval, readStatus, withStartRow } from '../../src/rundir/runDir';
 import { RunSession, type SessionChange } from '../../src/training/session';
-import { trainArgs } from '../../src/shared/settings';
+import { checkValues, trainArgs } from '../../src/shared/settings';
 
 const repo = path.resolve(__dirname, '../..');
 const trainerDir = path.join(repo, 'trainer');
@@ -29,7 +28,9 @@ test('a short real run: live metrics, pause/resume/stop over stdin, checkpoint o
   const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-session-')), 'run');
   const changes: SessionChange[] = [];
   const values = { max_steps: 40, sft_steps: 10, num_generations: 4, questions_per_step: 2, eval_steps: 0, eval_size: 8, eval_samples: 0, save_steps: 0, log_samples_steps: 2 };
-  const s = RunSession.spawn(dir, python, trainArgs({ runDir: dir, values }), { workspace: repo, trainerDir }, { onChange: (c) => changes.push(c) });
+  const checked = checkValues(values);
+  assert.ok(checked.ok, checked.ok ? '' : checked.error);
+  const s = RunSession.spawn(dir, python, trainArgs({ runDir: dir, values: checked.value }), { workspace: repo, trainerDir }, { onChange: (c) => changes.push(c) });
   try {
     await until('two GRPO steps', () => s.rows.filter((r) => r.step > 0).length >= 2 || s.ended, 300_000);
     assert.ok(!s.ended, `the trainer exited early: ${s.exitError} ${s.stderrLines().slice(-5).join(' | ')}`);
@@ -72,4 +73,9 @@ test('a short real run: live metrics, pause/resume/stop over stdin, checkpoint o
   assert.deepEqual(read.map((r) => r.step), s.rows.map((r) => r.step), 'the stream and the run directory agree');
   assert.deepEqual(read[0], s.rows[0]);
   assert.ok(s.summary().reward !== null);
+  // each group the run logged also arrived live, as it was logged (its `samples` message)
+  const logged = await listSampleSteps(dir);
+  assert.ok(logged.length >= 2, `groups logged at steps ${logged}`);
+  assert.deepEqual(changes.flatMap((c) => (c.kind === 'group' ? [c.group.step] : [])), logged);
+  assert.equal(s.latestGroup?.step, logged.at(-1));
 });

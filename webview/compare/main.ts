@@ -4,7 +4,8 @@
  */
 import { tooltipText } from '../../src/shared/hover';
 import { fmt, QUANTITY_LABEL, scaleFor } from '../../src/shared/values';
-import { isHostToCompare, type CompareResult, type CompareToHost } from '../../src/shared/protocol';
+import type { CompareResult } from '../../src/shared/records';
+import { isHostToCompare, type CompareToHost } from '../../src/inspect/compareProtocol';
 import { dropdown, el, registerComponents } from '../components';
 import { heatmap, legend } from '../heatmap';
 import { describe, getState, listen, post, setState } from '../host';

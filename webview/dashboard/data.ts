@@ -3,7 +3,7 @@
  * per-run columnar series, EMA smoothing (TensorBoard's debiased form, extended incrementally as steps
  * arrive), and min/max decimation to a pixel budget so a 100,000-step run draws as fast as a short one.
  */
-import type { MetricsColumns } from '../../src/shared/protocol';
+import type { MetricsColumns } from '../../src/dashboard/columns';
 
 /**
  * One line of a chart. `sparse`: values only on some steps (evaluations): point markers, never smoothed.

@@ -14,7 +14,7 @@ import {
   Tooltip,
   type ChartDataset,
 } from 'chart.js';
-import { isDashboardState, isHostToDashboard, type DashboardState, type DashboardToHost, type HostToDashboard, type RunInfo } from '../../src/shared/protocol';
+import { isDashboardState, isHostToDashboard, type DashboardState, type DashboardToHost, type HostToDashboard, type RunInfo } from '../../src/dashboard/dashboardProtocol';
 import { formatNumber } from '../../src/shared/format';
 import { button, el, registerComponents } from '../components';
 import { describe, getState, listen, post, setState } from '../host';
@@ -33,6 +33,7 @@ const initial: DashboardState = isDashboardState(saved) ? saved : { runIds: [], 
 let smoothing = initial.smoothing;
 const cache = new DrawCache(smoothing);
 const charts = new Map<string, Chart<'line', Point[]>>();
+const cards = new Map<string, HTMLElement>();
 
 // ---------------------------------------------------------------------------------------------------
 // Theme colours: VS Code's CSS variables, re-read when the theme changes.
@@ -92,6 +93,7 @@ for (const def of CHARTS) {
   const canvas = el('canvas', { 'aria-label': def.title, role: 'img' });
   const card = el('section', { class: 'card', 'data-chart': def.id }, el('h3', {}, def.title), el('div', { class: 'canvas-box' }, canvas));
   grid.append(card);
+  cards.set(def.id, card);
   charts.set(def.id, makeChart(canvas, def));
 }
 
@@ -201,8 +203,17 @@ function draw(): void {
     if (x) Object.assign(x, { min: 0, max: last });
     const buckets = Math.max(50, Math.round(chart.width || 400));
     chart.data.datasets = datasetsFor(def, buckets);
-    for (const d of chart.data.datasets) points += d.data.length;
+    let drawn = 0;
+    for (const d of chart.data.datasets) drawn += d.data.length;
+    points += drawn;
     chart.update('none');
+    // what each chart drew, for the end-to-end test: its points, the plot area (CSS pixels) and the colours
+    // of its series (the helper datasets — bands, raw lines — are left out)
+    const card = cards.get(def.id)!;
+    const a = chart.chartArea;
+    card.dataset.points = String(drawn);
+    if (a) card.dataset.plot = [a.left, a.top, a.right, a.bottom].map(Math.round).join(',');
+    card.dataset.colors = JSON.stringify(chart.data.datasets.filter((d) => !String(d.label).startsWith(HIDDEN)).map((d) => d.borderColor));
   }
   for (const r of runs.values()) r.series.markClean();
   lastDraw = performance.now();

@@ -4,11 +4,13 @@
  * every completion coloured by a chosen quantity, exact values on hover, step boundaries marked. A
  * sequence-level group (no per-token arrays, e.g. imported from TRL's completion tables) shows its rewards
  * and advantages, lengths in characters, and in place of the heatmap a note: Open scores a completion.
+ * A group the run live in this window logged can be followed: each group it logs replaces it as it is logged.
  */
 import { tooltipText } from '../../src/shared/hover';
-import { completionLength, fmt, QUANTITY_LABEL, quantityValues, scaleFor, sortRows, stepOfTokens, type SortKey } from '../../src/shared/values';
-import { isHostToInspector, QUANTITIES, type GroupOrigin, type GroupRecord, type HostToInspector, type InspectorToHost, type Quantity } from '../../src/shared/protocol';
-import { button, dropdown, el, registerComponents } from '../components';
+import { completionLength, fmt, QUANTITIES, QUANTITY_LABEL, quantityValues, scaleFor, sortRows, stepOfTokens, type Quantity, type SortKey } from '../../src/shared/values';
+import type { GroupRecord } from '../../src/shared/records';
+import { isHostToInspector, type GroupOrigin, type HostToInspector, type InspectorToHost } from '../../src/inspect/inspectorProtocol';
+import { button, checkbox, dropdown, el, registerComponents } from '../components';
 import { heatmap, legend, type HeatRow } from '../heatmap';
 import { describe, getState, listen, post, setState } from '../host';
 
@@ -26,6 +28,12 @@ let origin: GroupOrigin | null = null;
 let focus: number | null = null;
 
 const title = el('h2', { id: 'title' });
+let applying = false; // the toolkit's checkbox says `change` when it is set, too: only the user's changes are sent
+const followBox = checkbox('Follow the newest group', false, (on) => applying || send({ type: 'follow', on }), {
+  id: 'follow', title: 'Show each group the live run logs (every log_samples_steps steps) as it is logged',
+});
+const followRow = el('div', { class: 'follow' }, followBox.element); // a div: `hidden` does not hide a toolkit element
+followRow.hidden = true;
 const meta = el('div', { class: 'meta', id: 'meta' });
 const errorBox = el('div', { class: 'error', id: 'error', role: 'alert' });
 errorBox.hidden = true;
@@ -41,7 +49,7 @@ const SEQUENCE_NOTE = 'sequence-level group (imported): no per-token values were
 const heatNote = el('div', { class: 'heat-note', id: 'heat-note' }, SEQUENCE_NOTE);
 heatNote.hidden = true;
 app.append(
-  el('header', {}, title, meta),
+  el('header', {}, title, meta, followRow),
   errorBox,
   table,
   el('div', { class: 'heat-head' }, el('h3', {}, 'Tokens'), quantityPick.element, legendBox),
@@ -163,6 +171,12 @@ function render(m: Extract<HostToInspector, { type: 'group' }>): void {
     el('div', {}, el('span', { class: 'k' }, 'answer '), el('code', {}, g.answer ?? '–'), el('span', { class: 'k' }, '  mean reward '), fmt(mean, 3),
       el('span', { class: 'k' }, '  source '), origin.logged ? `logged at training step ${g.step ?? '?'}` : origin.checkpoint ? `sampled from ${origin.checkpoint.split(/[\\/]/).pop()}` : 'sampled from the live trainer'),
   );
+  followRow.hidden = m.follow === null;
+  applying = true;
+  followBox.setValue(String(m.follow === true));
+  applying = false;
+  document.body.dataset.follow = m.follow === null ? 'unavailable' : String(m.follow);
+  document.body.dataset.step = String(g.step ?? '');
   document.body.dataset.completions = String(g.completions.length);
   renderTable();
   drawHeatmap();

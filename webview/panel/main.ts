@@ -1,10 +1,12 @@
 /**
  * The Training view: the run's settings as a form (built from the settings schema), the run controls,
- * and a compact live summary. The host owns the values (persisted per workspace); this page edits them.
+ * and a compact live summary. The page owns the values while it is open: Start posts them with the request
+ * (the host checks them once and starts with them), and every change is posted for the host to remember
+ * per workspace, to fill the form next time.
  */
 import { formatDuration, formatNumber } from '../../src/shared/format';
-import { isHostToPanel, type HostToPanel, type LiveSummary, type PanelToHost, type SettingSpec, type SettingValues } from '../../src/shared/protocol';
-import { formatFieldValue, MAIN_KEYS, parseFieldText, PRESETS, presetValues, validateValue } from '../../src/shared/settings';
+import { isHostToPanel, type HostToPanel, type LiveSummary, type PanelToHost } from '../../src/training/panelProtocol';
+import { formatFieldValue, MAIN_KEYS, parseFieldText, PRESETS, presetValues, validateValue, type SettingSpec, type SettingValues } from '../../src/shared/settings';
 import { badge, button, checkbox, dropdown, el, registerComponents, section, textField, type FieldHandle } from '../components';
 import { describe, listen, post } from '../host';
 

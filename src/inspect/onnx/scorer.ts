@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import type * as Ort from 'onnxruntime-node';
-import type { ScoreResult } from '../../shared/protocol';
+import type { ScoreResult } from '../../shared/records';
 import { k3 } from '../../shared/values';
 import { LIMITS, readSmallFile } from '../../rundir/runDir';
 import { readExport, type OnnxExport } from './exports';

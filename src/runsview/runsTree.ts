@@ -2,7 +2,7 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { formatNumber } from '../shared/format';
-import { isResumable, listCheckpoints, listSampleSteps, summarizeRuns, type RunSummary } from './runDir';
+import { isResumable, listCheckpoints, listSampleSteps, summarizeRuns, type RunSummary } from '../rundir/runDir';
 import type { TrainingController } from '../training/controller';
 
 export type RunNode =

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { TrainingController } from '../training/controller';
-import { isResumable, listRuns } from './runDir';
+import { isResumable, listRuns } from '../rundir/runDir';
 
 export function latestRun(training: TrainingController): string | undefined {
   const folder = training.runsFolder();
