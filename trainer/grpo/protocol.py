@@ -1,7 +1,8 @@
 """The live stream's message types (stdout) and control requests (stdin), protocol version 1.
 
 The messages and records themselves are defined in grpo/records.py (docs/run-directory.md explains them;
-the extension's types and guards are generated from it by `npm run gen:protocol` into src/shared/generated/). stdout carries only these
+the extension's types are generated from it by `npm run gen:protocol` into src/shared/generated/protocol.ts and
+re-exported with their guards by src/shared/records.ts). stdout carries only these
 lines: `Stream` owns the real stdout, and the CLI points `sys.stdout` at stderr so that stray library prints
 can never corrupt the stream.
 """

@@ -2,9 +2,9 @@
 request it reads on stdin, defined once (protocol version 1).
 
 These TypedDicts are the single definition. docs/run-directory.md explains them in words; the extension's
-TypeScript types and runtime guards (src/shared/generated/protocol.ts) are generated from `schema()` below by
-`npm run gen:protocol` (scripts/gen-protocol.mjs loads this file by path, so it must need nothing but the
-standard library); `validate()` checks a record against the same schema on the Python side (tests).
+TypeScript types and the schema its runtime guards check (src/shared/generated/protocol.ts) are generated from
+`schema()` below by `npm run gen:protocol` (scripts/gen-protocol.mjs loads this file by path, so it must need
+nothing but the standard library), and src/shared/records.ts re-exports them with the guards; `validate()` checks a record against the same schema on the Python side (tests).
 
 Conventions, so that the generator can read everything from the annotations:
 - `NotRequired[...]`: a reader must tolerate the field's absence (older runs, conditional fields).
