@@ -119,7 +119,7 @@ class PolicyContext:
         out: list[int] = []
         for i in range(0, len(questions), batch):
             texts = [self.prompt(q) for q in questions[i: i + batch]]
-            out += [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+            out += [len(ids) for ids in sft.encode_many(self.tokenizer, texts)]
         return out
 
     def generate(self, prompt_ids: list[list[int]], *, temperature: float, max_new_tokens: int,

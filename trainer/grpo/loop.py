@@ -369,7 +369,7 @@ class Trainer:
         losses, grad_norms, stats_acc = [], [], []
         lr = self.opt.param_groups[0]["lr"]
         skipped = False
-        loss_cfg = self.method_run.loss_settings(cfg)
+        loss_cfg = self.method_run.loss_settings()
         for it in range(cfg.num_iterations):
             out = microbatch.forward_backward(self.scorer, group.batch, group.old_logp, group.ref_logp,
                                               group.advantages, mask, loss_cfg, with_entropy=(it == 0),
@@ -392,7 +392,8 @@ class Trainer:
             stats_acc.append(stats)
         if skipped and self._nonfinite():
             return None
-        self.nonfinite_in_row = 0 if not skipped else self.nonfinite_in_row
+        if not skipped:
+            self.nonfinite_in_row = 0
         self.sched.step()
         self.ctx.engine.sync(self.policy)
         stats = {k: sum(s[k].item() for s in stats_acc) / len(stats_acc) for k in stats_acc[0]} if stats_acc else {}

@@ -92,9 +92,9 @@ class MethodRun:
     def needs_old_logp(self) -> bool:
         return self.method.kl == "reward"  # PPO's per-token reward holds log(π_old/π_ref)
 
-    def loss_settings(self, cfg: Config) -> Config:
+    def loss_settings(self) -> Config:
         """The GRPO loss's settings for this method: β in the loss (GRPO), or nowhere / in the reward."""
-        return cfg if self.method.kl == "loss" else replace(cfg, beta=0.0)
+        return self.cfg if self.method.kl == "loss" else replace(self.cfg, beta=0.0)
 
     def collect(self, rows: list[dict], prompt_ids: list[list[int]], step: int, generator):
         """G completions of each row from the method's data source, rewarded, with GRPO's advantages."""
@@ -117,12 +117,11 @@ class MethodRun:
         if any(e is None for e in examples):
             raise ValueError(f"method sft: task {cfg.task} has no worked solutions")
         texts = [t for t, _ in examples]
-        device = ctx.device
-        batch = sft.teacher_batch(ctx.tokenizer, [r["prompt"] for r in rows_g], texts, device)
+        batch = sft.teacher_batch(ctx.tokenizer, [r["prompt"] for r in rows_g], texts, ctx.device)
         gc = sft.target_weights(torch.tensor([w for _, w in examples]), batch.completion_ids.shape[1],
                                 cfg.sft_direct_weighting) * algorithm.sft_coefficients(len(rows_g))[:, None]
         scored = ctx.rewarder([r["question"] for r in rows_g], texts, [r["answer"] for r in rows_g])
-        gc = gc.to(device) * batch.completion_mask
+        gc = gc.to(ctx.device) * batch.completion_mask
         return groups.Group(rows, batch, texts, scored, gc, gc[:, 0].clone(), None)
 
     def coefficients(self, group, step: int) -> None:

@@ -87,7 +87,8 @@ def greedy_accuracy(model, tokenizer, rows: list[dict], max_new_tokens: int, bat
                     prompt_fn=prompts.plain, check=verify.number_matches, engine=None,
                     should_stop=None) -> tuple[float, list[str]]:
     """Fraction of rows whose greedy completion has the right final answer (by `check`), and the completions."""
-    texts = complete(model, tokenizer, [encode(tokenizer, prompt_fn(r["question"])) for r in rows], max_new_tokens,
-                     engine=engine, batch_size=batch_size, should_stop=should_stop)
+    prompt_ids = encode_many(tokenizer, [prompt_fn(r["question"]) for r in rows])
+    texts = complete(model, tokenizer, prompt_ids, max_new_tokens, engine=engine, batch_size=batch_size,
+                     should_stop=should_stop)
     correct = sum(check(t, r["answer"]) for t, r in zip(texts, rows))
     return correct / max(1, len(rows)), texts
