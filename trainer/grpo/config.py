@@ -78,6 +78,15 @@ class Config:
     num_iterations: int = _opt(1, "μ: policy updates per sampled batch", minimum=1)
     ref_reset_steps: int = _opt(0, "iterative RL: every N steps the reference becomes the policy (0: never)",
                                 minimum=0)
+    mask_truncated_completions: bool = _opt(False, "truncated completions (no EOS within max_completion_length) get "
+                                            "no policy gradient and no KL term (TRL's setting; DAPO's overlong "
+                                            "filtering)")
+    dynamic_sampling: bool = _opt(False, "DAPO's dynamic sampling (verl: filter_groups): drop groups whose rewards "
+                                  "are all equal and sample more questions until questions_per_step groups carry "
+                                  "signal or dynamic_sampling_max_rounds extra rounds are spent")
+    dynamic_sampling_max_rounds: int = _opt(3, "dynamic sampling: the most extra sampling rounds per step (each "
+                                            "samples the missing questions × G again); a step still short then "
+                                            "trains on what it has", minimum=1, maximum=64)
     max_prompt_length: int = _opt(128, "prompts longer than this (tokens) are skipped and counted", minimum=1)
     max_completion_length: int = _opt(64, "maximum completion tokens", minimum=1)
     temperature: float = _opt(1.0, "sampling temperature", minimum=0, exclusive_min=True)
@@ -108,6 +117,10 @@ class Config:
     verifier: str = _opt("auto", "answer checking: number ('####' value or last number, compared numerically), "
                          "math_verify (Hugging Face math-verify: LaTeX, fractions, sets...), auto (the task's own: "
                          "number for arith, math_verify for files)", choices=("auto", "number", "math_verify"))
+    answer_fallback: str = _opt("auto", "a completion without the answer marker ('####') or a box: on: its last "
+                                "number (number) or last expression (math_verify) is its answer; off: it gave no "
+                                "answer and is wrong; auto: off for tasks that define a marker (arith, GSM8K-style "
+                                "data), on for others", choices=("auto", "on", "off"))
     rollout_engine: str = _opt("auto", "how completions are sampled: kv_cache (incremental decoding with a "
                                "dynamic KV cache), static (preallocated KV cache; compiled with CUDA graphs on "
                                "CUDA), hf_generate (transformers generate(), the baseline), vllm (needs the vllm "

@@ -55,10 +55,15 @@ EventKind = Literal["phase", "eval", "decontamination", "checkpoint", "ref_reset
 ControlType = Literal["pause", "resume", "stop", "save_checkpoint"]
 InspectType = Literal["sample_group", "score", "compare"]
 MessageType = Literal["started", "status", "progress", "metrics", "samples", "event", "response"]
+# a group's kind: its rewards differ (it carries policy gradient), or all are equal and every answer is right,
+# none is, or the answers are mixed under a reward that ignores them
+GroupKind = Literal["mixed", "all_correct", "all_wrong", "no_signal_other"]
+Verdict = Literal["healthy", "wasteful", "dead", "bad_settings"]
 
 # name → the Literal; TypeScript gets `RUN_STATES` (the values) and `RunState` (their type) for each
 ENUMS: dict[str, Any] = {"RunState": RunState, "Phase": Phase, "EventKind": EventKind,
-                         "ControlType": ControlType, "InspectType": InspectType, "MessageType": MessageType}
+                         "ControlType": ControlType, "InspectType": InspectType, "MessageType": MessageType,
+                         "GroupKind": GroupKind, "Verdict": Verdict}
 
 RUN_STATES: tuple[str, ...] = get_args(RunState)
 PHASES: tuple[str, ...] = get_args(Phase)
@@ -66,6 +71,8 @@ EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
 CONTROL_TYPES: tuple[str, ...] = get_args(ControlType)
 INSPECT_TYPES: tuple[str, ...] = get_args(InspectType)
 MESSAGE_TYPES: tuple[str, ...] = get_args(MessageType)
+GROUP_KINDS: tuple[str, ...] = get_args(GroupKind)
+VERDICTS: tuple[str, ...] = get_args(Verdict)
 
 Seconds = Annotated[float, "unix seconds"]
 Number = float | None  # NaN/inf are written as null
@@ -99,6 +106,36 @@ class RunStatus(TypedDict):
 # for readers; the trainer writes all of them on every logged step except the two marked "only".
 # pass@k / maj@k for the default eval_k (1, 4, 8, 16); other k values are written the same way (eval/pass@K)
 SAMPLED_EVAL_METRICS = tuple(f"eval/{m}@{k}" for m in ("pass", "maj") for k in (1, 4, 8, 16))
+# The signal ledger (ledger.py): where every sampled completion token of the step went, as disjoint categories
+# taken in this order (a token counts in the first that holds); they sum to `ledger/tokens`. With μ > 1 the
+# clip categories are means over the μ updates (so counts may be fractional).
+LEDGER_METRICS: dict[str, str] = {
+    "ledger/tokens": "completion tokens sampled in the step (dynamic sampling's discarded groups included)",
+    "ledger/filtered": "in groups dynamic sampling sampled and discarded (no signal)",
+    "ledger/truncated_masked": "in truncated completions that mask_truncated_completions drops from the loss",
+    "ledger/no_signal_correct": "in groups whose rewards are all equal and every answer is right (advantage 0)",
+    "ledger/no_signal_wrong": "in groups whose rewards are all equal and no answer is right (advantage 0)",
+    "ledger/no_signal_other": "in groups whose rewards are all equal, answers mixed (a reward that ignores them)",
+    "ledger/masked_other": "masked by another token mask of the objective",
+    "ledger/clipped_low": "ratio < 1−ε with a negative advantage: clipped, no policy gradient",
+    "ledger/clipped_high": "ratio > 1+ε_high with a positive advantage: clipped, no policy gradient",
+    "ledger/effective": "carried policy gradient",
+    "groups/mixed": "groups whose rewards differ (they carry the signal)",
+    "groups/all_correct": "groups with all rewards equal, every answer right",
+    "groups/all_wrong": "groups with all rewards equal, no answer right",
+    "groups/no_signal_other": "groups with all rewards equal, answers mixed",
+    "groups/filtered": "groups dynamic sampling discarded (not in the update)",
+    "groups/sampled": "groups sampled in the step (the update's and the discarded)",
+    **{f"grad_share/{k}": f"share of the step's gradient on token log-probs (Σ|∂L/∂log π|) from {w}"
+       for k, w in (("mixed", "mixed groups"), ("all_correct", "all-correct groups (the KL term only)"),
+                    ("all_wrong", "all-wrong groups (the KL term only)"),
+                    ("no_signal_other", "other equal-reward groups (the KL term only)"),
+                    ("len_0_25", "completions up to 25% of max_completion_length long"),
+                    ("len_25_50", "completions 25–50% of max_completion_length long"),
+                    ("len_50_75", "completions 50–75% of max_completion_length long"),
+                    ("len_75_100", "completions over 75% of max_completion_length long"))},
+}
+LEDGER_TOKENS = tuple(k for k in LEDGER_METRICS if k.startswith("ledger/") and k != "ledger/tokens")
 MetricsRow = TypedDict("MetricsRow", {
     "step": Required[Annotated[int, "GRPO optimizer step (1-based)"]],
     "time": Annotated[Number, "unix seconds when the step ended"],
@@ -129,6 +166,7 @@ MetricsRow = TypedDict("MetricsRow", {
     "eval/accuracy": Annotated[Number, "only on steps where an evaluation ran: greedy held-out accuracy"],
     **{key: Annotated[Number, "only on steps with a sampled evaluation: held-out " + key[len("eval/"):]]
        for key in SAMPLED_EVAL_METRICS},
+    **{key: Annotated[Number, words] for key, words in LEDGER_METRICS.items()},
 }, total=False)
 MetricsRow.__doc__ = "One metrics.jsonl row per logged GRPO step: `step` plus numbers (NaN/inf are null)."
 # metrics the trainer writes only under a condition (named in their documentation)
@@ -185,9 +223,62 @@ class GroupRecord(TypedDict):
     step_rewards: NotRequired[Annotated[list[list[float]], PerCompletion, "per reasoning step, per completion"]]
     step_ends: NotRequired[Annotated[list[list[int]], PerCompletion, Paired("step_rewards"),
                                      "0-based token index where each step ends"]]
+    kind: NotRequired[Annotated[GroupKind, "mixed (rewards differ: the group carries signal), all_correct, all_wrong, "
+                                           "no_signal_other; readers derive it from rewards/correct when absent"]]
     source: NotRequired[Source]
     reward_errors: NotRequired[Annotated[list[str], "sample_group: the reward function's errors"]]
     note: NotRequired[Annotated[str, "sample_group: why every reward is 0, when it is"]]
+
+
+# ------------------------------------------------------------------------------- questions.jsonl
+class QuestionsRow(TypedDict):
+    """One questions.jsonl row: how each question fared, for the prompt atlas. A GRPO step writes one row for
+    its groups (`train`: right answers of G); each held-out evaluation one row (`eval`: greedy, 0 or 1)."""
+
+    step: int
+    source: Literal["train", "eval"]
+    questions: list[str]
+    passed: Annotated[list[int], Len("questions", "questions"), "right answers among `samples` for each question"]
+    samples: Annotated[int, "completions per question: G (train) or 1 (greedy eval)"]
+
+
+# ------------------------------------------------------------------------------------ preflight
+class PreflightProblem(TypedDict):
+    """One thing preflight found, with its cause and a concrete change."""
+
+    code: Annotated[str, "truncation, no_answer, all_wrong, all_correct, no_signal, long_prompts, reward_errors, …"]
+    severity: Annotated[Literal["dead", "wasteful", "note"], "dead: the run cannot learn; wasteful: much of each "
+                                                            "step carries no signal; note: worth knowing"]
+    message: Annotated[str, "what was measured and why it matters"]
+    change: Annotated[str, "the concrete change that addresses it"]
+
+
+class PreflightReport(TypedDict):
+    """`python -m grpo preflight --json`: a verdict on the settings before training, from the start policy."""
+
+    verdict: Verdict
+    exit_code: Annotated[int, "0 healthy, 1 predicted dead or wasteful, 2 bad settings"]
+    problems: list[PreflightProblem]
+    error: NotRequired[Annotated[str, "bad_settings: the settings error (it names the setting)"]]
+    start: NotRequired[Annotated[str, "where the start policy came from: the SFT cache, SFT trained now, the model"]]
+    questions: NotRequired[int]
+    num_generations: NotRequired[int]
+    signal_share: NotRequired[Annotated[float, "predicted share of groups whose rewards differ"]]
+    groups: NotRequired[Annotated[dict[str, int], "groups by kind (mixed, all_correct, all_wrong, no_signal_other)"]]
+    truncated_ratio: NotRequired[float]
+    truncated_without_answer: NotRequired[Annotated[float, "share of completions truncated before any answer"]]
+    prompts_over_limit: NotRequired[Annotated[int, "task prompts checked that are longer than max_prompt_length"]]
+    prompts_checked: NotRequired[int]
+    reward: NotRequired[Annotated[dict[str, float], "mean, std, min, max of the sampled rewards"]]
+    accuracy: NotRequired[float]
+    completion_length: NotRequired[Annotated[dict[str, float], "tokens: mean, p10, p50, p90, max"]]
+    reward_errors: NotRequired[int]
+    seconds_per_step: NotRequired[Annotated[float, "estimated for the full run: sampling and one update at "
+                                                   "questions_per_step × G"]]
+    estimated_total_seconds: NotRequired[float]
+    peak_memory_mb: NotRequired[Annotated[float | None, "estimated peak memory of training (CUDA: allocated; CPU: "
+                                                        "resident set growth); null where unknown"]]
+    seconds: NotRequired[Annotated[float, "preflight's own wall-clock"]]
 
 
 # -------------------------------------------------------------------------------- events.jsonl
@@ -451,8 +542,8 @@ UNIONS: dict[str, tuple[str, dict[str, type], type | None]] = {
     "TrainerMessage": ("type", MESSAGES, None),
 }
 # every record the extension needs (others are reached through these)
-ROOTS: tuple[type, ...] = (RunStatus, MetricsRow, GroupRecord, ScoreResult, CompareResult, ControlRequest,
-                           SampleGroupParams, ScoreParams, CompareParams, *EVENTS.values(), *MESSAGES.values())
+ROOTS: tuple[type, ...] = (RunStatus, MetricsRow, GroupRecord, QuestionsRow, PreflightReport, ScoreResult,
+                           CompareResult, ControlRequest, SampleGroupParams, ScoreParams, CompareParams, *EVENTS.values(), *MESSAGES.values())
 
 
 # ------------------------------------------------------------------------------------ the schema
@@ -714,7 +805,7 @@ def check_run_dir(path: Any) -> list[str]:
     except (OSError, ValueError) as e:
         errors.append(f"status.json: {e}")
     for name, record in (("metrics.jsonl", "MetricsRow"), ("events.jsonl", "KnownEvent"),
-                         ("samples.jsonl", "GroupRecord")):
+                         ("samples.jsonl", "GroupRecord"), ("questions.jsonl", "QuestionsRow")):
         file = root / name
         lines = file.read_text(encoding="utf-8").split("\n") if file.exists() else []
         for i, line in enumerate(lines, 1):

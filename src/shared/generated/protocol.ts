@@ -18,6 +18,10 @@ export const INSPECT_TYPES = ["sample_group","score","compare"] as const;
 export type InspectType = (typeof INSPECT_TYPES)[number];
 export const MESSAGE_TYPES = ["started","status","progress","metrics","samples","event","response"] as const;
 export type MessageType = (typeof MESSAGE_TYPES)[number];
+export const GROUP_KINDS = ["mixed","all_correct","all_wrong","no_signal_other"] as const;
+export type GroupKind = (typeof GROUP_KINDS)[number];
+export const VERDICTS = ["healthy","wasteful","dead","bad_settings"] as const;
+export type Verdict = (typeof VERDICTS)[number];
 
 export interface CheckpointEvent extends RunEvent {
   kind: "checkpoint";
@@ -137,6 +141,8 @@ export interface GroupRecord {
   step_rewards?: number[][];
   /** 0-based token index where each step ends */
   step_ends?: number[][];
+  /** mixed (rewards differ: the group carries signal), all_correct, all_wrong, no_signal_other; readers derive it from rewards/correct when absent */
+  kind?: GroupKind;
   source?: Source;
   /** sample_group: the reward function's errors */
   reward_errors?: string[];
@@ -223,6 +229,54 @@ export interface MetricsRow {
   "eval/maj@8"?: number | null;
   /** only on steps with a sampled evaluation: held-out maj@16 */
   "eval/maj@16"?: number | null;
+  /** completion tokens sampled in the step (dynamic sampling's discarded groups included) */
+  "ledger/tokens"?: number | null;
+  /** in groups dynamic sampling sampled and discarded (no signal) */
+  "ledger/filtered"?: number | null;
+  /** in truncated completions that mask_truncated_completions drops from the loss */
+  "ledger/truncated_masked"?: number | null;
+  /** in groups whose rewards are all equal and every answer is right (advantage 0) */
+  "ledger/no_signal_correct"?: number | null;
+  /** in groups whose rewards are all equal and no answer is right (advantage 0) */
+  "ledger/no_signal_wrong"?: number | null;
+  /** in groups whose rewards are all equal, answers mixed (a reward that ignores them) */
+  "ledger/no_signal_other"?: number | null;
+  /** masked by another token mask of the objective */
+  "ledger/masked_other"?: number | null;
+  /** ratio < 1−ε with a negative advantage: clipped, no policy gradient */
+  "ledger/clipped_low"?: number | null;
+  /** ratio > 1+ε_high with a positive advantage: clipped, no policy gradient */
+  "ledger/clipped_high"?: number | null;
+  /** carried policy gradient */
+  "ledger/effective"?: number | null;
+  /** groups whose rewards differ (they carry the signal) */
+  "groups/mixed"?: number | null;
+  /** groups with all rewards equal, every answer right */
+  "groups/all_correct"?: number | null;
+  /** groups with all rewards equal, no answer right */
+  "groups/all_wrong"?: number | null;
+  /** groups with all rewards equal, answers mixed */
+  "groups/no_signal_other"?: number | null;
+  /** groups dynamic sampling discarded (not in the update) */
+  "groups/filtered"?: number | null;
+  /** groups sampled in the step (the update's and the discarded) */
+  "groups/sampled"?: number | null;
+  /** share of the step's gradient on token log-probs (Σ|∂L/∂log π|) from mixed groups */
+  "grad_share/mixed"?: number | null;
+  /** share of the step's gradient on token log-probs (Σ|∂L/∂log π|) from all-correct groups (the KL term only) */
+  "grad_share/all_correct"?: number | null;
+  /** share of the step's gradient on token log-probs (Σ|∂L/∂log π|) from all-wrong groups (the KL term only) */
+  "grad_share/all_wrong"?: number | null;
+  /** share of the step's gradient on token log-probs (Σ|∂L/∂log π|) from other equal-reward groups (the KL term only) */
+  "grad_share/no_signal_other"?: number | null;
+  /** share of the step's gradient on token log-probs (Σ|∂L/∂log π|) from completions up to 25% of max_completion_length long */
+  "grad_share/len_0_25"?: number | null;
+  /** share of the step's gradient on token log-probs (Σ|∂L/∂log π|) from completions 25–50% of max_completion_length long */
+  "grad_share/len_25_50"?: number | null;
+  /** share of the step's gradient on token log-probs (Σ|∂L/∂log π|) from completions 50–75% of max_completion_length long */
+  "grad_share/len_50_75"?: number | null;
+  /** share of the step's gradient on token log-probs (Σ|∂L/∂log π|) from completions over 75% of max_completion_length long */
+  "grad_share/len_75_100"?: number | null;
   [key: string]: number | null | undefined;
 }
 
@@ -242,6 +296,55 @@ export interface PolicySide extends CompareSide {
   ref_logp: number[];
 }
 
+/** One thing preflight found, with its cause and a concrete change. */
+export interface PreflightProblem {
+  /** truncation, no_answer, all_wrong, all_correct, no_signal, long_prompts, reward_errors, … */
+  code: string;
+  /** dead: the run cannot learn; wasteful: much of each step carries no signal; note: worth knowing */
+  severity: "dead" | "wasteful" | "note";
+  /** what was measured and why it matters */
+  message: string;
+  /** the concrete change that addresses it */
+  change: string;
+}
+
+/** `python -m grpo preflight --json`: a verdict on the settings before training, from the start policy. */
+export interface PreflightReport {
+  verdict: Verdict;
+  /** 0 healthy, 1 predicted dead or wasteful, 2 bad settings */
+  exit_code: number;
+  problems: PreflightProblem[];
+  /** bad_settings: the settings error (it names the setting) */
+  error?: string;
+  /** where the start policy came from: the SFT cache, SFT trained now, the model */
+  start?: string;
+  questions?: number;
+  num_generations?: number;
+  /** predicted share of groups whose rewards differ */
+  signal_share?: number;
+  /** groups by kind (mixed, all_correct, all_wrong, no_signal_other) */
+  groups?: Record<string, number>;
+  truncated_ratio?: number;
+  /** share of completions truncated before any answer */
+  truncated_without_answer?: number;
+  /** task prompts checked that are longer than max_prompt_length */
+  prompts_over_limit?: number;
+  prompts_checked?: number;
+  /** mean, std, min, max of the sampled rewards */
+  reward?: Record<string, number>;
+  accuracy?: number;
+  /** tokens: mean, p10, p50, p90, max */
+  completion_length?: Record<string, number>;
+  reward_errors?: number;
+  /** estimated for the full run: sampling and one update at questions_per_step × G */
+  seconds_per_step?: number;
+  estimated_total_seconds?: number;
+  /** estimated peak memory of training (CUDA: allocated; CPU: resident set growth); null where unknown */
+  peak_memory_mb?: number | null;
+  /** preflight's own wall-clock */
+  seconds?: number;
+}
+
 /** SFT progress (not stored in a file), plus numbers such as `loss` and `elapsed`. */
 export interface ProgressMessage {
   v: 1;
@@ -250,6 +353,18 @@ export interface ProgressMessage {
   step: number;
   total: number;
   [key: string]: unknown;
+}
+
+/** One questions.jsonl row: how each question fared, for the prompt atlas. A GRPO step writes one row for
+    its groups (`train`: right answers of G); each held-out evaluation one row (`eval`: greedy, 0 or 1). */
+export interface QuestionsRow {
+  step: number;
+  source: "train" | "eval";
+  questions: string[];
+  /** right answers among `samples` for each question */
+  passed: number[];
+  /** completions per question: G (train) or 1 (greedy eval) */
+  samples: number;
 }
 
 /** The reference was replaced by the current policy (iterative RL). */
@@ -465,7 +580,10 @@ export interface Records {
   MetricsRow: MetricsRow;
   PhaseEvent: PhaseEvent;
   PolicySide: PolicySide;
+  PreflightProblem: PreflightProblem;
+  PreflightReport: PreflightReport;
   ProgressMessage: ProgressMessage;
+  QuestionsRow: QuestionsRow;
   RefResetEvent: RefResetEvent;
   ReferenceSide: ReferenceSide;
   ResponseMessage: ResponseMessage;
@@ -496,6 +614,8 @@ export const SCHEMA = {
     "ControlType": ["pause","resume","stop","save_checkpoint"],
     "InspectType": ["sample_group","score","compare"],
     "MessageType": ["started","status","progress","metrics","samples","event","response"],
+    "GroupKind": ["mixed","all_correct","all_wrong","no_signal_other"],
+    "Verdict": ["healthy","wasteful","dead","bad_settings"],
   },
   records: {
     "CheckpointEvent": {"fields":[{"name":"kind","type":{"t":"literal","values":["checkpoint"]},"required":true},{"name":"time","type":{"t":"float"},"required":true},{"name":"step","type":{"t":"int"},"required":true},{"name":"path","type":{"t":"str"},"required":true}],"extra":{"t":"any"}},
@@ -508,12 +628,15 @@ export const SCHEMA = {
     "ErrorEvent": {"fields":[{"name":"kind","type":{"t":"literal","values":["error"]},"required":true},{"name":"time","type":{"t":"float"},"required":true},{"name":"step","type":{"t":"int"},"required":true},{"name":"message","type":{"t":"str"},"required":true}],"extra":{"t":"any"}},
     "EvalEvent": {"fields":[{"name":"kind","type":{"t":"literal","values":["eval"]},"required":true},{"name":"time","type":{"t":"float"},"required":true},{"name":"step","type":{"t":"int"},"required":true},{"name":"accuracy","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":true},{"name":"n","type":{"t":"int"},"required":true},{"name":"samples","type":{"t":"int"},"required":false},{"name":"temperature","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"pass_at_k","type":{"t":"dict","of":{"t":"float"}},"required":false},{"name":"maj_at_k","type":{"t":"dict","of":{"t":"float"}},"required":false}],"extra":{"t":"any"}},
     "EventMessage": {"fields":[{"name":"v","type":{"t":"literal","values":[1]},"required":true},{"name":"type","type":{"t":"literal","values":["event"]},"required":true},{"name":"row","type":{"t":"ref","name":"RunEvent","union":"KnownEvent"},"required":true}]},
-    "GroupRecord": {"fields":[{"name":"step","type":{"t":"int"},"required":false},{"name":"question","type":{"t":"str"},"required":true},{"name":"answer","type":{"t":"union","of":[{"t":"str"},{"t":"null"}]},"required":true},{"name":"prompt","type":{"t":"str"},"required":true},{"name":"completions","type":{"t":"list","of":{"t":"str"}},"required":true},{"name":"rewards","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"completions","noun":"completions","unit":"entries"}},{"name":"correct","type":{"t":"list","of":{"t":"bool"}},"required":false,"len":{"of":"completions","noun":"completions","unit":"entries"}},{"name":"advantages","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"completions","noun":"completions","unit":"entries"}},{"name":"truncated","type":{"t":"list","of":{"t":"bool"}},"required":false,"len":{"of":"completions","noun":"completions","unit":"entries"}},{"name":"tokens","type":{"t":"list","of":{"t":"ref","name":"TokenArrays"}},"required":false,"len":{"of":"completions","noun":"completions","unit":"entries"}},{"name":"step_rewards","type":{"t":"list","of":{"t":"list","of":{"t":"float"}}},"required":false,"len":{"of":"completions","noun":"completions","unit":"entries"}},{"name":"step_ends","type":{"t":"list","of":{"t":"list","of":{"t":"int"}}},"required":false,"len":{"of":"completions","noun":"completions","unit":"entries"},"paired":"step_rewards"},{"name":"source","type":{"t":"ref","name":"Source"},"required":false},{"name":"reward_errors","type":{"t":"list","of":{"t":"str"}},"required":false},{"name":"note","type":{"t":"str"},"required":false}],"extra":{"t":"any"}},
+    "GroupRecord": {"fields":[{"name":"step","type":{"t":"int"},"required":false},{"name":"question","type":{"t":"str"},"required":true},{"name":"answer","type":{"t":"union","of":[{"t":"str"},{"t":"null"}]},"required":true},{"name":"prompt","type":{"t":"str"},"required":true},{"name":"completions","type":{"t":"list","of":{"t":"str"}},"required":true},{"name":"rewards","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"completions","noun":"completions","unit":"entries"}},{"name":"correct","type":{"t":"list","of":{"t":"bool"}},"required":false,"len":{"of":"completions","noun":"completions","unit":"entries"}},{"name":"advantages","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"completions","noun":"completions","unit":"entries"}},{"name":"truncated","type":{"t":"list","of":{"t":"bool"}},"required":false,"len":{"of":"completions","noun":"completions","unit":"entries"}},{"name":"tokens","type":{"t":"list","of":{"t":"ref","name":"TokenArrays"}},"required":false,"len":{"of":"completions","noun":"completions","unit":"entries"}},{"name":"step_rewards","type":{"t":"list","of":{"t":"list","of":{"t":"float"}}},"required":false,"len":{"of":"completions","noun":"completions","unit":"entries"}},{"name":"step_ends","type":{"t":"list","of":{"t":"list","of":{"t":"int"}}},"required":false,"len":{"of":"completions","noun":"completions","unit":"entries"},"paired":"step_rewards"},{"name":"kind","type":{"t":"enum","name":"GroupKind"},"required":false},{"name":"source","type":{"t":"ref","name":"Source"},"required":false},{"name":"reward_errors","type":{"t":"list","of":{"t":"str"}},"required":false},{"name":"note","type":{"t":"str"},"required":false}],"extra":{"t":"any"}},
     "MetricsMessage": {"fields":[{"name":"v","type":{"t":"literal","values":[1]},"required":true},{"name":"type","type":{"t":"literal","values":["metrics"]},"required":true},{"name":"row","type":{"t":"ref","name":"MetricsRow"},"required":true}]},
-    "MetricsRow": {"fields":[{"name":"step","type":{"t":"int"},"required":true},{"name":"time","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"elapsed","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"reward/mean","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"reward/std","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"accuracy","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"frac_reward_zero_std","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"kl","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"clip_ratio/low","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"clip_ratio/high","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"clip_ratio/region","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"entropy","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"loss","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"grad_norm","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"learning_rate","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"completion_length/mean","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"completion_length/max","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"truncated_ratio","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"advantage/mean","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"advantage/std","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"advantage/min","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"advantage/max","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"time/generate","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"time/train","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"tokens_per_second","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"process_reward/mean","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"eval/accuracy","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"eval/pass@1","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"eval/pass@4","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"eval/pass@8","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"eval/pass@16","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"eval/maj@1","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"eval/maj@4","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"eval/maj@8","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"eval/maj@16","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false}],"extra":{"t":"union","of":[{"t":"float"},{"t":"null"}]}},
+    "MetricsRow": {"fields":[{"name":"step","type":{"t":"int"},"required":true},{"name":"time","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"elapsed","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"reward/mean","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"reward/std","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"accuracy","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"frac_reward_zero_std","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"kl","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"clip_ratio/low","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"clip_ratio/high","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"clip_ratio/region","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"entropy","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"loss","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"grad_norm","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"learning_rate","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"completion_length/mean","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"completion_length/max","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"truncated_ratio","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"advantage/mean","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"advantage/std","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"advantage/min","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"advantage/max","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"time/generate","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"time/train","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"tokens_per_second","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"process_reward/mean","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"eval/accuracy","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"eval/pass@1","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"eval/pass@4","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"eval/pass@8","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"eval/pass@16","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"eval/maj@1","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"eval/maj@4","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"eval/maj@8","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"eval/maj@16","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"ledger/tokens","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"ledger/filtered","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"ledger/truncated_masked","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"ledger/no_signal_correct","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"ledger/no_signal_wrong","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"ledger/no_signal_other","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"ledger/masked_other","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"ledger/clipped_low","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"ledger/clipped_high","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"ledger/effective","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"groups/mixed","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"groups/all_correct","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"groups/all_wrong","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"groups/no_signal_other","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"groups/filtered","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"groups/sampled","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"grad_share/mixed","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"grad_share/all_correct","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"grad_share/all_wrong","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"grad_share/no_signal_other","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"grad_share/len_0_25","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"grad_share/len_25_50","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"grad_share/len_50_75","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"grad_share/len_75_100","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false}],"extra":{"t":"union","of":[{"t":"float"},{"t":"null"}]}},
     "PhaseEvent": {"fields":[{"name":"kind","type":{"t":"literal","values":["phase"]},"required":true},{"name":"time","type":{"t":"float"},"required":true},{"name":"step","type":{"t":"int"},"required":true},{"name":"phase","type":{"t":"enum","name":"Phase"},"required":true},{"name":"steps","type":{"t":"int"},"required":false},{"name":"sft_accuracy","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"state","type":{"t":"enum","name":"RunState"},"required":false}],"extra":{"t":"any"}},
     "PolicySide": {"fields":[{"name":"completion","type":{"t":"str"},"required":true},{"name":"tokens","type":{"t":"list","of":{"t":"str"}},"required":true},{"name":"logp","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"kl","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"logp_diff","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"truncated","type":{"t":"bool"},"required":false},{"name":"ref_logp","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}}]},
+    "PreflightProblem": {"fields":[{"name":"code","type":{"t":"str"},"required":true},{"name":"severity","type":{"t":"literal","values":["dead","wasteful","note"]},"required":true},{"name":"message","type":{"t":"str"},"required":true},{"name":"change","type":{"t":"str"},"required":true}]},
+    "PreflightReport": {"fields":[{"name":"verdict","type":{"t":"enum","name":"Verdict"},"required":true},{"name":"exit_code","type":{"t":"int"},"required":true},{"name":"problems","type":{"t":"list","of":{"t":"ref","name":"PreflightProblem"}},"required":true},{"name":"error","type":{"t":"str"},"required":false},{"name":"start","type":{"t":"str"},"required":false},{"name":"questions","type":{"t":"int"},"required":false},{"name":"num_generations","type":{"t":"int"},"required":false},{"name":"signal_share","type":{"t":"float"},"required":false},{"name":"groups","type":{"t":"dict","of":{"t":"int"}},"required":false},{"name":"truncated_ratio","type":{"t":"float"},"required":false},{"name":"truncated_without_answer","type":{"t":"float"},"required":false},{"name":"prompts_over_limit","type":{"t":"int"},"required":false},{"name":"prompts_checked","type":{"t":"int"},"required":false},{"name":"reward","type":{"t":"dict","of":{"t":"float"}},"required":false},{"name":"accuracy","type":{"t":"float"},"required":false},{"name":"completion_length","type":{"t":"dict","of":{"t":"float"}},"required":false},{"name":"reward_errors","type":{"t":"int"},"required":false},{"name":"seconds_per_step","type":{"t":"float"},"required":false},{"name":"estimated_total_seconds","type":{"t":"float"},"required":false},{"name":"peak_memory_mb","type":{"t":"union","of":[{"t":"float"},{"t":"null"}]},"required":false},{"name":"seconds","type":{"t":"float"},"required":false}]},
     "ProgressMessage": {"fields":[{"name":"v","type":{"t":"literal","values":[1]},"required":true},{"name":"type","type":{"t":"literal","values":["progress"]},"required":true},{"name":"phase","type":{"t":"str"},"required":true},{"name":"step","type":{"t":"int"},"required":true},{"name":"total","type":{"t":"int"},"required":true}],"extra":{"t":"any"}},
+    "QuestionsRow": {"fields":[{"name":"step","type":{"t":"int"},"required":true},{"name":"source","type":{"t":"literal","values":["train","eval"]},"required":true},{"name":"questions","type":{"t":"list","of":{"t":"str"}},"required":true},{"name":"passed","type":{"t":"list","of":{"t":"int"}},"required":true,"len":{"of":"questions","noun":"questions","unit":"values"}},{"name":"samples","type":{"t":"int"},"required":true}]},
     "RefResetEvent": {"fields":[{"name":"kind","type":{"t":"literal","values":["ref_reset"]},"required":true},{"name":"time","type":{"t":"float"},"required":true},{"name":"step","type":{"t":"int"},"required":true}],"extra":{"t":"any"}},
     "ReferenceSide": {"fields":[{"name":"completion","type":{"t":"str"},"required":true},{"name":"tokens","type":{"t":"list","of":{"t":"str"}},"required":true},{"name":"logp","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"kl","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"logp_diff","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"truncated","type":{"t":"bool"},"required":false},{"name":"policy_logp","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}}]},
     "ResponseMessage": {"fields":[{"name":"v","type":{"t":"literal","values":[1]},"required":true},{"name":"type","type":{"t":"literal","values":["response"]},"required":true},{"name":"id","type":{"t":"union","of":[{"t":"str"},{"t":"int"},{"t":"null"}]},"required":false,"default":null},{"name":"ok","type":{"t":"bool"},"required":true},{"name":"result","type":{"t":"any"},"required":false},{"name":"error","type":{"t":"str"},"required":false}]},
