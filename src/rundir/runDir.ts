@@ -5,12 +5,14 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { countNewlines, parseJsonlBuffer, parseLine, type JsonlChunk, type LineProblem } from '../shared/jsonLines';
-import { checkEvent, checkGroupRecord, checkMetricsRow, checkStatus, type Checked, type EvalEvent, type GroupRecord, type MetricsRow, type RunEvent, type RunState, type RunStatus } from '../shared/records';
+import { checkEvent, checkGroupRecord, checkMetricsRow, checkQuestionsRow, checkStatus, type Checked, type EvalEvent, type GroupRecord, type MetricsRow, type QuestionsRow, type RunEvent, type RunState, type RunStatus } from '../shared/records';
 
 export const STATUS_FILE = 'status.json';
 export const METRICS_FILE = 'metrics.jsonl';
 export const EVENTS_FILE = 'events.jsonl';
 export const SAMPLES_FILE = 'samples.jsonl';
+/** how each question fared, per step and evaluation (the prompt atlas) */
+export const QUESTIONS_FILE = 'questions.jsonl';
 export const CONFIG_FILE = 'config.json';
 export const LOG_FILE = 'trainer.log';
 
@@ -220,6 +222,8 @@ export class JsonlTail<T> {
 
 export const metricsTail = (dir: string) => new JsonlTail<MetricsRow>(path.join(dir, METRICS_FILE), checkMetricsRow);
 export const eventsTail = (dir: string) => new JsonlTail<RunEvent>(path.join(dir, EVENTS_FILE), checkEvent);
+/** questions.jsonl from its start: the prompt atlas feeds on it as it grows. */
+export const questionsTail = (dir: string) => new JsonlTail<QuestionsRow>(path.join(dir, QUESTIONS_FILE), checkQuestionsRow);
 /** The groups samples.jsonl logs from now on (not the ones already in it). */
 export const newSamplesTail = (dir: string) => new JsonlTail<GroupRecord>(path.join(dir, SAMPLES_FILE), checkGroupRecord).skipToEnd();
 
@@ -570,6 +574,38 @@ export async function readSampleGroup(dir: string, step: number): Promise<Checke
     const c = checkGroupRecord(v);
     return c.ok && (v as { step?: unknown }).step !== step ? { ok: false, error: `no group logged at step ${step}` } : c;
   });
+}
+
+/** The question of a samples.jsonl line, read from the line's first 64 KiB (the trainer writes `step`, then
+ * `question`) without decoding the group; null when it is not there. */
+function questionOf(line: Buffer): string | null {
+  if (!opensObject(line)) return null;
+  const m = /"question"\s*:\s*("(?:[^"\\]|\\.)*")/.exec(line.subarray(0, 64 * 1024).toString('utf8'));
+  if (!m) return null;
+  try {
+    return JSON.parse(m[1]) as string;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The steps at which samples.jsonl logged a group of `question` (the prompt atlas opens them), read line by
+ * line without decoding whole groups; `same` compares a logged question with the one asked for (the atlas
+ * keeps very long questions as a prefix and a hash).
+ */
+export async function findQuestionSteps(dir: string, same: (logged: string) => boolean): Promise<number[]> {
+  const steps: number[] = [];
+  try {
+    await scanLines(path.join(dir, SAMPLES_FILE), LIMITS.sampleLine, (line) => {
+      const q = questionOf(line);
+      const s = q !== null && same(q) ? stepOf(line) : null;
+      if (s !== null && !steps.includes(s)) steps.push(s);
+    });
+  } catch {
+    return steps;
+  }
+  return steps;
 }
 
 /** The question of the last logged group (to pre-fill "Sample Group"), from the file's tail. */

@@ -23,6 +23,8 @@ export type {
   ResumeEvent, RunEvent, RunState, RunStatus, SampleGroupParams, ScoreParams, ScoreResult, Source, TokenArrays, TrainerMessage,
   WarningEvent,
 } from './generated/protocol';
+export type { PreflightProblem, PreflightReport, QuestionsRow, Verdict } from './generated/protocol';
+export { VERDICTS } from './generated/protocol';
 export type { Checked } from './guards';
 
 // ---------------------------------------------------------------------------------------------------
@@ -164,6 +166,10 @@ export const checkMetricsRow = checker('MetricsRow', 'metrics row');
 export const checkEvent = checker('KnownEvent', 'event');
 export const checkTokenArrays = checker('TokenArrays', 'tokens');
 export const checkGroupRecord = checker('GroupRecord', 'group');
+/** A questions.jsonl row (the prompt atlas): `passed` has one count per question. */
+export const checkQuestionsRow = checker('QuestionsRow', 'questions row');
+/** `python -m grpo preflight --json`'s report (its last stdout line). */
+export const checkPreflightReport = checker('PreflightReport', 'preflight report');
 
 const fieldNames = (name: string) => S.records[name].fields.map((f) => f.name);
 /** The metrics the trainer writes (metrics.jsonl; the dashboard charts any numeric key). */
