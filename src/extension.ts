@@ -1,5 +1,6 @@
 /** Composition root: creates the controller, views, status bar and commands, and wires them together. */
 import * as vscode from 'vscode';
+import { AtlasViewProvider } from './atlas/atlasView';
 import { SETUP_COMMAND, setupEnvironmentCommand } from './environment/envSetup';
 import { selectInterpreter } from './environment/selectInterpreter';
 import { deleteRun, latestRun, pickRun, revealRun } from './runsview/commands';
@@ -21,6 +22,9 @@ export function activate(ctx: vscode.ExtensionContext): void {
   const runsView = vscode.window.createTreeView('grpo.runsView', { treeDataProvider: runsTree });
   const shading = new TokenShading();
   const inspect = new InspectCommands(ctx.extensionUri, training, shading, () => runsView.selection);
+  const atlas = new AtlasViewProvider(training, () => runsView.selection, (dir, question, same) => inspect.openQuestion(dir, question, same));
+  const atlasView = vscode.window.createTreeView(AtlasViewProvider.viewId, { treeDataProvider: atlas });
+  atlas.attach(atlasView, runsView);
 
   ctx.subscriptions.push(
     log,
@@ -33,6 +37,10 @@ export function activate(ctx: vscode.ExtensionContext): void {
     runsView,
     shading,
     inspect,
+    atlas,
+    atlasView,
+    vscode.commands.registerCommand('grpo.showAtlas', (n?: unknown) => atlas.show(n)),
+    vscode.commands.registerCommand('grpo.atlas.openQuestion', (n: unknown) => atlas.open(n)),
     vscode.workspace.registerTextDocumentContentProvider(COMPLETION_SCHEME, new CompletionDocuments()),
     vscode.languages.registerHoverProvider('*', shading),
     vscode.commands.registerCommand('grpo.sampleGroup', (n?: unknown, question?: unknown) => inspect.sampleGroup(n, typeof question === 'string' ? question : undefined)),

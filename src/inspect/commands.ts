@@ -19,7 +19,7 @@ import { TokenizeError } from './onnx/tokenizer';
 import type { CompareResult, InspectRequests, InspectRequestType, ScoreResult } from '../shared/records';
 import type { GroupOrigin } from './inspectorProtocol';
 import { TrainerGoneError, TrainerRequestError } from '../shared/requests';
-import { lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, readSampleGroup } from '../rundir/runDir';
+import { findQuestionSteps, lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, readSampleGroup } from '../rundir/runDir';
 import { ServeProcess } from './serve';
 import type { TrainingController } from '../training/controller';
 import { ComparePanel, InspectorPanel, loggedGroup, type LoggedGroups, type ShownGroup } from './panels';
@@ -207,6 +207,25 @@ export class InspectCommands implements vscode.Disposable {
     if (!n || n.kind !== 'sample') return;
     const g = await this.loggedGroup(n.run.dir, n.step);
     if (g) this.showGroup(g);
+  }
+
+  /**
+   * The prompt atlas: the groups samples.jsonl logged for a question (`same` tells its question), in the
+   * inspector — the one there is, or the step picked when there are several. False when none was logged.
+   */
+  async openQuestion(runDir: string, question: string, same: (logged: string) => boolean): Promise<boolean> {
+    const steps = await findQuestionSteps(runDir, same);
+    if (!steps.length) return false;
+    let step: number | undefined = steps[steps.length - 1];
+    if (steps.length > 1) {
+      const pick = await vscode.window.showQuickPick([...steps].reverse().map((s) => ({ label: `training step ${s}`, step: s })), { title: `Groups logged for ${clip(question)}` });
+      step = pick?.step;
+    }
+    if (step === undefined) return true;
+    const g = await this.loggedGroup(runDir, step);
+    if (g && !same(g.group.question)) this.report(new Shown(`samples.jsonl of run ${path.basename(runDir)}: the group logged at step ${step} is another question's`));
+    else if (g) this.showGroup(g);
+    return true;
   }
 
   private async loggedGroup(runDir: string, step: number): Promise<ShownGroup | undefined> {
