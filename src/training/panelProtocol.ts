@@ -5,6 +5,14 @@
 import { isNum, isObject, isStr, oneOf } from '../shared/guards';
 import type { Phase, RunState } from '../shared/records';
 import { isSettingsSchema, isSettingValues, type SettingSpec, type SettingValues } from '../shared/settings';
+import { checkPreflightReport } from '../shared/records';
+import type { PreflightState } from './preflight';
+
+export type { PreflightState } from './preflight';
+const isPreflightState = (v: unknown): v is PreflightState =>
+  isObject(v) && oneOf('idle', 'running', 'done', 'failed', 'cancelled')(v.status) && (v.key === null || isStr(v.key)) &&
+  (v.progress === null || isStr(v.progress)) && (v.error === null || isStr(v.error)) && (v.startedAt === null || isNum(v.startedAt)) &&
+  (v.report === null || checkPreflightReport(v.report).ok);
 
 /** The compact live summary shown in the training view and the status bar. */
 export interface LiveSummary {
@@ -28,14 +36,16 @@ const isLiveSummary = (v: unknown): v is LiveSummary =>
 
 /** Host → training view. */
 export type HostToPanel =
-  | { type: 'init'; schema: SettingSpec[]; values: SettingValues; trusted: boolean; summary: LiveSummary | null }
+  | { type: 'init'; schema: SettingSpec[]; values: SettingValues; trusted: boolean; summary: LiveSummary | null; preflight: PreflightState }
   | { type: 'summary'; summary: LiveSummary | null }
+  | { type: 'preflight'; preflight: PreflightState }
   | { type: 'values'; values: SettingValues };
 
 export function isHostToPanel(v: unknown): v is HostToPanel {
   if (!isObject(v)) return false;
   switch (v.type) {
-    case 'init': return isSettingsSchema(v.schema) && isSettingValues(v.values) && typeof v.trusted === 'boolean' && (v.summary === null || isLiveSummary(v.summary));
+    case 'init': return isSettingsSchema(v.schema) && isSettingValues(v.values) && typeof v.trusted === 'boolean' && (v.summary === null || isLiveSummary(v.summary)) && isPreflightState(v.preflight);
+    case 'preflight': return isPreflightState(v.preflight);
     case 'summary': return v.summary === null || isLiveSummary(v.summary);
     case 'values': return isSettingValues(v.values);
     default: return false;
@@ -47,6 +57,8 @@ export type PanelToHost =
   | { type: 'ready' }
   | { type: 'valuesChanged'; values: SettingValues }
   | { type: 'start'; values: SettingValues }
+  | { type: 'preflight'; values: SettingValues }
+  | { type: 'cancelPreflight' }
   | { type: 'control'; action: 'pause' | 'resume' | 'stop' }
   | { type: 'resetDefaults' }
   | { type: 'openDashboard' };
@@ -54,8 +66,8 @@ export type PanelToHost =
 export function isPanelToHost(v: unknown): v is PanelToHost {
   if (!isObject(v)) return false;
   switch (v.type) {
-    case 'ready': case 'resetDefaults': case 'openDashboard': return true;
-    case 'valuesChanged': case 'start': return isSettingValues(v.values);
+    case 'ready': case 'resetDefaults': case 'openDashboard': case 'cancelPreflight': return true;
+    case 'valuesChanged': case 'start': case 'preflight': return isSettingValues(v.values);
     case 'control': return oneOf('pause', 'resume', 'stop')(v.action);
     default: return false;
   }
