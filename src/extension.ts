@@ -56,6 +56,10 @@ export function activate(ctx: vscode.ExtensionContext): void {
     }),
 
     vscode.commands.registerCommand('grpo.startTraining', () => training.start()),
+    vscode.commands.registerCommand('grpo.preflight', async () => {
+      await vscode.commands.executeCommand(`${TrainingViewProvider.viewId}.focus`); // the verdict shows there
+      await training.preflight.run(training.rememberedValues());
+    }),
     vscode.commands.registerCommand('grpo.stopTraining', () => training.control('stop')),
     vscode.commands.registerCommand('grpo.pauseTraining', () => training.control('pause')),
     vscode.commands.registerCommand('grpo.resumeTraining', async () => {

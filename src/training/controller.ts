@@ -14,6 +14,7 @@ import { UserCodeGate } from '../rundir/userCodeGate';
 import { busyMessage, runWriter } from '../rundir/writerLock';
 import { checkValues, defaultValues, diffFromDefaults, EMBEDDED_SCHEMA, launchArgs, sanitizeValues, trainArgs, type Launcher, type SettingValues } from '../shared/settings';
 import type { LiveSummary } from './panelProtocol';
+import { PreflightRunner } from './preflightRunner';
 
 const VALUES_KEY = 'grpo.settingsValues';
 const LIVE_RUN_KEY = 'grpo.liveRun';
@@ -37,12 +38,15 @@ export class TrainingController implements vscode.Disposable {
   private starting = false;
   /** Asks before a run's user code is imported (serve, resume); its answers last the window's session. */
   readonly userCode: UserCodeGate;
+  /** The Training view's preflight; its last verdict makes Start ask before a predicted dead or wasteful run. */
+  readonly preflight: PreflightRunner;
 
   constructor(
     private readonly ctx: vscode.ExtensionContext,
     readonly log: vscode.LogOutputChannel,
   ) {
     this.userCode = new UserCodeGate(log, () => this.trainerDir);
+    this.preflight = new PreflightRunner(this);
   }
 
   get trainerDir(): string {
@@ -131,6 +135,7 @@ export class TrainingController implements vscode.Disposable {
       void vscode.window.showErrorMessage(`GRPO: cannot start with these settings: ${checked.error}`);
       return undefined;
     }
+    if (!(await this.preflight.confirmStart(values))) return undefined;
     const dir = path.join(runs, newRunName(String(checked.value.task ?? 'run')));
     return this.launch(dir, trainArgs({ runDir: dir, values: checked.value, schema: EMBEDDED_SCHEMA }), 'Starting training', { verb: 'started' });
   }
@@ -311,6 +316,7 @@ export class TrainingController implements vscode.Disposable {
 
   dispose(): void {
     if (this.summaryTimer) clearTimeout(this.summaryTimer);
+    this.preflight.dispose();
     // Leave a live trainer running: the next window re-attaches to it through the run directory.
     this.session?.dispose();
     this.summaryEmitter.dispose();

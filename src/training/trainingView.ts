@@ -14,6 +14,7 @@ export class TrainingViewProvider implements vscode.WebviewViewProvider, vscode.
     this.subs.push(
       training.onDidChangeSummary((summary) => this.channel?.post({ type: 'summary', summary })),
       training.onDidChangeValues((values) => this.channel?.post({ type: 'values', values })),
+      training.preflight.onDidChange((preflight) => this.channel?.post({ type: 'preflight', preflight })),
       vscode.workspace.onDidGrantWorkspaceTrust(() => this.sendInit()),
     );
   }
@@ -37,7 +38,7 @@ export class TrainingViewProvider implements vscode.WebviewViewProvider, vscode.
   }
 
   private sendInit(): void {
-    this.channel?.post({ type: 'init', schema: EMBEDDED_SCHEMA, values: this.training.rememberedValues(), trusted: vscode.workspace.isTrusted, summary: this.training.summary() });
+    this.channel?.post({ type: 'init', schema: EMBEDDED_SCHEMA, values: this.training.rememberedValues(), trusted: vscode.workspace.isTrusted, summary: this.training.summary(), preflight: this.training.preflight.state });
   }
 
   private async onMessage(m: PanelToHost): Promise<void> {
@@ -49,6 +50,13 @@ export class TrainingViewProvider implements vscode.WebviewViewProvider, vscode.
         // the values travel with the request: the controller checks them once and starts with them
         void this.training.remember(m.values);
         await this.training.start(m.values);
+        break;
+      case 'preflight':
+        void this.training.remember(m.values);
+        await this.training.preflight.run(m.values);
+        break;
+      case 'cancelPreflight':
+        this.training.preflight.cancel();
         break;
       case 'control':
         this.training.control(m.action);

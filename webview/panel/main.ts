@@ -6,8 +6,9 @@
  */
 import { formatDuration, formatNumber } from '../../src/shared/format';
 import { isHostToPanel, type HostToPanel, type LiveSummary, type PanelToHost } from '../../src/training/panelProtocol';
+import { IDLE_PREFLIGHT, isStale, reportNumbers, settingsKey, VERDICT_LABEL, type PreflightState } from '../../src/training/preflight';
 import { formatFieldValue, MAIN_KEYS, parseFieldText, PRESETS, presetValues, validateValue, type SettingSpec, type SettingValues } from '../../src/shared/settings';
-import { badge, button, checkbox, dropdown, el, registerComponents, section, textField, type FieldHandle } from '../components';
+import { badge, button, checkbox, dropdown, el, registerComponents, section, spinner, textField, type FieldHandle } from '../components';
 import { describe, listen, post } from '../host';
 
 registerComponents();
@@ -18,11 +19,14 @@ let schema: SettingSpec[] = [];
 let values: SettingValues = {};
 let trusted = true;
 let summary: LiveSummary | null = null;
+let preflight: PreflightState = IDLE_PREFLIGHT;
 const fields = new Map<string, FieldHandle>();
 const invalid = new Set<string>();
 
 // --- Controls ----------------------------------------------------------------------------------------
 const startBtn = button('Start', () => send({ type: 'start', values }), { id: 'start', title: 'Start training with these settings' });
+const preflightBtn = button('Preflight', () => send({ type: 'preflight', values }), { secondary: true, id: 'preflight', title: 'Predict whether these settings train: samples from the start policy, checks signal, truncation, rewards, time and memory (seconds to a minute)' });
+const cancelPreflightBtn = button('Cancel preflight', () => send({ type: 'cancelPreflight' }), { secondary: true, id: 'cancel-preflight' });
 const pauseBtn = button('Pause', () => send({ type: 'control', action: 'pause' }), { secondary: true, id: 'pause' });
 const resumeBtn = button('Resume', () => send({ type: 'control', action: 'resume' }), { secondary: true, id: 'resume' });
 const stopBtn = button('Stop', () => send({ type: 'control', action: 'stop' }), { secondary: true, id: 'stop', title: 'Finish the current step, save a checkpoint and stop' });
@@ -51,8 +55,44 @@ const summaryBox = el(
 const trustBanner = el('div', { class: 'banner', id: 'untrusted', role: 'note' },
   'This workspace is not trusted. Training runs Python code with an interpreter chosen by the workspace settings, so starting and resuming are disabled. Trust the workspace to train; runs and dashboards can still be viewed.');
 const form = el('div', { class: 'form', id: 'settings' });
+const preflightBox = el('div', { class: 'preflight', id: 'preflight-result', role: 'status', 'aria-live': 'polite' });
 
-app.append(trustBanner, summaryBox, el('div', { class: 'buttons' }, startBtn.element, pauseBtn.element, resumeBtn.element, stopBtn.element, dashBtn.element), form);
+app.append(trustBanner, summaryBox, el('div', { class: 'buttons' }, startBtn.element, preflightBtn.element, cancelPreflightBtn.element, pauseBtn.element, resumeBtn.element, stopBtn.element, dashBtn.element), preflightBox, form);
+
+// --- Preflight -----------------------------------------------------------------------------------------
+function renderPreflight(): void {
+  const p = preflight;
+  const running = p.status === 'running';
+  preflightBtn.setDisabled(!trusted || running || invalid.size > 0);
+  cancelPreflightBtn.element.hidden = !running;
+  preflightBox.hidden = p.status === 'idle';
+  preflightBox.dataset.status = p.status;
+  const stale = schema.length > 0 && isStale(p, settingsKey(values, schema));
+  preflightBox.classList.toggle('stale', stale);
+  const parts: Node[] = [];
+  if (running) {
+    const secs = p.startedAt ? Math.max(0, Math.round((Date.now() - p.startedAt) / 1000)) : 0;
+    parts.push(el('div', { class: 'preflight-head' }, spinner(), el('span', {}, `Preflight running… ${secs} s`)));
+    if (p.progress) parts.push(el('div', { class: 'preflight-progress', id: 'preflight-progress' }, p.progress));
+  } else if (p.status === 'cancelled') {
+    parts.push(el('div', { class: 'preflight-head' }, 'Preflight cancelled.'));
+  } else if (p.status === 'failed') {
+    parts.push(el('div', { class: 'preflight-head' }, 'Preflight failed'), el('div', { class: 'error', id: 'preflight-error' }, p.error ?? 'unknown error'));
+  } else if (p.status === 'done' && p.report) {
+    const r = p.report;
+    const verdict = el('span', { class: `verdict verdict-${r.verdict}`, id: 'preflight-verdict' }, VERDICT_LABEL[r.verdict]);
+    parts.push(el('div', { class: 'preflight-head' }, el('span', {}, 'Preflight: '), verdict, stale ? el('span', { class: 'stale-note', id: 'preflight-stale' }, 'stale: settings changed since; run it again') : ''));
+    if (r.error) parts.push(el('div', { class: 'error' }, r.error));
+    if (r.problems.length) {
+      parts.push(el('ul', { class: 'problems', id: 'preflight-problems' }, ...r.problems.map((q) =>
+        el('li', { class: `problem problem-${q.severity}` }, el('span', { class: 'severity' }, q.severity), ' ', el('span', { class: 'message' }, q.message), el('div', { class: 'change' }, `→ ${q.change}`)))));
+    } else if (r.verdict === 'healthy') parts.push(el('div', { class: 'note' }, 'No problem found.'));
+    const nums = reportNumbers(r);
+    if (nums.length) parts.push(el('dl', { class: 'numbers', id: 'preflight-numbers' }, ...nums.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)])));
+  }
+  preflightBox.replaceChildren(...parts);
+}
+setInterval(() => preflight.status === 'running' && renderPreflight(), 1000);
 
 function renderSummary(): void {
   const s = summary;
@@ -71,6 +111,7 @@ function renderSummary(): void {
   note.textContent = s?.attached && live ? 'Re-attached through the run directory: Stop works, pause/resume need the window that started the run.' : '';
   note.hidden = !note.textContent;
   startBtn.setDisabled(!trusted || live || invalid.size > 0);
+  renderPreflight();
   pauseBtn.setDisabled(!s || s.state !== 'running' || s.attached);
   resumeBtn.setDisabled(!trusted || !s || s.state !== 'paused' || s.attached);
   stopBtn.setDisabled(!live);
@@ -156,6 +197,7 @@ function handle(m: HostToPanel): void {
       values = { ...m.values };
       trusted = m.trusted;
       summary = m.summary;
+      preflight = m.preflight;
       trustBanner.hidden = trusted;
       renderForm();
       break;
@@ -165,6 +207,9 @@ function handle(m: HostToPanel): void {
       break;
     case 'summary':
       summary = m.summary;
+      break;
+    case 'preflight':
+      preflight = m.preflight;
       break;
   }
   renderSummary();
