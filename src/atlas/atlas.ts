@@ -28,6 +28,9 @@ export const MAX_QUESTIONS = 250_000;
 /** Characters of a question kept for matching and display (longer ones are kept as a prefix plus a hash). */
 export const MAX_QUESTION_CHARS = 2_000;
 
+/** Questions the view lists per category (the rest are counted in a last row). */
+export const ATLAS_PAGE = 200;
+
 export type Category = 'learned' | 'forgotten' | 'unstable' | 'never' | 'always';
 /** The order the atlas lists its categories in: what changed first. */
 export const CATEGORIES: readonly Category[] = ['learned', 'forgotten', 'unstable', 'never', 'always'];

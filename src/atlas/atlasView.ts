@@ -9,14 +9,12 @@
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { CATEGORIES, CATEGORY_LABEL, describeHistory, MAX_QUESTION_CHARS, questionKey, sparkText, type Category, type QuestionHistory } from './atlas';
+import { ATLAS_PAGE, CATEGORIES, CATEGORY_LABEL, describeHistory, MAX_QUESTION_CHARS, questionKey, sparkText, type Category, type QuestionHistory } from './atlas';
 import { AtlasFeed } from './atlasFeed';
 import { latestRun } from '../runsview/commands';
 import { runDirOf, type RunNode } from '../runsview/runsTree';
 import type { TrainingController } from '../training/controller';
 
-/** Questions listed per category (the rest are counted in a last row). */
-export const ATLAS_PAGE = 200;
 const POLL_MS = 1000;
 
 export type AtlasNode =
@@ -135,7 +133,7 @@ export class AtlasViewProvider implements vscode.TreeDataProvider<AtlasNode>, vs
     switch (n.kind) {
       case 'category': {
         const item = new vscode.TreeItem(`${CATEGORY_LABEL[n.category]} (${n.count.toLocaleString('en-US')})`,
-          n.count === 0 ? vscode.TreeItemCollapsibleState.None : n.category === 'always' || n.category === 'never' ? vscode.TreeItemCollapsibleState.Collapsed : vscode.TreeItemCollapsibleState.Expanded);
+          n.count === 0 ? vscode.TreeItemCollapsibleState.None : vscode.TreeItemCollapsibleState.Collapsed); // the headers are the overview
         const [icon, color] = ICON[n.category];
         item.iconPath = new vscode.ThemeIcon(icon, new vscode.ThemeColor(color));
         item.id = `atlas:${n.category}`;
