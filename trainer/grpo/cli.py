@@ -181,6 +181,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_preflight(args: argparse.Namespace) -> int:
+    import json
+
+    from . import preflight
+
+    try:
+        cfg = config_mod.build_config(config_mod.load_config_file(args.config) if args.config else {}, args.set)
+        report = None
+    except (ConfigError, OSError) as e:
+        cfg, report = None, preflight.bad_settings(str(e))
+    if report is None:
+        sys.stderr = _TolerantStream(sys.__stderr__)
+        _setup_logging()
+        if args.quiet:
+            logging.getLogger().setLevel(logging.WARNING)
+        _quiet_libraries()
+        log.info("torch threads: %d (%s)", threads.configure(), threads.describe())
+        out, sys.stdout = sys.stdout, sys.stderr  # library prints stay off the report
+        try:
+            report = preflight.run(cfg, args.questions)
+        finally:
+            sys.stdout = out
+    print(json.dumps(report) if args.json else preflight.describe(report), flush=True)
+    return report["exit_code"]
+
+
 def _isatty(f) -> bool:
     try:
         return f is not None and f.isatty()
@@ -446,6 +472,17 @@ def _training_commands(sub) -> None:
     t.add_argument("--stream", action="store_true", help="write the JSON-lines protocol stream to stdout even when "
                    "it is a terminal (it always does to a pipe or a file)")
     t.set_defaults(func=cmd_train)
+
+    f = sub.add_parser("preflight", help="before training: one real step from the start policy (after SFT, reused "
+                       "from the cache) → the predicted share of groups with signal, truncation, reward spread, "
+                       "lengths, time and memory, each problem with a concrete change; exit 0 healthy, 1 predicted "
+                       "dead or wasteful, 2 bad settings")
+    f.add_argument("--config", help="JSON file of settings (as train)")
+    f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting (as train)")
+    f.add_argument("--questions", type=int, default=0, help="questions to sample (default: questions_per_step)")
+    f.add_argument("--json", action="store_true", help="print the report as one JSON object (records.PreflightReport)")
+    f.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    f.set_defaults(func=cmd_preflight)
 
     g = sub.add_parser("paradigm", help="the paper's §5 comparison: SFT, RFT, Online RFT, GRPO (outcome, process, "
                        "iterative with a learned PRM) and PPO from one SFT start, several seeds each; results JSON + PNG")

@@ -73,7 +73,7 @@ class PolicyContext:
         self.dtype = models.compute_dtype(settings.dtype, device)
         self.prompt = prompts.formatter(tokenizer, settings.chat_template, settings.system_prompt, task)
         self.verifier = verify.resolve(settings.verifier, task.verifier)
-        self.check = verify.checker(self.verifier)
+        self.check = verify.checker(self.verifier, verify.fallback(settings.answer_fallback, task))
         self.engine = engines.make(settings.rollout_engine, device, self.dtype, model_path)
 
     @functools.cached_property
@@ -81,7 +81,8 @@ class PolicyContext:
         """Built on first use: a `serve` whose run named a reward function this process cannot import still
         answers `score` and `compare`."""
         s = self.settings
-        return Rewarder(self.verifier, s.reward, s.reward_function, self.task, self.run_dir)
+        return Rewarder(self.verifier, s.reward, s.reward_function, self.task, self.run_dir,
+                        fallback=verify.fallback(s.answer_fallback, self.task))
 
     @property
     def inspect_chunk(self) -> int:

@@ -42,7 +42,10 @@ def long_prompts(limit: int) -> str:
 
 
 class BadRows(collections.Counter):
-    """Bad rows by reason (the constants above); `total()` is the `bad_rows` count."""
+    """Bad rows by reason (the constants above); `total()` is the `bad_rows` count. `marked`: of the usable
+    rows, how many had their answer read after GSM8K's '####' marker (the task then defines a marker)."""
+
+    marked = 0
 
     def describe(self) -> str:
         """'3 not UTF-8, 2 not JSON objects, …' (empty when nothing was bad)."""
@@ -65,7 +68,10 @@ def _check_row(obj, question_column: str, answer_column: str, answer_format: str
     if len(a) > MAX_FIELD_CHARS:
         return LONG_ANSWER
     ref = answers.reference(a, answer_format)
-    return NO_REFERENCE if ref is None else {"question": q, "answer": ref}
+    if ref is None:
+        return NO_REFERENCE
+    marked = answer_format in ("auto", "gsm8k") and answers.MARKER in a  # read after the marker: GSM8K style
+    return {"question": q, "answer": ref, **({"marked": True} if marked else {})}
 
 
 def _collect(objs, question_column: str, answer_column: str, answer_format: str) -> tuple[list[dict], BadRows]:
@@ -172,7 +178,9 @@ def read_rows(path: str | Path, question_column: str = "question", answer_column
     """JSONL or Parquet by the file's extension (.parquet / .pq; anything else is read as JSONL): the usable
     rows and the bad ones by reason."""
     reader = read_parquet_rows if Path(path).suffix.lower() in (".parquet", ".pq") else read_jsonl_rows
-    return reader(path, question_column, answer_column, answer_format)
+    rows, bad = reader(path, question_column, answer_column, answer_format)
+    bad.marked = sum(bool(r.pop("marked", False)) for r in rows)
+    return rows, bad
 
 
 def load_rows(path: str | Path, question_column: str = "question", answer_column: str = "answer",

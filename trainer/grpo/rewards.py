@@ -42,14 +42,14 @@ class Rewarder:
     task's per-step rewards."""
 
     def __init__(self, verifier: str = "number", supervision: str = "outcome", user_function: str = "",
-                 task: Task | None = None, run_dir=None):
+                 task: Task | None = None, run_dir=None, fallback: bool = True):
         if supervision == "process" and (task is None or not task.has_steps):
             name = task.name if task is not None else "none"
             raise ValueError(f"setting 'reward': process supervision needs a task with a step checker (arith); "
                              f"task {name!r} has none")
         self.task, self.supervision = task, supervision
         self.user_fn = load_user_function(user_function, run_dir) if user_function else None
-        self.check = verify.checker(verifier)
+        self.check = verify.checker(verifier, fallback)
 
     def __call__(self, questions: list[str], completions: list[str], answers: list[str]) -> Scored:
         correct = [self.check(c, a) for c, a in zip(completions, answers)]

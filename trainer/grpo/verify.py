@@ -7,8 +7,15 @@
   compared for mathematical equality. A completion using the `####` convention is judged on the marker's
   value; otherwise math-verify extracts the answer itself (a `\\boxed{…}` first, else the last expression).
 
-`checker(name)` returns a function (completion, answer) -> bool. A checker never raises: a completion it
-cannot parse is wrong. Where the answer sits in the text is `answers.py`'s business.
+`checker(name, fallback)` returns a function (completion, answer) -> bool. A checker never raises: a completion
+it cannot parse is wrong. Where the answer sits in the text is `answers.py`'s business.
+
+The fallback (setting `answer_fallback`): a completion with neither the `####` marker nor a `\\boxed{…}` has
+no stated answer. With the fallback on, `number` takes its last number and `math_verify` its last expression;
+off, it is wrong. A task that defines a marker (arith, GSM8K-style data) turns it off under `auto`: there a
+completion cut off mid-solution, whose last intermediate number happens to be the answer, would otherwise earn
+outcome reward for an answer it never gave. Tasks without a marker keep it on: their completions may state the
+answer in plain words, and the last number or expression is the best reading of them.
 """
 
 from __future__ import annotations
@@ -43,11 +50,22 @@ def resolve(setting: str, task_default: str) -> str:
     return setting
 
 
-def checker(name: str) -> Callable[[str, str], bool]:
-    if name == "number":
-        return number_matches
-    if name == "math_verify":
-        return math_verify_matches
+def fallback(setting: str, task) -> bool:
+    """Whether a completion without a marked or boxed answer is read by its last number / expression."""
+    if setting == "auto":
+        return not getattr(task, "answer_marker", False)
+    return setting == "on"
+
+
+def stated(completion: str) -> bool:
+    """The completion states its answer: after the `####` marker or in a box."""
+    return answers.marked(completion) is not None or answers.boxed(completion) is not None
+
+
+def checker(name: str, fallback: bool = True) -> Callable[[str, str], bool]:
+    check = number_matches if name == "number" else math_verify_matches if name == "math_verify" else None
+    if check is not None:
+        return check if fallback else (lambda completion, answer: stated(completion) and check(completion, answer))
     raise ValueError(f"setting 'verifier': unknown verifier {name!r}; one of {', '.join(NAMES)}")
 
 

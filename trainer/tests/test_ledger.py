@@ -121,3 +121,14 @@ def test_the_ledger_sums_to_the_sampled_tokens_on_every_step_of_a_real_run(tmp_p
     rows, _ = read_jsonl(run / "questions.jsonl")
     assert [r["source"] for r in rows][0] == "eval" and sum(r["source"] == "train" for r in rows) == 4
     assert records.check_run_dir(run) == []
+
+
+def test_a_trl_row_carries_the_ledger_as_far_as_trls_log_allows():
+    from grpo.integrations import trl_format
+
+    row = trl_format.metrics_row({"loss": 0.1, "reward": 0.5, "clip_ratio/low_mean": 0.02, "clip_ratio/high_mean": 0.01,
+                                  "frac_reward_zero_std": 0.25, "completions/clipped_ratio": 0.4}, 3, 1.0, None)
+    assert (row["ledger/tokens"], row["ledger/clipped_low"], row["ledger/clipped_high"]) == (1.0, 0.02, 0.01)
+    # unknown in TRL's log: absent, never 0
+    assert not {"ledger/effective", "ledger/no_signal_wrong", "ledger/truncated_masked", "groups/mixed"} & set(row)
+    assert records.validate("MetricsRow", row) == []

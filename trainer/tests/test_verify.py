@@ -63,3 +63,47 @@ def test_rewarder_uses_the_chosen_verifier():
     assert Rewarder("math_verify")(["q"] * 3, comps, answers).rewards == [1.0, 1.0, 0.0]
     # the number convention sees "2" as the last number of \frac{1}{2}
     assert Rewarder("number")(["q"] * 3, comps, answers).rewards == [0.0, 1.0, 0.0]
+
+
+def test_a_truncated_arith_completion_without_the_marker_earns_no_outcome_reward():
+    """Cut off mid-solution at an intermediate line that equals the answer: the answer was never given."""
+    from grpo import rewards, verify
+    from grpo.config import Config
+    from grpo import tasks
+    from grpo.tasks import arith
+
+    task = tasks.load(Config())
+    assert isinstance(task, arith.ArithTask) and verify.fallback("auto", task) is False
+    question = "3*4+0"
+    worked = arith.worked_solution(question)
+    cut = worked.split("####")[0].rstrip()  # every step, no marker: its last number is the answer
+    assert "####" not in cut and cut.endswith("=12")
+    rewarder = rewards.Rewarder("number", task=task, fallback=verify.fallback("auto", task))
+    assert rewarder([question, question], [cut, worked], ["12", "12"]).rewards == [0.0, 1.0]
+    # the fallback as a setting: on reads the last number (the old behaviour), tasks without a marker default to it
+    assert rewards.Rewarder("number", fallback=verify.fallback("on", task))([question], [cut], ["12"]).rewards == [1.0]
+    assert verify.fallback("auto", object()) is True
+
+
+def test_without_the_fallback_a_boxed_or_marked_answer_still_counts():
+    from grpo import verify
+
+    strict = verify.checker("number", fallback=False)
+    assert strict("so #### 12", "12") and not strict("the answer is 12", "12")
+    assert verify.checker("math_verify", fallback=False)("so \\boxed{12}", "12")
+    assert not verify.checker("math_verify", fallback=False)("the answer is 12", "12")
+
+
+def test_gsm8k_style_files_define_a_marker_and_plain_ones_do_not(tmp_path):
+    import json
+
+    from grpo.tasks.files import FileTask
+
+    gsm = tmp_path / "gsm.jsonl"
+    gsm.write_text("".join(json.dumps({"question": f"q{i} {'x' * i}", "answer": f"work\n#### {i}"}) + "\n"
+                           for i in range(30)))
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text("".join(json.dumps({"question": f"q{i} {'y' * i}", "answer": str(i)}) + "\n" for i in range(30)))
+    marked, unmarked = FileTask(gsm), FileTask(plain)
+    assert marked.answer_marker and not unmarked.answer_marker
+    assert all("marked" not in r for r in marked.train + marked.held_out())

@@ -91,7 +91,21 @@ def metrics_row(logs: dict[str, Any], step: int, time_: float, elapsed: float | 
         if key == "step" or isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         row[METRIC_NAMES.get(key, key)] = float(value)
+    row.update(ledger_shares(row))
     return row
+
+
+def ledger_shares(row: dict[str, Any]) -> dict[str, float]:
+    """The signal ledger (records.LEDGER_METRICS) as far as TRL's log allows, as shares of the step's completion
+    tokens (`ledger/tokens` = 1): the clipped tokens (TRL's clip_ratio/low_mean and high_mean are token
+    fractions). Unknown there, so absent: the zero-signal tokens by kind (TRL logs frac_reward_zero_std, a share
+    of groups, not of tokens, and no correctness), the masked truncations (TRL logs the truncated share,
+    completions/clipped_ratio, but not whether mask_truncated_completions dropped them), the effective tokens
+    (what the unknown ones leave) and the gradient shares."""
+    if "clip_ratio/low" not in row and "clip_ratio/high" not in row:
+        return {}
+    return {"ledger/tokens": 1.0, "ledger/clipped_low": row.get("clip_ratio/low", 0.0),
+            "ledger/clipped_high": row.get("clip_ratio/high", 0.0)}
 
 
 def model_files(src: Path, links: bool = True) -> list[Path]:

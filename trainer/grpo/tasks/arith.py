@@ -256,6 +256,7 @@ class ArithTask(Task):
 
     name = "arith"
     verifier = "number"  # integer answers: exact and fast
+    answer_marker = True  # worked and direct solutions end in '#### N'
 
     def __init__(self, eval_size: int = 200, min_ops: int = 2, max_ops: int = 4, held_out: list[dict] | None = None,
                  direct_fraction: float = 0.0, direct_weight: float = 1.0):

@@ -18,6 +18,7 @@ import random
 class Task:
     name = "task"
     verifier = "math_verify"   # what `verifier: auto` means for this task (verify.py)
+    answer_marker = False      # completions state their answer after `####` (answer_fallback: auto turns it off)
     bad_rows = 0               # rows of the task's data that were skipped (reported once as a warning)
     bad_reasons = None         # those rows by reason (data.BadRows), where the task read a file
     long_prompts = 0           # rows dropped at set-up for a prompt over max_prompt_length (reported once)

@@ -32,6 +32,8 @@ class FileTask(Task):
             raise ValueError(f"setting 'task': {path} has 1 usable row ({bad.describe() or 'no bad rows'}); need "
                              "at least 2")
         self.name, self.bad_rows = path.stem, bad.total()
+        # GSM8K-style data (most answer fields carry '####'): completions are expected to state theirs so too
+        self.answer_marker = bad.marked * 2 > len(rows)
         self._answers = {r["question"]: r["answer"] for r in rows}
         rows = rows[:]
         random.Random(seed).shuffle(rows)
