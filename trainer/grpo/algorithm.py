@@ -76,6 +76,22 @@ def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     return torch.exp(delta) - delta - 1
 
 
+def clip_masks(ratio: torch.Tensor, advantages: torch.Tensor, epsilon: float, epsilon_high: float
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tokens whose clipped branch is the one min() picks, so they carry no policy gradient: ρ < 1−ε with
+    Â < 0 (low) and ρ > 1+ε_high with Â > 0 (high). advantages [N] or [N, T]."""
+    adv = advantages if advantages.dim() == 2 else advantages[:, None]
+    return (ratio < 1 - epsilon) & (adv < 0), (ratio > 1 + epsilon_high) & (adv > 0)
+
+
+def loss_mask(mask: torch.Tensor, truncated: torch.Tensor | None, mask_truncated: bool) -> torch.Tensor:
+    """The tokens the loss keeps: `mask`, without the truncated completions when `mask_truncated` (TRL's
+    mask_truncated_completions; they still count in the grpo/dr_grpo normalisers' N, as in TRL)."""
+    if not mask_truncated or truncated is None:
+        return mask
+    return mask * (~truncated.bool()).to(mask.dtype)[:, None]
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
     mask = mask.to(x.dtype)
     if dim is None:
@@ -125,8 +141,7 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
 
     with torch.no_grad():
         # a token is clipped when the clipped branch is the one min() picks and it carries no gradient
-        low = (ratio < 1 - epsilon) & (adv < 0)
-        high = (ratio > 1 + eps_high) & (adv > 0)
+        low, high = clip_masks(ratio, adv, epsilon, eps_high)
         stats = {
             "clip_ratio/low": masked_mean(low.to(logp.dtype), mask),
             "clip_ratio/high": masked_mean(high.to(logp.dtype), mask),

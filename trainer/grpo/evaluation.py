@@ -101,6 +101,7 @@ class Report:
     pass_at: dict[int, float] = field(default_factory=dict)
     maj_at: dict[int, float] = field(default_factory=dict)
     greedy_texts: list[str] = field(default_factory=list)
+    greedy_correct: list[bool] = field(default_factory=list)  # per question, in the rows' order
 
     def fields(self) -> dict:
         """The eval event's / `grpo eval` output's fields (JSON: k as a string key)."""
@@ -149,7 +150,8 @@ def evaluate(model, tokenizer, rows: list[dict], max_new_tokens: int, *, prompt_
     evaluation ends there with Stopped (no partial report)."""
     acc, greedy = sft.greedy_accuracy(model, tokenizer, rows, max_new_tokens, batch_size=batch_size,
                                       prompt_fn=prompt_fn, check=check, engine=engine, should_stop=should_stop)
-    report = Report(accuracy=acc, n=len(rows), greedy_texts=greedy)
+    report = Report(accuracy=acc, n=len(rows), greedy_texts=greedy,
+                    greedy_correct=[bool(check(t, r["answer"])) for t, r in zip(greedy, rows)])
     if samples <= 0 or not rows:
         return report
     prompts = sft.encode_many(tokenizer, [prompt_fn(r["question"]) for r in rows])

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import algorithm
+from . import algorithm, ledger, rollout
 from .records import GroupRecord
 from .rewards import Scored
 from .rollout import Batch
@@ -34,6 +34,8 @@ class Group:
     old_logp: torch.Tensor | None = None     # π_old, when computed (μ > 1, PPO's reward)
     logp: torch.Tensor | None = None         # π_θ in the first update (π_ref's if none ran)
     entropy: torch.Tensor | None = None
+    filtered_groups: int = 0                 # groups dynamic sampling sampled and discarded for this step
+    filtered_tokens: float = 0.0             # their completion tokens
 
     @property
     def G(self) -> int:
@@ -106,8 +108,43 @@ def group_record(tokenizer, step: int, group: Group, question: int = 0) -> Group
         "correct": [scored.correct[i] for i in idx],
         "advantages": [round(float(group.seq_adv[i]), 6) for i in idx],
         "truncated": [bool(batch.truncated[i]) for i in idx], "tokens": per_token,
+        "kind": ledger.group_kinds(group.advantages[idx.start:idx.stop], scored.correct[idx.start:idx.stop], G)[0],
     }
     if scored.step_rewards:
         rec["step_rewards"] = [scored.step_rewards[i] for i in idx]
         rec["step_ends"] = [group.step_ends[i] for i in idx]
     return rec
+
+
+def select(group: Group, questions: list[int]) -> Group:
+    """The groups of `group.rows[q]` for q in `questions` (log-probs are not carried: select before scoring)."""
+    G = group.G
+    idx = [q * G + j for q in questions for j in range(G)]
+    b, s = group.batch, group.scored
+    batch = rollout.Batch(b.prompt_ids[idx], b.prompt_mask[idx], b.completion_ids[idx], b.completion_mask[idx],
+                          b.truncated[idx])
+    pick = lambda xs: [xs[i] for i in idx] if xs else xs  # noqa: E731
+    scored = Scored(pick(s.rewards), pick(s.correct), pick(s.step_rewards), pick(s.step_ends), list(s.errors))
+    return Group([group.rows[q] for q in questions], batch, pick(group.texts), scored, group.advantages[idx],
+                 group.seq_adv[idx], pick(group.step_ends) if group.step_ends is not None else None)
+
+
+def concat(parts: list[Group], pad_id: int) -> tuple[rollout.Batch, list, list, Scored]:
+    """The batches, rows, texts and rewards of `parts` as one (prompts left-padded, completions right-padded to
+    the widest); the caller computes the advantages of the whole."""
+    P = max(p.batch.prompt_ids.shape[1] for p in parts)
+    C = max(p.batch.completion_ids.shape[1] for p in parts)
+
+    def pad(t: torch.Tensor, width: int, value: int, left: bool) -> torch.Tensor:
+        extra = t.new_full((t.shape[0], width - t.shape[1]), value)
+        return torch.cat([extra, t] if left else [t, extra], dim=1)
+
+    batch = rollout.Batch(torch.cat([pad(p.batch.prompt_ids, P, pad_id, True) for p in parts]),
+                          torch.cat([pad(p.batch.prompt_mask, P, 0, True) for p in parts]),
+                          torch.cat([pad(p.batch.completion_ids, C, pad_id, False) for p in parts]),
+                          torch.cat([pad(p.batch.completion_mask, C, 0, False) for p in parts]),
+                          torch.cat([p.batch.truncated for p in parts]))
+    scored = Scored([r for p in parts for r in p.scored.rewards], [c for p in parts for c in p.scored.correct],
+                    [r for p in parts for r in p.scored.step_rewards], [e for p in parts for e in p.scored.step_ends],
+                    [e for p in parts for e in p.scored.errors])
+    return batch, [r for p in parts for r in p.rows], [t for p in parts for t in p.texts], scored

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import torch
 
-from . import algorithm, checkpoint, context, control, distributed, evaluation, groups, inspector, logprobs, methods, \
-    microbatch, models, onnx_export, protocol, sftstage
+from . import algorithm, checkpoint, context, control, distributed, evaluation, groups, inspector, ledger, logprobs, \
+    methods, microbatch, models, onnx_export, protocol, sftstage
 from .config import Config, parse_ks
 from .progress import Progress
 from .records import MetricsRow
@@ -58,6 +58,11 @@ class Update:
     learning_rate: float
     skipped: bool                 # a non-finite loss or gradient: no update was applied
     seconds: float
+    # the signal ledger's inputs: the tokens the loss kept, the clipped ones (mean over the μ updates) and
+    # |∂L/∂log π| per token (summed over them); None where no update ran
+    loss_mask: torch.Tensor | None = None
+    clipped: tuple[torch.Tensor, torch.Tensor] | None = None
+    token_grad: torch.Tensor | None = None
 
 
 def make_optimizer(params, lr: float, weight_decay: float, total: int, warmup: int, schedule: str):
@@ -92,8 +97,21 @@ def frozen_reference(ctx: context.PolicyContext, run_path: Path, step: int, ref_
     return ref
 
 
+def signal_metrics(group: groups.Group, update: Update, G: int, max_completion_length: int) -> dict[str, float]:
+    """The step's signal ledger (ledger.py): its tokens by where their policy gradient went, its groups by
+    kind, and the gradient's shares by group kind and completion length."""
+    mask = group.batch.completion_mask
+    kinds = ledger.group_kinds(group.advantages, group.scored.correct, G)
+    keep = update.loss_mask if update.loss_mask is not None else mask
+    low, high = update.clipped if update.clipped is not None else (torch.zeros_like(mask),) * 2
+    row = ledger.token_ledger(mask, kinds, G, keep, low, high, filtered_tokens=group.filtered_tokens)
+    row.update(ledger.group_counts(kinds, group.filtered_groups))
+    row.update(ledger.gradient_shares(update.token_grad, kinds, G, group.batch.lengths, max_completion_length))
+    return row
+
+
 def step_metrics(group: groups.Group, update: Update, G: int) -> dict[str, float]:
-    """A GRPO step's metrics (docs/run-directory.md) but its step, time and evaluation columns."""
+    """A GRPO step's metrics (docs/run-directory.md) but its step, time, evaluation and ledger columns."""
     batch, scored = group.batch, group.scored
     mask = batch.completion_mask.float()
     rewards = torch.tensor(scored.rewards, dtype=torch.float32).view(-1, G)
@@ -173,6 +191,7 @@ class Trainer:
         self.ref_reset_at: int | None = None  # step of the last π_ref ← π_θ (None: the reference is step_000000)
         self.last_eval_step: int | None = None
         self._last_eval_fields: dict = {}     # the last eval event's fields (the SFT cache keeps SFT's end's)
+        self._last_eval_questions: dict = {}  # and its questions.jsonl row
         self._latest: Path | None = None       # the checkpoint resumed from
         self.state: dict = {}                  # its trainer_state.json
         # random streams (seeded in setup, saved in checkpoints)
@@ -327,6 +346,10 @@ class Trainer:
             return {}
         self.last_eval_step = self.step
         self._last_eval_fields = report.fields()
+        self._last_eval_questions = {"step": self.step, "source": "eval", "samples": 1,
+                                     "questions": [r["question"] for r in self.ctx.task.held_out()],
+                                     "passed": [int(c) for c in report.greedy_correct]}
+        self.run.questions(self._last_eval_questions)
         self.run.event("eval", self.step, **report.fields())
         self.progress.evaluated(self.step, report.metrics())
         return report.metrics()
@@ -352,6 +375,8 @@ class Trainer:
             self.run.event("warning", self.step, code="long_prompts", count=skipped,
                            message=f"skipped {skipped} prompts longer than max_prompt_length")
         group = self.method_run.collect(rows, prompt_ids, self.step, self.sample_gen)
+        if self.cfg.dynamic_sampling:
+            group = self._dynamic_sampling(group)
         if group.scored.errors:
             errors = group.scored.errors
             self.run.event("warning", self.step, code="reward_error", count=len(errors),
@@ -359,14 +384,47 @@ class Trainer:
         group.advantages = group.advantages.to(self.device)
         return group
 
+    def _dynamic_sampling(self, first: groups.Group) -> groups.Group:
+        """DAPO's dynamic sampling: groups whose advantages are all zero are dropped and more questions sampled,
+        up to `dynamic_sampling_max_rounds` extra rounds, until `questions_per_step` groups carry signal. A step
+        still short trains on the groups it has; one that found none trains on its first batch. The dropped
+        groups and their tokens are the ledger's `filtered`."""
+        cfg, G, want = self.cfg, self.cfg.num_generations, self.cfg.questions_per_step
+        kept: list[groups.Group] = []
+        have, dropped, dropped_tokens, rounds, batch = 0, 0, 0.0, 0, first
+        while True:
+            kinds = ledger.group_kinds(batch.advantages, batch.scored.correct, G)
+            signal = [q for q, k in enumerate(kinds) if k == "mixed"][: want - have]
+            if signal:
+                kept.append(groups.select(batch, signal))
+            have += len(signal)
+            lost = [q for q in range(len(kinds)) if q not in signal]
+            dropped += len(lost)
+            dropped_tokens += float(sum(batch.batch.completion_mask[q * G:(q + 1) * G].sum() for q in lost))
+            if have >= want or rounds >= cfg.dynamic_sampling_max_rounds:
+                break
+            rows, prompt_ids, _ = self.ctx.questions(self.data_rng, want - have)
+            batch = self.method_run.collect(rows, prompt_ids, self.step, self.sample_gen)
+            rounds += 1
+        if not kept:  # nothing with signal: the first batch's update is its KL term alone
+            return first
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        b, rows, texts, scored = groups.concat(kept, pad)
+        adv, seq_adv, ends = groups.compute_advantages(self.tokenizer, b, scored, G, cfg.reward, cfg.scale_rewards)
+        group = groups.Group(rows, b, texts, scored, adv, seq_adv, ends)
+        group.filtered_groups, group.filtered_tokens = dropped, dropped_tokens
+        return group
+
     def _update(self, group: groups.Group) -> Update | None:
         """μ policy updates (forward + backward micro-batched; gradients accumulate to the whole batch's).
         None when the run fails on too many non-finite steps in a row."""
         cfg = self.cfg
         t0 = time.time()
-        mask = group.batch.completion_mask.float()
+        mask = algorithm.loss_mask(group.batch.completion_mask.float(), group.batch.truncated,
+                                   cfg.mask_truncated_completions)
         logp, entropy = group.ref_logp, torch.zeros_like(group.ref_logp)  # recorded if no update runs
         losses, grad_norms, stats_acc = [], [], []
+        clip_low, clip_high, token_grad = torch.zeros_like(mask), torch.zeros_like(mask), None
         lr = self.opt.param_groups[0]["lr"]
         skipped = False
         loss_cfg = self.method_run.loss_settings()
@@ -377,9 +435,14 @@ class Trainer:
             if out is None:
                 skipped = True
                 break
-            it_logp, ent, loss, stats = out
+            it_logp, ent, loss, stats, grad = out
             if it == 0:
                 logp, entropy = it_logp, ent
+            old = group.old_logp if group.old_logp is not None else it_logp
+            low, high = algorithm.clip_masks(torch.exp(it_logp - old), group.advantages, cfg.epsilon, cfg.eps_high)
+            clip_low, clip_high = clip_low + low.float() / cfg.num_iterations, clip_high + high.float() / cfg.num_iterations
+            if grad is not None:
+                token_grad = grad if token_grad is None else token_grad + grad
             gn = torch.nn.utils.clip_grad_norm_(self.policy.parameters(),
                                                 cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
             if not torch.isfinite(gn):
@@ -397,7 +460,9 @@ class Trainer:
         self.sched.step()
         self.ctx.engine.sync(self.policy)
         stats = {k: sum(s[k].item() for s in stats_acc) / len(stats_acc) for k in stats_acc[0]} if stats_acc else {}
-        return Update(logp, entropy, losses, grad_norms, stats, lr, skipped, time.time() - t0)
+        return Update(logp, entropy, losses, grad_norms, stats, lr, skipped, time.time() - t0,
+                      loss_mask=mask, clipped=None if skipped else (clip_low, clip_high),
+                      token_grad=None if skipped else token_grad)
 
     def _nonfinite(self) -> bool:
         """A non-finite loss or gradient: this step's update is skipped (a warning event). True when that
@@ -421,6 +486,7 @@ class Trainer:
         tokens = float(group.batch.completion_mask.sum())
         row: MetricsRow = {"step": self.step, "time": time.time(), "elapsed": elapsed,
                            **step_metrics(group, update, cfg.num_generations),
+                           **signal_metrics(group, update, cfg.num_generations, cfg.max_completion_length),
                            "time/generate": t_generate, "time/train": update.seconds,
                            "tokens_per_second": tokens / max(1e-9, time.time() - t_start)}
         if cfg.reward == "process":
@@ -432,6 +498,9 @@ class Trainer:
         row = distributed.reduce_row(row)
         if self.step % cfg.logging_steps == 0 or self.step == cfg.max_steps:
             self.run.metrics(row)
+        self.run.questions({"step": self.step, "source": "train", "questions": [r["question"] for r in group.rows],
+                            "passed": [sum(group.scored.correct[q * group.G:(q + 1) * group.G])
+                                       for q in range(len(group.rows))], "samples": group.G})
         if cfg.log_samples_steps and (self.step % cfg.log_samples_steps == 0 or self.step == 1):
             group.logp, group.entropy = update.logp, update.entropy
             self.run.samples(groups.group_record(self.tokenizer, self.step, group))

@@ -38,11 +38,13 @@ def score_in_parts(fn, batch: rollout.Batch, size: int) -> torch.Tensor:
 
 def forward_backward(scorer, batch: rollout.Batch, old_logp, ref_logp, advantages, mask, cfg, with_entropy: bool,
                      zero_grad) -> tuple | None:
-    """One policy update's gradient, accumulated over micro-batches. Returns (logp, entropy, loss, stats) for
-    the whole batch, or None (gradients cleared) when any rank's loss is not finite."""
+    """One policy update's gradient, accumulated over micro-batches. Returns (logp, entropy, loss, stats,
+    token_grad) for the whole batch, or None (gradients cleared) when any rank's loss is not finite.
+    `token_grad` [N, C] is |∂L/∂log π| per token, read by a hook from this very backward (the signal
+    ledger's gradient shares): no extra pass."""
     zero_grad(set_to_none=True)
     parts = slices(mask.shape[0], cfg.micro_batch_size)
-    logps, ents, total, stats_sum = [], [], 0.0, {}
+    logps, ents, grads, total, stats_sum = [], [], [], 0.0, {}
     for k, sl in enumerate(parts):
         mb = take(batch, sl)
         last = k == len(parts) - 1
@@ -57,6 +59,8 @@ def forward_backward(scorer, batch: rollout.Batch, old_logp, ref_logp, advantage
                 zero_grad(set_to_none=True)
                 return None
             w = weight(cfg.loss_type, mask, sl)
+            if logp.requires_grad:
+                logp.register_hook(lambda g: grads.append(g.detach().abs()))
             (loss * w).backward()
         total += float(loss.detach()) * w
         for key, v in stats.items():
@@ -65,4 +69,5 @@ def forward_backward(scorer, batch: rollout.Batch, old_logp, ref_logp, advantage
         if ent is not None:
             ents.append(ent.detach())
     stats_out = {k: torch.tensor(v) for k, v in stats_sum.items()}
-    return torch.cat(logps), (torch.cat(ents) if ents else None), torch.tensor(total), stats_out
+    token_grad = torch.cat(grads) if len(grads) == len(parts) else None
+    return torch.cat(logps), (torch.cat(ents) if ents else None), torch.tensor(total), stats_out, token_grad

@@ -20,7 +20,7 @@ from typing import Any
 
 from . import protocol
 from .config import Config, build_config
-from .records import GroupRecord, MetricsRow
+from .records import GroupRecord, MetricsRow, QuestionsRow
 from .protocol import Stream, to_json
 
 log = logging.getLogger("grpo")
@@ -177,8 +177,8 @@ def _ends_torn(path: Path) -> bool:
 
 
 # What a run directory holds at its top level; none of them may be a link (`check_links`).
-RUN_FILES = ("config.json", "status.json", "metrics.jsonl", "samples.jsonl", "events.jsonl", "trainer.log",
-             CHECKPOINTS, LOCK_FILE)
+RUN_FILES = ("config.json", "status.json", "metrics.jsonl", "samples.jsonl", "events.jsonl", "questions.jsonl",
+             "trainer.log", CHECKPOINTS, LOCK_FILE)
 
 
 def check_links(path: Path) -> None:
@@ -268,6 +268,10 @@ class RunDir:
         self._append("samples.jsonl", row)
         self.stream.send(protocol.SAMPLES, row=row)
 
+    def questions(self, row: QuestionsRow) -> None:
+        """One questions.jsonl row (the prompt atlas reads the file; nothing is streamed)."""
+        self._append("questions.jsonl", row)
+
     def event(self, kind: str, step: int, **fields: Any) -> dict:
         """One events.jsonl row; `kind` and its fields are defined in records.py (`EVENTS`)."""
         row = {"kind": kind, "time": time.time(), "step": step, **fields}
@@ -319,7 +323,7 @@ class RunDir:
         """On resume, drop metrics/samples rows of steps after the checkpoint: that trajectory is replaced
         by the one about to be trained. Rewritten atomically; a torn last line is dropped too."""
         dropped = 0
-        for name in ("metrics.jsonl", "samples.jsonl"):
+        for name in ("metrics.jsonl", "samples.jsonl", "questions.jsonl"):
             path = self.path / name
             if not path.exists():
                 continue

@@ -91,7 +91,7 @@ def cache_key(t) -> tuple[str, dict] | None:
 
 
 def store(t, cache: tuple[str, dict], report: dict, loss: float | None, seconds: float) -> None:
-    meta = {"eval": t._last_eval_fields, "eval_metrics": report, "loss": loss, "sft_seconds": round(seconds, 1)}
+    meta = {"eval": t._last_eval_fields, "eval_questions": t._last_eval_questions, "eval_metrics": report, "loss": loss, "sft_seconds": round(seconds, 1)}
     path = sftcache.store_start(cache[0], cache[1], t.policy, t.data_rng, t.sample_gen, meta)
     if path is not None:
         log.info("SFT start stored in the cache: %s", path)
@@ -111,6 +111,8 @@ def from_cache(t, start: sftcache.Start) -> float:
         t.run.stream.send(protocol.PROGRESS, phase="sft", step=t.sft_step, total=cfg.sft_steps, loss=meta["loss"],
                           elapsed=0.0)
     t.run.update(phase="sft", sft_step=t.sft_step)
+    if meta.get("eval_questions"):  # (starts stored before questions.jsonl existed have none)
+        t.run.questions(meta["eval_questions"])
     t.run.event("eval", 0, **meta["eval"])
     t.progress.evaluated(0, meta["eval_metrics"])
     t.last_eval_step = 0
