@@ -173,11 +173,11 @@ export function lastLedgerRow(run: RunSeries): number {
 
 /** A share in words: whole percents from 10% to 99%, one decimal below 10% and above 99% (so 99.6% is not
  * called 100%), no trailing ".0". */
-const pct = (x: number) => {
+export const formatShare = (x: number): string => {
   const v = x * 100;
-  return `${(v >= 10 && v <= 99) || v === 0 || v === 100 ? Math.round(v) : Number(v.toFixed(1))}%`;
+  return `${(v >= 10 && v <= 99) || v === 0 || v === 100 ? Math.round(v) : v > 99 ? Math.min(99.9, Number(v.toFixed(1))) : Number(v.toFixed(1))}%`;
 };
-const count = (n: number) => (Number.isInteger(n) ? n.toLocaleString('en-US') : n.toLocaleString('en-US', { maximumFractionDigits: 1 }));
+export const formatCount = (n: number): string => (Number.isInteger(n) ? n.toLocaleString('en-US') : n.toLocaleString('en-US', { maximumFractionDigits: 1 }));
 
 /**
  * One line in plain words: "Step 12: 81% of this step's 4,096 tokens carried no signal: 62% in all-wrong
@@ -203,15 +203,15 @@ export function summarize(b: LedgerBreakdown): string {
   const eff = part('effective').share;
   const head = `Step ${b.step}: `;
   const first = noSig.length
-    ? `${pct(noSigTotal)} of this step's ${count(b.tokens)} tokens carried no signal: ${noSig.map(([w, p]) => `${pct(p.share!)} ${w}`).join(', ')}.`
+    ? `${formatShare(noSigTotal)} of this step's ${formatCount(b.tokens)} tokens carried no signal: ${noSig.map(([w, p]) => `${formatShare(p.share!)} ${w}`).join(', ')}.`
     : where.every(([, p]) => p.share === null)
-      ? `of this step's ${count(b.tokens)} tokens, the no-signal groups are not recorded.`
-      : `none of this step's ${count(b.tokens)} tokens was in a group without signal.`;
+      ? `of this step's ${formatCount(b.tokens)} tokens, the no-signal groups are not recorded.`
+      : `none of this step's ${formatCount(b.tokens)} tokens was in a group without signal.`;
   const rest: string[] = [];
-  if (masked !== null && masked > 0) rest.push(`${pct(masked)} were masked`);
-  if (clipped !== null && clipped > 0) rest.push(`${pct(clipped)} were clipped`);
-  rest.push(eff === null ? 'the tokens that carried policy gradient are not recorded' : `${pct(eff)} carried policy gradient`);
-  if (b.unknown && b.unknown.share !== null && b.unknown.share > 0) rest.push(`${pct(b.unknown.share)} are in categories not recorded`);
+  if (masked !== null && masked > 0) rest.push(`${formatShare(masked)} were masked`);
+  if (clipped !== null && clipped > 0) rest.push(`${formatShare(clipped)} were clipped`);
+  rest.push(eff === null ? 'the tokens that carried policy gradient are not recorded' : `${formatShare(eff)} carried policy gradient`);
+  if (b.unknown && b.unknown.share !== null && b.unknown.share > 0) rest.push(`${formatShare(b.unknown.share)} are in categories not recorded`);
   const sentence = rest.join('; ');
   return `${head}${noSig.length ? first : first.charAt(0).toUpperCase() + first.slice(1)} ${sentence.charAt(0).toUpperCase()}${sentence.slice(1)}.`;
 }

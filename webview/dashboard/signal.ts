@@ -10,15 +10,19 @@ import { Chart, type ChartDataset, type Plugin } from 'chart.js';
 import { formatNumber } from '../../src/shared/format';
 import { button, el, type ButtonHandle } from '../components';
 import type { Point, RunSeries } from './data';
-import { breakdownAt, lastLedgerRow, LedgerStack, nearestLedgerRow, STACK_ORDER, summarize, UNKNOWN_CATEGORY, LEDGER_CATEGORIES, type LedgerBreakdown, type LedgerCategory, type Part, type Tone } from './ledger';
+import { breakdownAt, formatCount, formatShare, lastLedgerRow, LedgerStack, nearestLedgerRow, STACK_ORDER, summarize, UNKNOWN_CATEGORY, LEDGER_CATEGORIES, type LedgerBreakdown, type LedgerCategory, type Part, type Tone } from './ledger';
 import { alpha, applyTheme, type Theme } from './theme';
 
 export interface SignalRun { id: string; name: string; series: RunSeries; several: boolean }
 
 const TONE_INDEX: Record<Exclude<Tone, 'grey'>, number> = { blue: 0, orange: 1, green: 2, purple: 3, red: 4, yellow: 5 };
 
-const pct = (share: number | null) => (share === null ? 'unknown' : `${formatNumber(share * 100, share < 0.01 && share > 0 ? 2 : 1)}%`);
-const num = (v: number | null) => (v === null ? 'unknown' : formatNumber(v, 1));
+const pct = (share: number | null) => (share === null ? 'unknown' : share > 0 && share < 0.001 ? `${formatNumber(share * 100, 3)}%` : formatShare(share));
+const num = (v: number | null) => (v === null ? 'unknown' : formatCount(v));
+/** The gradient bars' colours: each kind of group as its tokens' band. */
+const BAR_TONE: Record<string, string> = {
+  'grad_share/mixed': 'ledger/effective', 'grad_share/all_correct': 'ledger/no_signal_correct', 'grad_share/all_wrong': 'ledger/no_signal_wrong', 'grad_share/no_signal_other': 'ledger/no_signal_other',
+};
 
 export class SignalCard {
   readonly card: HTMLElement;
@@ -201,11 +205,11 @@ export class SignalCard {
       return;
     }
     const latest = run.series.step[lastLedgerRow(run.series)];
-    this.summary.textContent = summarize(breakdownAt(run.series, lastLedgerRow(run.series)));
+    this.summary.textContent = `Latest: ${summarize(breakdownAt(run.series, lastLedgerRow(run.series)))}`;
     const b = breakdownAt(run.series, nearestLedgerRow(run.series, step));
     this.card.dataset.step = String(b.step);
     this.card.dataset.pinned = this.pinned === null ? '' : String(this.pinned);
-    const how = this.hovered !== null ? 'under the pointer (click to keep it)' : this.pinned !== null ? 'selected (click it again, or Latest step, to follow the newest)' : b.step === latest ? 'the latest (hover or click the chart for another)' : '';
+    const how = this.hovered !== null ? 'under the pointer (click to keep it)' : this.pinned !== null ? 'selected' : b.step === latest ? 'the latest (hover or click the chart for another)' : '';
     this.latestButton.element.hidden = this.pinned === null;
     this.breakdown.replaceChildren(
       el('div', { class: 'bd-head' }, el('strong', { id: 'signal-step' }, `Step ${b.step}`), el('span', { class: 'bd-how' }, how), this.latestButton.element),
@@ -246,6 +250,8 @@ export class SignalCard {
     const rows = parts.map((p) => {
       const fill = el('span', { class: 'bar-fill' });
       fill.style.width = `${Math.max(0, Math.min(1, p.share ?? 0)) * 100}%`;
+      const tone = LEDGER_CATEGORIES.find((c) => c.key === BAR_TONE[p.key]);
+      if (tone) fill.style.background = this.color(tone, 1);
       return el('div', { class: `bar-row${p.share === null ? ' unknown' : ''}`, 'data-key': p.key },
         el('span', { class: 'bar-label' }, p.label), el('span', { class: 'bar' }, fill), el('span', { class: 'num' }, pct(p.share)));
     });
