@@ -69,7 +69,10 @@ export class InspectorPanel implements vscode.Disposable {
       panel.onDidDispose(() => this.dispose()),
       live.onDidLogGroup((e) => {
         if (this.logged?.runDir === e.runDir && e.group.step !== undefined) {
-          this.logged.groups.push({ step: e.group.step, kind: groupKind(e.group) });
+          // the list read from the file may hold it already; a resumed run logs re-done steps again
+          const step = e.group.step;
+          this.logged.groups = this.logged.groups.filter((g) => g.step < step);
+          this.logged.groups.push({ step, kind: groupKind(e.group) });
           this.sendLogged();
         }
         if (this.following && this.shown?.origin.runDir === e.runDir) this.present({ ...loggedGroup(e.runDir, e.group), focus: null, quantity: null });
