@@ -47,10 +47,27 @@ function writeSyntheticRun(dir: string, steps: number): string {
       'advantage/mean': 0, 'advantage/std': 0.9 + noise(0.05), 'advantage/min': -2 + noise(0.3), 'advantage/max': 2 + noise(0.3),
       'time/generate': gen, 'time/train': train, tokens_per_second: 2000 + noise(300),
       ...(s % 25 === 0 ? { 'eval/accuracy': 0.2 + 0.7 * p + noise(0.03) } : {}),
+      ...ledger(p, noise),
     }));
   }
   fs.writeFileSync(path.join(dir, 'metrics.jsonl'), lines.join('\n') + '\n');
   return dir;
+}
+
+/** The step's signal ledger (the "Where the signal went" chart): 1,024 sampled tokens in 32 groups, fewer
+ * all-wrong and more all-correct groups as the run learns; the categories sum to ledger/tokens. */
+function ledger(p: number, noise: (a: number) => number): Record<string, number> {
+  const wrong = Math.max(0, Math.round(320 * (1 - p) + noise(40)));
+  const correct = Math.max(0, Math.round(320 * p + noise(40)));
+  const clipped = Math.max(0, Math.round(12 + noise(8)));
+  const effective = Math.max(0, 1024 - wrong - correct - clipped - 16);
+  return {
+    'ledger/tokens': wrong + correct + clipped + 16 + effective, 'ledger/filtered': 0, 'ledger/truncated_masked': 16, 'ledger/no_signal_correct': correct,
+    'ledger/no_signal_wrong': wrong, 'ledger/no_signal_other': 0, 'ledger/masked_other': 0, 'ledger/clipped_low': clipped >> 1, 'ledger/clipped_high': clipped - (clipped >> 1),
+    'ledger/effective': effective, 'groups/mixed': 32 - Math.round((wrong + correct) / 32), 'groups/all_correct': Math.round(correct / 32), 'groups/all_wrong': Math.round(wrong / 32),
+    'groups/no_signal_other': 0, 'groups/filtered': 0, 'groups/sampled': 32, 'grad_share/mixed': 0.99, 'grad_share/all_correct': 0.004, 'grad_share/all_wrong': 0.006,
+    'grad_share/no_signal_other': 0, 'grad_share/len_0_25': 0.4, 'grad_share/len_25_50': 0.3, 'grad_share/len_50_75': 0.2, 'grad_share/len_75_100': 0.1,
+  };
 }
 
 const THEME_VARS = `
@@ -128,13 +145,13 @@ async function main(): Promise<void> {
     benchmark: 'dashboard',
     date: new Date().toISOString(),
     machine: machine('Chromium --disable-gpu'),
-    input: { steps: STEPS, metric_keys: Object.keys(columns.values).length, metrics_jsonl_bytes: bytes, charts: 10, viewport: '1400x900' },
+    input: { steps: STEPS, metric_keys: Object.keys(columns.values).length, metrics_jsonl_bytes: bytes, charts: 11, viewport: '1400x900' },
     host_read_metrics_ms: { median: r2(median(hostRead)), runs: hostRead.map(r2) },
     host_rows_to_columns_ms: { median: r2(median(hostColumns)), runs: hostColumns.map(r2) },
-    load_and_draw_ms: { median: r2(median(loads.map((l) => l.latency))), runs: loads.map((l) => r2(l.latency)), note: 'post of the whole run (structured clone + validation + series + decimation + 10 chart.js charts) until the first frame is drawn' },
+    load_and_draw_ms: { median: r2(median(loads.map((l) => l.latency))), runs: loads.map((l) => r2(l.latency)), note: 'post of the whole run (structured clone + validation + series + decimation + 11 chart.js charts (10 metric charts and the signal ledger)) until the first frame is drawn' },
     first_draw_ms: { median: r2(median(loads.map((l) => l.ms))), note: 'the draw function alone (decimate + chart.js update) for the first frame' },
     points_drawn: loads[0]?.points ?? 0,
-    live_update_redraw_ms: { median: r2(median(updates.map((u) => u.ms))), p90: r2(pct(updates.map((u) => u.ms), 0.9)), n: updates.length, note: 'one new step on a 100k-step run: the draw function (incremental smoothing, decimation, 10 chart updates)' },
+    live_update_redraw_ms: { median: r2(median(updates.map((u) => u.ms))), p90: r2(pct(updates.map((u) => u.ms), 0.9)), n: updates.length, note: 'one new step on a 100k-step run: the draw function (incremental smoothing, decimation, 11 chart updates)' },
     live_update_latency_ms: { median: r2(median(updates.map((u) => u.latency))), note: 'post → drawn, including the wait for the next animation frame' },
   };
   writeResult('dashboard', result);

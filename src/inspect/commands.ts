@@ -19,7 +19,8 @@ import { TokenizeError } from './onnx/tokenizer';
 import type { CompareResult, InspectRequests, InspectRequestType, ScoreResult } from '../shared/records';
 import type { GroupOrigin } from './inspectorProtocol';
 import { TrainerGoneError, TrainerRequestError } from '../shared/requests';
-import { findQuestionSteps, lastSampleQuestion, listCheckpoints, listRuns, listSampleSteps, readSampleGroup } from '../rundir/runDir';
+import { findQuestionSteps, lastSampleQuestion, listCheckpoints, listRuns, listSampleGroups, readSampleGroup } from '../rundir/runDir';
+import { groupKind, KIND_LABEL } from '../shared/groupKind';
 import { ServeProcess } from './serve';
 import type { TrainingController } from '../training/controller';
 import { ComparePanel, InspectorPanel, loggedGroup, type LoggedGroups, type ShownGroup } from './panels';
@@ -244,17 +245,18 @@ export class InspectCommands implements vscode.Disposable {
     if (n && typeof n === 'object' && n.kind === 'sample') g = await this.loggedGroup(n.run.dir, n.step);
     else {
       const t = this.target(arg);
-      const steps = t ? await listSampleSteps(t.runDir) : [];
+      const logged = t ? await listSampleGroups(t.runDir) : [];
       type Item = vscode.QuickPickItem & { pick: () => Promise<ShownGroup | undefined> };
       const items: Item[] = [
-        ...this.recent.map((r) => ({ label: `$(beaker) ${r.title}`, description: `${r.group.completions.length} completions`, pick: async () => r })),
-        ...steps.slice(-50).reverse().map((s) => ({ label: `$(history) training step ${s}`, description: t ? path.basename(t.runDir) : '', pick: () => this.loggedGroup(t!.runDir, s) })),
+        ...this.recent.map((r) => ({ label: `$(beaker) ${r.title}`, description: `${r.group.completions.length} completions · ${KIND_LABEL[groupKind(r.group)]}`, pick: async () => r })),
+        // the kind in the description: typing "no signal" narrows the list to the groups without signal
+        ...logged.slice(-50).reverse().map((g) => ({ label: `$(history) training step ${g.step}`, description: [g.kind ? KIND_LABEL[g.kind] : '', t ? path.basename(t.runDir) : ''].filter(Boolean).join(' · '), pick: () => this.loggedGroup(t!.runDir, g.step) })),
       ];
       if (!items.length) {
         void vscode.window.showInformationMessage(`GRPO: no group to inspect yet: run "GRPO: Sample Group", or train until samples.jsonl logs one${t ? ` (run ${path.basename(t.runDir)} has none)` : ''}.`);
         return;
       }
-      const pick = await vscode.window.showQuickPick(items, { title: 'Inspect the tokens of which group?' });
+      const pick = await vscode.window.showQuickPick(items, { title: 'Inspect the tokens of which group?', placeHolder: 'type "no signal" for the groups whose rewards are all equal', matchOnDescription: true });
       g = await pick?.pick();
     }
     if (!g) return;

@@ -5,10 +5,12 @@
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { groupKind } from '../shared/groupKind';
 import type { CompareResult, GroupRecord } from '../shared/records';
+import { listSampleGroups, readSampleGroup } from '../rundir/runDir';
 import type { Quantity } from '../shared/values';
 import { isCompareToHost, type CompareToHost, type HostToCompare } from './compareProtocol';
-import { isInspectorToHost, type GroupOrigin, type HostToInspector, type InspectorToHost } from './inspectorProtocol';
+import { isInspectorToHost, type GroupOrigin, type LoggedEntry, type HostToInspector, type InspectorToHost } from './inspectorProtocol';
 import { SingletonPanel } from '../webviews/singletonPanel';
 import { WebviewChannel, webviewHtml } from '../webviews/webviewHtml';
 
@@ -36,6 +38,8 @@ export class InspectorPanel implements vscode.Disposable {
   private shown: (ShownGroup & { focus: number | null; quantity: Quantity | null }) | null = null;
   /** Showing each group the live run logs, as it logs it (the page's "Follow the newest group"). */
   private following = false;
+  /** The group list: the groups logged by the shown group's run (samples.jsonl), with their kinds. */
+  private logged: { runDir: string; groups: LoggedEntry[] } | null = null;
 
   static show(extensionUri: vscode.Uri, log: vscode.LogOutputChannel, live: LoggedGroups, g: ShownGroup, opts: { focus?: number | null; quantity?: Quantity | null; onOpenCompletion(g: ShownGroup, index: number): void }): InspectorPanel {
     const p = InspectorPanel.one.show(extensionUri, (panel) => new InspectorPanel(panel, extensionUri, log, live, opts.onOpenCompletion));
@@ -44,13 +48,17 @@ export class InspectorPanel implements vscode.Disposable {
     return p;
   }
 
-  private constructor(readonly panel: vscode.WebviewPanel, extensionUri: vscode.Uri, log: vscode.LogOutputChannel, private readonly live: LoggedGroups, onOpen: (g: ShownGroup, index: number) => void) {
+  private constructor(readonly panel: vscode.WebviewPanel, extensionUri: vscode.Uri, private readonly log: vscode.LogOutputChannel, private readonly live: LoggedGroups, onOpen: (g: ShownGroup, index: number) => void) {
     panel.iconPath = vscode.Uri.joinPath(extensionUri, 'media', 'grpo.svg');
     this.channel = new WebviewChannel<InspectorToHost, HostToInspector>(panel.webview, isInspectorToHost, {
-      onReady: () => this.send(),
+      onReady: () => {
+        this.send();
+        this.sendLogged();
+      },
       onMessage: (m) => {
         if (m.type === 'openCompletion' && this.shown && m.index < this.shown.group.completions.length) onOpen(this.shown, m.index);
         else if (m.type === 'follow') this.follow(m.on);
+        else if (m.type === 'openLogged') void this.openLogged(m.step);
         else if (m.type === 'log') (m.level === 'error' ? log.error(m.message) : log.info(m.message));
       },
       onInvalid: (v) => log.warn(`inspector: dropped an invalid message ${JSON.stringify(v)?.slice(0, 200)}`),
@@ -60,6 +68,13 @@ export class InspectorPanel implements vscode.Disposable {
       this.channel,
       panel.onDidDispose(() => this.dispose()),
       live.onDidLogGroup((e) => {
+        if (this.logged?.runDir === e.runDir && e.group.step !== undefined) {
+          // the list read from the file may hold it already; a resumed run logs re-done steps again
+          const step = e.group.step;
+          this.logged.groups = this.logged.groups.filter((g) => g.step < step);
+          this.logged.groups.push({ step, kind: groupKind(e.group) });
+          this.sendLogged();
+        }
         if (this.following && this.shown?.origin.runDir === e.runDir) this.present({ ...loggedGroup(e.runDir, e.group), focus: null, quantity: null });
       }),
     );
@@ -82,6 +97,35 @@ export class InspectorPanel implements vscode.Disposable {
     this.shown = shown;
     this.panel.title = `GRPO: ${shown.title}`;
     this.send();
+    if (this.logged?.runDir !== shown.origin.runDir) void this.loadLogged(shown.origin.runDir);
+  }
+
+  /** Reads the run's logged groups (step and kind, without decoding whole groups) for the group list. */
+  private async loadLogged(runDir: string): Promise<void> {
+    this.logged = { runDir, groups: [] };
+    const groups = await listSampleGroups(runDir).catch(() => []);
+    if (this.logged?.runDir !== runDir) return; // another run was shown meanwhile
+    this.logged = { runDir, groups: groups.slice() };
+    this.sendLogged();
+  }
+
+  private sendLogged(): void {
+    if (this.logged) this.channel.post({ type: 'logged', runDir: this.logged.runDir, groups: this.logged.groups });
+  }
+
+  /** The group list's pick: the group the shown run logged at `step`. */
+  private async openLogged(step: number): Promise<void> {
+    const runDir = this.shown?.origin.runDir;
+    if (!runDir) return;
+    const r = await readSampleGroup(runDir, step);
+    if (!r || !r.ok) {
+      const message = `samples.jsonl of run ${path.basename(runDir)}: ${r ? r.error : `no group logged at step ${step}`}`;
+      this.log.warn(`inspector: ${message}`);
+      this.channel.post({ type: 'error', message });
+      return;
+    }
+    this.following = false; // a group picked by name is shown until the user says otherwise
+    this.present({ ...loggedGroup(runDir, r.value, step), focus: null, quantity: null });
   }
 
   private send(): void {

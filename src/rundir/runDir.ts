@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { groupKind, isGroupKind, type GroupKind } from '../shared/groupKind';
 import { countNewlines, parseJsonlBuffer, parseLine, type JsonlChunk, type LineProblem } from '../shared/jsonLines';
 import { checkEvent, checkGroupRecord, checkMetricsRow, checkQuestionsRow, checkStatus, type Checked, type EvalEvent, type GroupRecord, type MetricsRow, type QuestionsRow, type RunEvent, type RunState, type RunStatus } from '../shared/records';
 
@@ -460,6 +461,73 @@ export async function listSampleSteps(dir: string): Promise<number[]> {
     return [];
   }
   return steps;
+}
+
+/** A logged group as the group lists show it: its step and its kind (null when its line names no rewards). */
+export interface SampleEntry { step: number; kind: GroupKind | null }
+
+/** The value of top-level key `key` of a samples.jsonl line, when it is a flat JSON array (rewards, correct),
+ * found without decoding the line: in JSON text a key's opening quote is never escaped, and a string that
+ * holds `"rewards"` holds it as `\"rewards\"`, so the first `"rewards"` followed by a colon is the key (no
+ * nested record of a group has one). */
+function flatArrayOf(line: Buffer, key: string): unknown[] | null {
+  let at = line.indexOf(`"${key}"`);
+  while (at >= 0) {
+    let i = at + key.length + 2;
+    while (line[i] === 0x20) i++;
+    if (line[i] === 0x3a /* : */) {
+      i++;
+      while (line[i] === 0x20) i++;
+      if (line[i] !== 0x5b /* [ */) return null;
+      const end = line.indexOf(0x5d /* ] */, i);
+      if (end < 0) return null;
+      try {
+        const v = JSON.parse(line.subarray(i, end + 1).toString('latin1'));
+        return Array.isArray(v) ? v : null;
+      } catch {
+        return null;
+      }
+    }
+    at = line.indexOf(`"${key}"`, at + 1);
+  }
+  return null;
+}
+
+/** The kind of the group on a samples.jsonl line without decoding the whole line: its `kind` when the trainer
+ * wrote one, else derived from its rewards (and `correct`) as groupKind does; null when neither is there. */
+export function kindOfLine(line: Buffer): GroupKind | null {
+  if (!opensObject(line)) return null;
+  const at = line.indexOf('"kind"');
+  const k = at < 0 ? null : /^"kind"\s*:\s*"([a-z_]+)"/.exec(line.subarray(at, at + 64).toString('latin1'));
+  if (k && isGroupKind(k[1])) return k[1];
+  const rewards = flatArrayOf(line, 'rewards');
+  if (!rewards || !rewards.every((r) => typeof r === 'number')) return null;
+  const correct = flatArrayOf(line, 'correct');
+  return groupKind({ rewards: rewards as number[], correct: correct?.every((c) => typeof c === 'boolean') ? (correct as boolean[]) : undefined });
+}
+
+/** The groups samples.jsonl logs (step and kind), read incrementally and cached by file size: a growing file
+ * is read from where the last call stopped; one that shrank or was replaced is read again. */
+const sampleListCache = new Map<string, { size: number; read: number; entries: SampleEntry[] }>();
+export async function listSampleGroups(dir: string): Promise<SampleEntry[]> {
+  const file = path.join(dir, SAMPLES_FILE);
+  const size = fs.lstatSync(file, { throwIfNoEntry: false })?.size ?? 0;
+  let c = sampleListCache.get(dir);
+  if (!c || size < c.size) c = { size: 0, read: 0, entries: [] };
+  if (size !== c.size) {
+    const entries = c.entries.slice();
+    try {
+      const scan = await scanLines(file, LIMITS.sampleLine, (line) => {
+        const s = stepOf(line);
+        if (s !== null) entries.push({ step: s, kind: kindOfLine(line) });
+      }, { start: c.read });
+      c = { size, read: c.read + (scan?.read ?? 0), entries };
+    } catch {
+      return [];
+    }
+    sampleListCache.set(dir, c);
+  }
+  return c.entries;
 }
 
 /** A run directory as listed cheaply (synchronously: one bounded status.json read per run). */

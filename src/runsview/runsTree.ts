@@ -2,14 +2,15 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { formatNumber } from '../shared/format';
-import { isResumable, listCheckpoints, listSampleSteps, summarizeRuns, type RunSummary } from '../rundir/runDir';
+import { hasNoSignal, KIND_LABEL, KIND_TITLE, type GroupKind } from '../shared/groupKind';
+import { isResumable, listCheckpoints, listSampleGroups, summarizeRuns, type RunSummary } from '../rundir/runDir';
 import type { TrainingController } from '../training/controller';
 
 export type RunNode =
   | { kind: 'run'; run: RunSummary }
   | { kind: 'group'; run: RunSummary; group: 'checkpoints' | 'samples' }
   | { kind: 'checkpoint'; run: RunSummary; name: string; step: number; dir: string }
-  | { kind: 'sample'; run: RunSummary; step: number };
+  | { kind: 'sample'; run: RunSummary; step: number; groupKind: GroupKind | null };
 
 const STATE_ICON: Record<string, [string, string?]> = {
   running: ['sync~spin', 'charts.green'],
@@ -100,9 +101,11 @@ export class RunsTreeProvider implements vscode.TreeDataProvider<RunNode>, vscod
       }
       case 'sample': {
         const item = new vscode.TreeItem(`step ${n.step}`, vscode.TreeItemCollapsibleState.None);
-        item.iconPath = new vscode.ThemeIcon('symbol-array');
+        const k = n.groupKind;
+        item.description = k ? KIND_LABEL[k] : undefined;
+        item.iconPath = k && hasNoSignal(k) ? new vscode.ThemeIcon('circle-slash', new vscode.ThemeColor('disabledForeground')) : new vscode.ThemeIcon('symbol-array');
         item.contextValue = 'sample';
-        item.tooltip = 'The group logged at this training step: open it in the group inspector';
+        item.tooltip = `The group logged at this training step${k ? ` (${KIND_LABEL[k]}: ${KIND_TITLE[k]})` : ''}: open it in the group inspector`;
         item.command = { command: 'grpo.run.openSamples', title: 'Open in Group Inspector', arguments: [n] };
         return item;
       }
@@ -119,7 +122,7 @@ export class RunsTreeProvider implements vscode.TreeDataProvider<RunNode>, vscod
         return [{ kind: 'group', run: n.run, group: 'checkpoints' }, { kind: 'group', run: n.run, group: 'samples' }];
       case 'group':
         if (n.group === 'checkpoints') return listCheckpoints(n.run.dir).map((c) => ({ kind: 'checkpoint' as const, run: n.run, name: c.name, step: c.step, dir: c.path }));
-        return (await listSampleSteps(n.run.dir)).map((step) => ({ kind: 'sample' as const, run: n.run, step }));
+        return (await listSampleGroups(n.run.dir)).map((g) => ({ kind: 'sample' as const, run: n.run, step: g.step, groupKind: g.kind }));
       default:
         return [];
     }

@@ -16,10 +16,10 @@ import { isNum, isObject, isStr, type Checked, type Obj } from './guards';
 import { PROTOCOL_VERSION, SCHEMA } from './generated/protocol';
 import type { ControlRequest, ControlType, InspectRequests, Json, MetricsRow, Records, TokenArrays } from './generated/protocol';
 
-export { CONTROL_TYPES, EVENT_KINDS, INSPECT_TYPES, PHASES, PROTOCOL_VERSION, RUN_STATES } from './generated/protocol';
+export { CONTROL_TYPES, EVENT_KINDS, GROUP_KINDS, INSPECT_TYPES, PHASES, PROTOCOL_VERSION, RUN_STATES } from './generated/protocol';
 export type {
   CheckpointEvent, CompareParams, CompareResult, CompareSide, ControlEvent, ControlRequest, ControlType, ErrorEvent, EvalEvent,
-  EventKind, GroupRecord, InspectRequests, Json, KnownEvent, MetricsRow, Phase, PhaseEvent, PolicySide, ReferenceSide, RefResetEvent,
+  EventKind, GroupKind, GroupRecord, InspectRequests, Json, KnownEvent, MetricsRow, Phase, PhaseEvent, PolicySide, ReferenceSide, RefResetEvent,
   ResumeEvent, RunEvent, RunState, RunStatus, SampleGroupParams, ScoreParams, ScoreResult, Source, TokenArrays, TrainerMessage,
   WarningEvent,
 } from './generated/protocol';

@@ -3,8 +3,9 @@
  * End to end, in real VS Code with the real trainer and only `grpo.pythonPath` set:
  * the Training view's Start, with one value changed in its form (log_samples_steps = 2), starts the embedded
  * default with that value → a run directory with status.json appears → the status bar shows "step N" →
- * "GRPO: Open Dashboard" draws the reward line and grows → the group inspector, on the newest logged group,
- * follows the groups the trainer streams → a window reload re-attaches to the live run → "GRPO: Stop
+ * "GRPO: Open Dashboard" draws the reward line and grows, and "Where the signal went" draws the trainer's signal
+ * ledger and breaks down a clicked step → the group inspector, on the newest logged group, follows the groups
+ * the trainer streams, shows its kind badge, and lists the run's logged groups narrowed to those with no signal → a window reload re-attaches to the live run → "GRPO: Stop
  * Training" leaves status.json `stopped` with a checkpoint → the run shows in the Runs view. Every wait for
  * the trainer fails at once when it failed or vanished. Screenshots go to .e2e/screenshots/.
  */
@@ -96,6 +97,40 @@ test('train from the Training view, watch it live, follow its groups, stop it, f
   log(`reward chart: ${reward.points} points, ${reward.coloured} pixels of its series' colour across a ${reward.plotWidth}-pixel plot`);
   await shot(rig, '03-dashboard-grown');
 
+  // "Where the signal went": the trainer's ledger drawn as stacked shares (filled bands across the plot), and a
+  // clicked step broken down into token categories whose counts sum to the step's sampled tokens.
+  const signal = dash.locator('[data-chart="signal"]');
+  await until('the signal chart to draw the ledger', async () => Number(await signal.getAttribute('data-bands')) >= 1 && Number(await signal.getAttribute('data-points')) >= 2, MIN, 500, training);
+  await dash.evaluate('window.__name = (f) => f'); // tsx's keepNames helper, for the function below
+  const filled = await signal.evaluate((card) => {
+    const el = card as HTMLElement;
+    const c = el.querySelector('canvas') as HTMLCanvasElement;
+    const [left, top, right, bottom] = (el.dataset.plot ?? '0,0,0,0').split(',').map(Number);
+    const k = c.width / (c.clientWidth || 1);
+    const w = Math.floor((right - left) * k), h = Math.floor((bottom - top) * k);
+    if (w <= 0 || h <= 0) return 0;
+    const d = c.getContext('2d')!.getImageData(Math.floor(left * k), Math.floor(top * k), w, h).data;
+    let n = 0;
+    for (let i = 3; i < d.length; i += 4) if (d[i] > 60) n++;
+    return n / (w * h);
+  });
+  log(`signal chart: ${await signal.getAttribute('data-bands')} bands, ${Math.round(filled * 100)}% of its plot filled`);
+  assert.ok(filled > 0.3, `the signal chart's bands fill ${Math.round(filled * 100)}% of its plot`);
+  const box = (await signal.locator('canvas').boundingBox())!;
+  await signal.locator('canvas').click({ position: { x: box.width * 0.6, y: box.height / 2 } });
+  const picked = await until('a clicked step in the breakdown', async () => (await signal.getAttribute('data-pinned')) || undefined, 30_000);
+  await page.mouse.move(0, 0); // off the chart: the breakdown shows the clicked step, not the hovered one
+  const counts = await dash.locator('#signal-tokens tbody tr').evaluateAll((rows) => rows.map((r) => (r.children[1] as HTMLElement).innerText));
+  const total = await dash.locator('#signal-tokens tfoot td').nth(1).innerText();
+  const num = (t: string) => Number(t.replace(/,/g, ''));
+  assert.ok(counts.every((t) => t !== 'unknown'), `the trainer records every category: ${counts.join(' ')}`);
+  assert.ok(Math.abs(counts.reduce((a, t) => a + num(t), 0) - num(total)) < 1e-6 * num(total) + 0.5, `categories ${counts.join('+')} sum to ${total}`);
+  const summary = await dash.locator('#signal-summary').innerText();
+  assert.match(summary, /carried policy gradient/);
+  log(`signal: step ${picked} picked (${total} tokens); ${summary}`);
+  await shot(rig, '03a-signal-ledger');
+  await signal.screenshot({ path: path.join(rig.shots, 'signal-ledger.png') });
+
   // The newest logged group in the inspector, then "Follow the newest group": each group the trainer streams
   // (its `samples` message, every 2 steps here) replaces it, with no re-reading of samples.jsonl.
   await runCommand(page, 'GRPO: Inspect Per-Token Advantages');
@@ -114,6 +149,31 @@ test('train from the Training view, watch it live, follow its groups, stop it, f
   assert.equal(await inspector.locator('body').getAttribute('data-follow'), 'true');
   log(`the inspector followed the logged groups from step ${shownStep} to step ${followedStep}`);
   await shot(rig, '03b-inspector-following');
+
+  // The group's kind as a badge; the run's logged groups listed with theirs, narrowed to those with no signal.
+  const kinds = ['mixed', 'all_correct', 'all_wrong', 'no_signal_other'];
+  const badge = await until('the kind badge', async () => (await inspector.locator('#kind').getAttribute('data-kind')) || undefined, 30_000);
+  assert.ok(kinds.includes(badge), `kind badge ${badge}`);
+  assert.equal(badge, await inspector.locator('body').getAttribute('data-kind'));
+  const listed = await until('the logged groups listed', async () => (await inspector.locator('#group-list li[data-step]').count()) || undefined, 30_000);
+  await inspector.locator('#no-signal-only').click();
+  await until('the list narrowed to groups with no signal', async () => (await inspector.locator('body').getAttribute('data-no-signal-only')) === 'true', 10_000);
+  const narrowed = await inspector.locator('#group-list li[data-step]').evaluateAll((items) => items.map((i) => (i as HTMLElement).dataset.kind));
+  assert.ok(narrowed.every((k) => k !== 'mixed' && k !== 'unknown'), `only groups with no signal: ${narrowed.join(', ')}`);
+  log(`inspector: kind ${badge}; ${listed} logged groups, ${narrowed.length} without signal (${narrowed.join(', ')})`);
+  if (narrowed.length) {
+    // one of them, shown: its badge says which kind of no signal
+    await inspector.locator('#group-list li[data-step]').first().click();
+    const step = Number(await inspector.locator('#group-list li[data-step]').first().getAttribute('data-step'));
+    await until('the picked group shown', async () => Number(await inspector.locator('body').getAttribute('data-step')) === step, 30_000);
+    assert.equal(await inspector.locator('#kind').getAttribute('data-kind'), narrowed[0]);
+    assert.equal(await inspector.locator('#kind-note').isVisible(), true, 'the no-signal note is shown');
+  }
+  await inspector.evaluate('window.scrollTo(0, 0)'); // the header with the badge in view
+  await shot(rig, '03c-inspector-kinds');
+  // the inspector's webview alone, as it shows (an element screenshot of a body taller than the window would not)
+  const frameBox = await (await inspector.frameElement()).boundingBox();
+  if (frameBox) await page.screenshot({ path: path.join(rig.shots, 'inspector-kinds.png'), clip: frameBox });
 
   // Re-attach: reload the window while the trainer lives; the status bar comes back with the run.
   if (process.env.GRPO_E2E_RELOAD !== '0') {

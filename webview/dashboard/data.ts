@@ -11,35 +11,45 @@ import type { MetricsColumns } from '../../src/dashboard/columns';
  * (pass@k against maj@k's solid one at the same k's colour).
  */
 export interface SeriesDef { key: string; label: string; band?: string; sparse?: boolean; color?: number; dashed?: boolean }
-/** `sparse`: every series of the chart is sparse. */
-export interface ChartDef { id: string; title: string; series: SeriesDef[]; percent?: boolean; sparse?: boolean }
+/** `sparse`: every series of the chart is sparse. `nonNegative`: the values cannot be below 0 (fractions,
+ * KL, lengths, times), so the y axis starts at 0 (left to chart.js, an all-zero series gets −1…1). */
+export interface ChartDef { id: string; title: string; series: SeriesDef[]; percent?: boolean; sparse?: boolean; nonNegative?: boolean }
 
 /** The k of pass@k / maj@k charted (the trainer's default `eval_k`; k = 1 of both is the sampled accuracy). */
 export const EVAL_K = [1, 4, 8, 16] as const;
 
 export const CHARTS: ChartDef[] = [
   { id: 'reward', title: 'Reward (mean ± std)', series: [{ key: 'reward/mean', label: 'reward', band: 'reward/std' }] },
-  { id: 'accuracy', title: 'Accuracy', series: [{ key: 'accuracy', label: 'train' }, { key: 'eval/accuracy', label: 'eval (greedy)', sparse: true }], percent: true },
+  { id: 'accuracy', title: 'Accuracy', nonNegative: true, series: [{ key: 'accuracy', label: 'train' }, { key: 'eval/accuracy', label: 'eval (greedy)', sparse: true }], percent: true },
   {
     // greedy in the first colour; each k its own colour, maj@k solid and pass@k dashed
-    id: 'eval', title: 'Held-out: greedy, maj@k (solid), pass@k (dashed)', percent: true, sparse: true,
+    id: 'eval', title: 'Held-out: greedy, maj@k (solid), pass@k (dashed)', percent: true, sparse: true, nonNegative: true,
     series: [
       { key: 'eval/accuracy', label: 'greedy', color: 0 },
       ...EVAL_K.map((k, i) => ({ key: `eval/maj@${k}`, label: `maj@${k}`, color: i + 1 })),
       ...EVAL_K.filter((k) => k > 1).map((k) => ({ key: `eval/pass@${k}`, label: `pass@${k}`, color: EVAL_K.indexOf(k) + 1, dashed: true })),
     ],
   },
-  { id: 'kl', title: 'KL to reference', series: [{ key: 'kl', label: 'kl' }] },
-  { id: 'clip', title: 'Clip ratios', series: [{ key: 'clip_ratio/low', label: 'low' }, { key: 'clip_ratio/high', label: 'high' }], percent: true },
-  { id: 'entropy', title: 'Entropy', series: [{ key: 'entropy', label: 'entropy' }] },
-  { id: 'length', title: 'Completion length (tokens)', series: [{ key: 'completion_length/mean', label: 'mean' }, { key: 'completion_length/max', label: 'max' }] },
+  { id: 'kl', title: 'KL to reference', nonNegative: true, series: [{ key: 'kl', label: 'kl' }] },
+  { id: 'clip', title: 'Clip ratios', nonNegative: true, series: [{ key: 'clip_ratio/low', label: 'low' }, { key: 'clip_ratio/high', label: 'high' }], percent: true },
+  { id: 'entropy', title: 'Entropy', nonNegative: true, series: [{ key: 'entropy', label: 'entropy' }] },
+  { id: 'length', title: 'Completion length (tokens)', nonNegative: true, series: [{ key: 'completion_length/mean', label: 'mean' }, { key: 'completion_length/max', label: 'max' }] },
   { id: 'loss', title: 'Loss', series: [{ key: 'loss', label: 'loss' }] },
-  { id: 'grad_norm', title: 'Grad norm', series: [{ key: 'grad_norm', label: 'grad norm' }] },
-  { id: 'tps', title: 'Tokens / s', series: [{ key: 'tokens_per_second', label: 'tokens/s' }] },
-  { id: 'time', title: 'Generate vs train time (s)', series: [{ key: 'time/generate', label: 'generate' }, { key: 'time/train', label: 'train' }] },
+  { id: 'grad_norm', title: 'Grad norm', nonNegative: true, series: [{ key: 'grad_norm', label: 'grad norm' }] },
+  { id: 'tps', title: 'Tokens / s', nonNegative: true, series: [{ key: 'tokens_per_second', label: 'tokens/s' }] },
+  { id: 'time', title: 'Generate vs train time (s)', nonNegative: true, series: [{ key: 'time/generate', label: 'generate' }, { key: 'time/train', label: 'train' }] },
 ];
 
 export interface Point { x: number; y: number }
+
+/**
+ * The y axis's fixed bounds for a chart: a chart of values that cannot be negative starts at 0. Left to
+ * chart.js, a series that is all 0 (no clipping yet) gets an axis centred on 0: −100% … 100% for the clip
+ * ratios, fractions that cannot be negative.
+ */
+export function yBounds(def: ChartDef): { min?: number } {
+  return def.nonNegative ? { min: 0 } : {};
+}
 
 /** One run's metrics as growable columns. Rows at or after a replaced step are dropped first. */
 export class RunSeries {

@@ -18,7 +18,9 @@ import { isDashboardState, isHostToDashboard, type DashboardState, type Dashboar
 import { formatNumber } from '../../src/shared/format';
 import { button, el, registerComponents } from '../components';
 import { describe, getState, listen, post, setState } from '../host';
-import { CHARTS, DrawCache, RunSeries, type ChartDef, type Point } from './data';
+import { CHARTS, DrawCache, RunSeries, yBounds, type ChartDef, type Point } from './data';
+import { SignalCard } from './signal';
+import { alpha, applyTheme as themeChart, readTheme } from './theme';
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, CategoryScale, Filler, Tooltip, Legend);
 registerComponents();
@@ -38,31 +40,11 @@ const cards = new Map<string, HTMLElement>();
 // ---------------------------------------------------------------------------------------------------
 // Theme colours: VS Code's CSS variables, re-read when the theme changes.
 
-const PALETTE_VARS = ['--vscode-charts-blue', '--vscode-charts-orange', '--vscode-charts-green', '--vscode-charts-purple', '--vscode-charts-red', '--vscode-charts-yellow'];
-const FALLBACK = ['#3794ff', '#d18616', '#89d185', '#b180d7', '#f14c4c', '#cca700'];
 let theme = readTheme();
-function cssVar(name: string, fallback: string): string {
-  return getComputedStyle(document.body).getPropertyValue(name).trim() || fallback;
-}
-function readTheme() {
-  return {
-    palette: PALETTE_VARS.map((v, i) => cssVar(v, FALLBACK[i])),
-    fg: cssVar('--vscode-foreground', '#ccc'),
-    grid: cssVar('--vscode-editorWidget-border', 'rgba(128,128,128,0.25)'),
-    font: cssVar('--vscode-font-family', 'sans-serif'),
-  };
-}
-function alpha(color: string, a: number): string {
-  const m = /^#([0-9a-f]{6})$/i.exec(color);
-  if (m) {
-    const n = parseInt(m[1], 16);
-    return `rgba(${n >> 16}, ${(n >> 8) & 255}, ${n & 255}, ${a})`;
-  }
-  return color.startsWith('rgb(') ? color.replace('rgb(', 'rgba(').replace(')', `, ${a})`) : color;
-}
 new MutationObserver(() => {
   theme = readTheme();
   for (const c of charts.values()) applyTheme(c);
+  signal.applyTheme();
   scheduleRedraw();
 }).observe(document.body, { attributes: true, attributeFilter: ['class'] });
 
@@ -89,6 +71,10 @@ app.append(
   grid,
 );
 
+// "Where the signal went": the signal ledger's stacked shares and the selected step's breakdown (./signal.ts)
+const signal = new SignalCard(() => theme, () => scheduleRedraw());
+grid.append(signal.card);
+
 for (const def of CHARTS) {
   const canvas = el('canvas', { 'aria-label': def.title, role: 'img' });
   const card = el('section', { class: 'card', 'data-chart': def.id }, el('h3', {}, def.title), el('div', { class: 'canvas-box' }, canvas));
@@ -112,7 +98,7 @@ function makeChart(canvas: HTMLCanvasElement, def: ChartDef): Chart<'line', Poin
       elements: { point: { radius: 0, hitRadius: 4 }, line: { borderWidth: 1.5, tension: 0 } },
       scales: {
         x: { type: 'linear', title: { display: true, text: 'step' }, ticks: { maxTicksLimit: 6 } },
-        y: { type: 'linear', ticks: { maxTicksLimit: 5, callback: (v) => (def.percent ? `${formatNumber(Number(v) * 100, 1)}%` : formatNumber(Number(v))) } },
+        y: { type: 'linear', ...yBounds(def), ticks: { maxTicksLimit: 5, callback: (v) => (def.percent ? `${formatNumber(Number(v) * 100, 1)}%` : formatNumber(Number(v))) } },
       },
       plugins: {
         legend: { display: def.series.length > 1, labels: { boxWidth: 10, filter: (item) => !String(item.text).startsWith('\u200b') } },
@@ -128,18 +114,7 @@ function makeChart(canvas: HTMLCanvasElement, def: ChartDef): Chart<'line', Poin
 }
 
 function applyTheme(chart: Chart<'line', Point[]>): void {
-  const o = chart.options;
-  Chart.defaults.font.family = theme.font;
-  Chart.defaults.color = theme.fg;
-  for (const axis of ['x', 'y'] as const) {
-    const s = o.scales?.[axis];
-    if (s) {
-      s.grid = { ...s.grid, color: alpha(theme.grid, 0.35) };
-      s.ticks = { ...s.ticks, color: theme.fg };
-      if ('title' in s && s.title) s.title.color = theme.fg;
-    }
-  }
-  if (o.plugins?.legend?.labels) o.plugins.legend.labels.color = theme.fg;
+  themeChart(chart, theme);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -215,6 +190,8 @@ function draw(): void {
     if (a) card.dataset.plot = [a.left, a.top, a.right, a.bottom].map(Math.round).join(',');
     card.dataset.colors = JSON.stringify(chart.data.datasets.filter((d) => !String(d.label).startsWith(HIDDEN)).map((d) => d.borderColor));
   }
+  const withLedger = [...runs.values()].find((r) => r.series.get('ledger/tokens'));
+  points += signal.draw(withLedger ? { id: withLedger.info.id, name: withLedger.info.name, series: withLedger.series, several: runs.size > 1 } : null, last);
   for (const r of runs.values()) r.series.markClean();
   lastDraw = performance.now();
   redraws++;

@@ -5,11 +5,15 @@
  * sequence-level group (no per-token arrays, e.g. imported from TRL's completion tables) shows its rewards
  * and advantages, lengths in characters, and in place of the heatmap a note: Open scores a completion.
  * A group the run live in this window logged can be followed: each group it logs replaces it as it is logged.
+ * Each group's kind shows as a badge (mixed, or which kind of no signal: all rewards equal, advantages 0),
+ * in the header and in the list of the run's logged groups beside it, which can be narrowed to the groups
+ * with no signal; picking one there shows it.
  */
 import { tooltipText } from '../../src/shared/hover';
 import { completionLength, fmt, QUANTITIES, QUANTITY_LABEL, quantityValues, scaleFor, sortRows, stepOfTokens, type Quantity, type SortKey } from '../../src/shared/values';
 import type { GroupRecord } from '../../src/shared/records';
-import { isHostToInspector, type GroupOrigin, type HostToInspector, type InspectorToHost } from '../../src/inspect/inspectorProtocol';
+import { groupKind, hasNoSignal, KIND_LABEL, KIND_TITLE, type GroupKind } from '../../src/shared/groupKind';
+import { isHostToInspector, type GroupOrigin, type HostToInspector, type InspectorToHost, type LoggedEntry } from '../../src/inspect/inspectorProtocol';
 import { button, checkbox, dropdown, el, registerComponents } from '../components';
 import { heatmap, legend, type HeatRow } from '../heatmap';
 import { describe, getState, listen, post, setState } from '../host';
@@ -18,8 +22,10 @@ registerComponents();
 const send = (m: InspectorToHost) => post(m);
 const app = document.getElementById('app') as HTMLElement;
 
-interface State { quantity: Quantity; sort: SortKey; desc: boolean }
+interface State { quantity: Quantity; sort: SortKey; desc: boolean; noSignalOnly: boolean }
 const saved = getState() as Partial<State> | undefined;
+let noSignalOnly = saved?.noSignalOnly ?? false;
+let logged: LoggedEntry[] = [];
 let quantity: Quantity = saved?.quantity ?? 'advantage';
 let sort: SortKey = saved?.sort ?? 'index';
 let desc = saved?.desc ?? false;
@@ -28,6 +34,8 @@ let origin: GroupOrigin | null = null;
 let focus: number | null = null;
 
 const title = el('h2', { id: 'title' });
+const kindBadge = el('span', { class: 'kind-badge', id: 'kind' });
+const kindNote = el('div', { class: 'kind-note', id: 'kind-note' });
 let applying = false; // the toolkit's checkbox says `change` when it is set, too: only the user's changes are sent
 const followBox = checkbox('Follow the newest group', false, (on) => applying || send({ type: 'follow', on }), {
   id: 'follow', title: 'Show each group the live run logs (every log_samples_steps steps) as it is logged',
@@ -48,17 +56,58 @@ const heat = heatmap((row, tok) => tokenTooltip(row, tok), (row) => select(row))
 const SEQUENCE_NOTE = 'sequence-level group (imported): no per-token values were recorded. Open a completion to score it token by token (ONNX in the editor, or the trainer through serve).';
 const heatNote = el('div', { class: 'heat-note', id: 'heat-note' }, SEQUENCE_NOTE);
 heatNote.hidden = true;
+// The run's logged groups, newest first, each with its kind; "Only groups with no signal" narrows the list.
+const listCount = el('span', { class: 'list-count', id: 'group-count' });
+const noSignalBox = checkbox('Only groups with no signal', noSignalOnly, (on) => {
+  noSignalOnly = on;
+  persist();
+  renderList();
+}, { id: 'no-signal-only', title: 'List only the groups whose rewards are all equal (all correct, all wrong, or equal for another reason): their advantages are 0, so they give no policy gradient' });
+const list = el('ul', { class: 'group-list', id: 'group-list', role: 'listbox', 'aria-label': 'Logged groups of this run' });
+const listPanel = el('aside', { class: 'groups-panel', id: 'groups' }, el('div', { class: 'list-head' }, el('h3', {}, 'Logged groups'), listCount), noSignalBox.element, list);
+listPanel.hidden = true;
 app.append(
-  el('header', {}, title, meta, followRow),
-  errorBox,
-  table,
-  el('div', { class: 'heat-head' }, el('h3', {}, 'Tokens'), quantityPick.element, legendBox),
-  heatNote,
-  heat.element,
+  el('div', { class: 'layout' },
+    listPanel,
+    el('main', {},
+      el('header', {}, el('div', { class: 'title-row' }, title, kindBadge), meta, kindNote, followRow),
+      errorBox,
+      table,
+      el('div', { class: 'heat-head' }, el('h3', {}, 'Tokens'), quantityPick.element, legendBox),
+      heatNote,
+      heat.element,
+    )),
 );
 
 function persist(): void {
-  setState({ quantity, sort, desc } satisfies State);
+  setState({ quantity, sort, desc, noSignalOnly } satisfies State);
+}
+
+function setBadge(b: HTMLElement, kind: GroupKind | null): void {
+  b.className = `kind-badge kind-${kind ?? 'unknown'}`;
+  b.textContent = kind ? KIND_LABEL[kind] : 'kind unknown';
+  b.title = kind ? KIND_TITLE[kind] : 'its line in samples.jsonl names no rewards';
+  b.dataset.kind = kind ?? 'unknown';
+}
+
+function renderList(): void {
+  listPanel.hidden = logged.length === 0;
+  document.body.dataset.noSignalOnly = String(noSignalOnly);
+  const silent = logged.filter((g) => g.kind !== null && hasNoSignal(g.kind)).length;
+  const shownStep = origin?.logged ? group?.step ?? null : null;
+  const items = logged.filter((g) => !noSignalOnly || (g.kind !== null && hasNoSignal(g.kind))).reverse();
+  listCount.textContent = noSignalOnly ? `${items.length} of ${logged.length} have no signal` : `${logged.length} · ${silent} without signal`;
+  list.replaceChildren(...items.map((g) => {
+    const badge = el('span', {});
+    setBadge(badge, g.kind);
+    const li = el('li', { class: `group-item${g.step === shownStep ? ' current' : ''}`, role: 'option', tabindex: '0', 'data-step': String(g.step), 'data-kind': g.kind ?? 'unknown', 'aria-selected': String(g.step === shownStep), title: `Show the group logged at step ${g.step}` },
+      el('span', { class: 'item-step' }, `step ${g.step}`), badge);
+    const open = () => send({ type: 'openLogged', step: g.step });
+    li.addEventListener('click', open);
+    li.addEventListener('keydown', (e) => (e.key === 'Enter' || e.key === ' ') && (e.preventDefault(), open()));
+    return li;
+  }));
+  if (!items.length) list.append(el('li', { class: 'list-empty' }, noSignalOnly ? 'No logged group without signal.' : 'No group logged yet.'));
 }
 
 function select(i: number): void {
@@ -165,6 +214,13 @@ function render(m: Extract<HostToInspector, { type: 'group' }>): void {
   errorBox.hidden = true;
   title.textContent = m.title;
   const g = m.group;
+  const kind = groupKind(g);
+  setBadge(kindBadge, kind);
+  document.body.dataset.kind = kind;
+  kindNote.textContent = hasNoSignal(kind)
+    ? `No signal: every reward in this group is ${fmt(g.rewards[0] ?? 0, 3)}, so every advantage is 0 and its tokens carry no policy gradient (only the KL term acts on them).`
+    : '';
+  kindNote.hidden = !hasNoSignal(kind);
   const mean = g.rewards.reduce((a, b) => a + b, 0) / Math.max(1, g.rewards.length);
   meta.replaceChildren(
     el('div', {}, el('span', { class: 'k' }, 'question '), el('code', { id: 'question' }, g.question)),
@@ -181,11 +237,15 @@ function render(m: Extract<HostToInspector, { type: 'group' }>): void {
   renderTable();
   drawHeatmap();
   if (focus !== null) select(focus);
+  renderList();
 }
 
 listen(isHostToInspector, (m) => {
   if (m.type === 'group') render(m);
-  else {
+  else if (m.type === 'logged') {
+    logged = m.groups;
+    renderList();
+  } else {
     errorBox.textContent = m.message;
     errorBox.hidden = false;
   }
