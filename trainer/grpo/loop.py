@@ -317,6 +317,11 @@ class Trainer:
     def _grpo_setup(self) -> None:
         """Fix the reference, start the method, make the GRPO optimizer."""
         cfg = self.cfg
+        if cfg.dynamic_sampling and cfg.micro_batch_size and distributed.active():
+            # ranks would keep different numbers of groups, hence of micro-batches, and their per-micro-batch
+            # collectives would no longer pair up
+            raise ValueError("setting 'dynamic_sampling' with 'micro_batch_size' under torchrun is not supported; "
+                             "set micro_batch_size=0 or run one process")
         self.phase = "grpo"
         if not self.ctx.lora:
             self.ctx.reference = frozen_reference(self.ctx, self.run.path, self.step, self.ref_reset_at, self._latest,
