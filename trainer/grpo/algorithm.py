@@ -11,8 +11,9 @@ from typing import Sequence
 
 import torch
 
-LOSS_TYPES = ("grpo", "dr_grpo", "dapo")
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
 SCALE_REWARDS = ("group", "batch", "none")
+IMPORTANCE_LEVELS = ("token", "sequence")
 
 
 def outcome_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
@@ -84,6 +85,34 @@ def clip_masks(ratio: torch.Tensor, advantages: torch.Tensor, epsilon: float, ep
     return (ratio < 1 - epsilon) & (adv < 0), (ratio > 1 + epsilon_high) & (adv > 0)
 
 
+def importance_ratio(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, level: str = "token"
+                     ) -> torch.Tensor:
+    """ρ = π_θ/π_old per token [N, T] (`token`, the paper), or GSPO's one ratio per completion [N, 1]
+    (`sequence`): s_i = exp((1/|o_i|) Σ_t log ρ_{i,t}), the geometric mean of its token ratios (TRL's
+    importance_sampling_level)."""
+    log_ratio = logp - old_logp
+    if level == "token":
+        return torch.exp(log_ratio)
+    if level == "sequence":
+        mask = mask.to(log_ratio.dtype)
+        return torch.exp((log_ratio * mask).sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1.0))
+    raise ValueError(f"importance_sampling_level must be one of {IMPORTANCE_LEVELS}, got {level!r}")
+
+
+def high_entropy_mask(entropy: torch.Tensor, mask: torch.Tensor, quantile: float,
+                      pool: torch.Tensor | None = None) -> torch.Tensor:
+    """top_entropy_quantile (TRL's, after "Beyond the 80/20 rule"): True for the real tokens whose entropy is at
+    least the (1 − q) quantile of the real tokens' entropies (of `pool`, when given: every process's tokens of
+    this forward pass, as TRL gathers them); only those keep the policy-gradient term. q = 1 keeps every token."""
+    if quantile >= 1.0:
+        return mask.bool()
+    values = entropy[mask.bool()].float() if pool is None else pool.float()
+    if values.numel() == 0:
+        return torch.zeros_like(mask, dtype=torch.bool)
+    threshold = torch.quantile(values, 1.0 - quantile)
+    return (entropy * mask.to(entropy.dtype) >= threshold) & mask.bool()
+
+
 def loss_mask(mask: torch.Tensor, truncated: torch.Tensor | None, mask_truncated: bool) -> torch.Tensor:
     """The tokens the loss keeps: `mask`, without the truncated completions when `mask_truncated` (TRL's
     mask_truncated_completions; they still count in the grpo/dr_grpo normalisers' N, as in TRL)."""
@@ -102,7 +131,8 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> 
 def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor | None,
               advantages: torch.Tensor, mask: torch.Tensor, epsilon: float = 0.2, beta: float = 0.04,
               loss_type: str = "grpo", epsilon_high: float | None = None,
-              max_completion_length: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+              max_completion_length: int | None = None, importance_sampling_level: str = "token",
+              token_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The GRPO loss (the negative of Eq. 3's objective) and its statistics.
 
     Tensors are [N, T] (N completions, T completion tokens; `mask` marks real tokens); advantages are
@@ -111,8 +141,12 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
     Normalisation (`loss_type`):
         grpo    — (1/N) Σ_i (1/|o_i|) Σ_t ℓ_{i,t}   (the paper: per-sequence mean, then mean)
         dr_grpo — Σ_{i,t} ℓ_{i,t} / (N · max_completion_length)   (a constant normaliser; T if not given)
-        dapo    — Σ_{i,t} ℓ_{i,t} / Σ_i |o_i|        (token-level mean)
+        dapo    — Σ_{i,t} ℓ_{i,t} / Σ_i |o_i|        (token-level mean over the whole step's batch)
+        bnpo    — the same over this forward pass's batch (TRL's; equal to dapo without micro-batches)
     ε_high defaults to ε (symmetric clipping). `ref_logp=None` or beta=0 leaves the KL term out.
+    `importance_sampling_level="sequence"` (GSPO) puts one ratio per completion, the geometric mean of its token
+    ratios, in place of ρ_t, clipped per completion. `token_mask` [N, T] (top_entropy_quantile's): tokens
+    outside it lose the policy-gradient term; the KL term still acts on them (as in TRL).
     """
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
@@ -121,9 +155,11 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
     adv = advantages if advantages.dim() == 2 else advantages[:, None]
     adv = adv.to(logp.dtype)
 
-    ratio = torch.exp(logp - old_logp)
+    ratio = importance_ratio(logp, old_logp, mask, importance_sampling_level)
     clipped = torch.clamp(ratio, 1 - epsilon, 1 + eps_high)
-    per_token = -torch.min(ratio * adv, clipped * adv)
+    per_token = -torch.min(ratio * adv, clipped * adv).expand_as(logp)
+    if token_mask is not None:
+        per_token = per_token * token_mask.to(per_token.dtype)
 
     kl = None
     if ref_logp is not None:
@@ -136,7 +172,7 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
     elif loss_type == "dr_grpo":
         denom = logp.shape[0] * (max_completion_length or logp.shape[1])
         loss = (per_token * mask).sum() / denom
-    else:
+    else:  # dapo, bnpo: a token mean here (they differ in how micro-batches are weighted: microbatch.weight)
         loss = (per_token * mask).sum() / mask.sum().clamp(min=1)
 
     with torch.no_grad():
@@ -146,7 +182,7 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
             "clip_ratio/low": masked_mean(low.to(logp.dtype), mask),
             "clip_ratio/high": masked_mean(high.to(logp.dtype), mask),
             "clip_ratio/region": masked_mean((low | high).to(logp.dtype), mask),
-            "ratio/mean": masked_mean(ratio, mask),
+            "ratio/mean": masked_mean(ratio.expand_as(logp), mask),
             "kl": masked_mean(kl, mask) if kl is not None else torch.zeros(()),
         }
     return loss, stats

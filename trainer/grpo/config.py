@@ -71,8 +71,16 @@ class Config:
     epsilon_high: float | None = _opt(None, "upper clip range (clip-higher, DAPO); defaults to epsilon",
                                       minimum=0, exclusive_min=True)
     loss_type: str = _opt("grpo", "grpo: per-sequence mean then mean over sequences (the paper); dr_grpo: "
-                          "sum over tokens / (N·max_completion_length); dapo: token-level mean",
-                          choices=("grpo", "dr_grpo", "dapo"))
+                          "sum over tokens / (N·max_completion_length); dapo: token-level mean over the step's "
+                          "batch; bnpo: token-level mean over each forward pass's batch (TRL's)",
+                          choices=("grpo", "dr_grpo", "dapo", "bnpo"))
+    importance_sampling_level: str = _opt("token", "token: one ratio π_θ/π_old per token (the paper); sequence: "
+                                          "GSPO's one ratio per completion, the geometric mean of its token ratios, "
+                                          "clipped per completion (GSPO uses ε of order 3e-4, not 0.2)",
+                                          choices=("token", "sequence"))
+    top_entropy_quantile: float = _opt(1.0, "only the tokens whose entropy is in the top q of each forward pass's "
+                                       "tokens keep the policy-gradient term (TRL's; 1: every token)", minimum=0,
+                                       maximum=1, exclusive_min=True)
     scale_rewards: str = _opt("group", "divide advantages by the std of the group, the batch, or not at all",
                               choices=("group", "batch", "none"))
     num_iterations: int = _opt(1, "μ: policy updates per sampled batch", minimum=1)

@@ -47,7 +47,8 @@ def token_ledger(mask: torch.Tensor, kinds: Sequence[str], G: int, loss_mask: to
     """The ledger's token categories for one step. `mask` [N, T]: real completion tokens; `kinds`: one per
     group of G; `loss_mask` [N, T]: the tokens the loss keeps (mask without masked truncated completions);
     `clipped_low`/`clipped_high` [N, T]: clipped tokens (bool, or their mean over μ updates); `other_mask`
-    [N, T]: another token mask of the objective (True: kept); `filtered_tokens`: tokens of groups dynamic
+    [N, T]: another token mask of the objective (True or 1: kept; top_entropy_quantile's, or its mean over the
+    μ updates); `filtered_tokens`: tokens of groups dynamic
     sampling discarded. Returns every ledger/ key of records.LEDGER_METRICS that counts tokens."""
     real = mask.float()
     left = real.clone()  # what no earlier category took
@@ -63,7 +64,7 @@ def token_ledger(mask: torch.Tensor, kinds: Sequence[str], G: int, loss_mask: to
     for kind, key in NO_SIGNAL.items():
         rows = torch.tensor([k == kind for k in per_row], dtype=torch.float32, device=mask.device)[:, None]
         out[key] = take(rows.expand_as(real))
-    out["ledger/masked_other"] = take(~other_mask.bool()) if other_mask is not None else 0.0
+    out["ledger/masked_other"] = take(1 - other_mask.float()) if other_mask is not None else 0.0
     out["ledger/clipped_low"] = take(clipped_low.float())
     out["ledger/clipped_high"] = take(clipped_high.float())
     out["ledger/effective"] = float(left.sum())

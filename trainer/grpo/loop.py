@@ -63,6 +63,7 @@ class Update:
     loss_mask: torch.Tensor | None = None
     clipped: tuple[torch.Tensor, torch.Tensor] | None = None
     token_grad: torch.Tensor | None = None
+    kept: torch.Tensor | None = None  # top_entropy_quantile's token mask (share kept over the μ updates)
 
 
 def make_optimizer(params, lr: float, weight_decay: float, total: int, warmup: int, schedule: str):
@@ -104,7 +105,7 @@ def signal_metrics(group: groups.Group, update: Update, G: int, max_completion_l
     kinds = ledger.group_kinds(group.advantages, group.scored.correct, G)
     keep = update.loss_mask if update.loss_mask is not None else mask
     low, high = update.clipped if update.clipped is not None else (torch.zeros_like(mask),) * 2
-    row = ledger.token_ledger(mask, kinds, G, keep, low, high, filtered_tokens=group.filtered_tokens)
+    row = ledger.token_ledger(mask, kinds, G, keep, low, high, update.kept, filtered_tokens=group.filtered_tokens)
     row.update(ledger.group_counts(kinds, group.filtered_groups))
     row.update(ledger.gradient_shares(update.token_grad, kinds, G, group.batch.lengths, max_completion_length))
     return row
@@ -429,7 +430,7 @@ class Trainer:
                                    cfg.mask_truncated_completions)
         logp, entropy = group.ref_logp, torch.zeros_like(group.ref_logp)  # recorded if no update runs
         losses, grad_norms, stats_acc = [], [], []
-        clip_low, clip_high, token_grad = torch.zeros_like(mask), torch.zeros_like(mask), None
+        clip_low, clip_high, token_grad, kept = torch.zeros_like(mask), torch.zeros_like(mask), None, None
         lr = self.opt.param_groups[0]["lr"]
         skipped = False
         loss_cfg = self.method_run.loss_settings()
@@ -440,11 +441,14 @@ class Trainer:
             if out is None:
                 skipped = True
                 break
-            it_logp, ent, loss, stats, grad = out
+            it_logp, ent, loss, stats, grad, keep = out
             if it == 0:
                 logp, entropy = it_logp, ent
             old = group.old_logp if group.old_logp is not None else it_logp
-            low, high = algorithm.clip_masks(torch.exp(it_logp - old), group.advantages, cfg.epsilon, cfg.eps_high)
+            ratio = algorithm.importance_ratio(it_logp, old, mask, cfg.importance_sampling_level).expand_as(mask)
+            low, high = algorithm.clip_masks(ratio, group.advantages, cfg.epsilon, cfg.eps_high)
+            if keep is not None:
+                kept = (0 if kept is None else kept) + keep.float() / cfg.num_iterations
             clip_low, clip_high = clip_low + low.float() / cfg.num_iterations, clip_high + high.float() / cfg.num_iterations
             if grad is not None:
                 token_grad = grad if token_grad is None else token_grad + grad
@@ -467,7 +471,7 @@ class Trainer:
         stats = {k: sum(s[k].item() for s in stats_acc) / len(stats_acc) for k in stats_acc[0]} if stats_acc else {}
         return Update(logp, entropy, losses, grad_norms, stats, lr, skipped, time.time() - t0,
                       loss_mask=mask, clipped=None if skipped else (clip_low, clip_high),
-                      token_grad=None if skipped else token_grad)
+                      token_grad=None if skipped else token_grad, kept=None if skipped else kept)
 
     def _nonfinite(self) -> bool:
         """A non-finite loss or gradient: this step's update is skipped (a warning event). True when that

@@ -116,7 +116,7 @@ LEDGER_METRICS: dict[str, str] = {
     "ledger/no_signal_correct": "in groups whose rewards are all equal and every answer is right (advantage 0)",
     "ledger/no_signal_wrong": "in groups whose rewards are all equal and no answer is right (advantage 0)",
     "ledger/no_signal_other": "in groups whose rewards are all equal, answers mixed (a reward that ignores them)",
-    "ledger/masked_other": "masked by another token mask of the objective",
+    "ledger/masked_other": "dropped from the policy gradient by top_entropy_quantile's token mask",
     "ledger/clipped_low": "ratio < 1−ε with a negative advantage: clipped, no policy gradient",
     "ledger/clipped_high": "ratio > 1+ε_high with a positive advantage: clipped, no policy gradient",
     "ledger/effective": "carried policy gradient",

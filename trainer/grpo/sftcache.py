@@ -49,7 +49,8 @@ GRPO_ONLY = frozenset({
     "ref_reset_steps", "temperature", "reward", "reward_function", "micro_batch_size", "logging_steps",
     "log_samples_steps", "eval_steps", "eval_sampled_steps", "save_steps", "sft_save_steps", "save_total_limit",
     "onnx_export", "max_nonfinite_steps", "sft_cache", "device",  # the device's kind is keyed below
-    "mask_truncated_completions", "dynamic_sampling", "dynamic_sampling_max_rounds",
+    "mask_truncated_completions", "dynamic_sampling", "dynamic_sampling_max_rounds", "importance_sampling_level",
+    "top_entropy_quantile",
 })
 FILE_SETTINGS = ("task", "held_out")  # their files' content is keyed, not their paths
 WHOLE_FILE = 64 << 20  # model files up to this size are hashed whole; larger ones by size, mtime and both ends

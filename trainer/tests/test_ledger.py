@@ -93,13 +93,15 @@ def test_gradient_shares_split_the_token_gradient():
 
 def test_the_ledger_sums_to_the_sampled_tokens_on_every_step_of_a_real_run(tmp_path):
     """A real run where every category can occur: short completions masked when truncated, μ = 2 (clipping),
-    dynamic sampling (filtered groups), an SFT start good enough for mixed and all-correct groups."""
+    dynamic sampling (filtered groups), top_entropy_quantile (masked_other), an SFT start good enough for mixed
+    groups."""
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "trainer")}
     sets = {"sft_steps": 300, "sft_cache": "false", "max_steps": 4, "questions_per_step": 6, "num_generations": 4,
             "max_completion_length": 14, "mask_truncated_completions": "true", "num_iterations": 2,
             "learning_rate": 3e-3, "dynamic_sampling": "true", "dynamic_sampling_max_rounds": 2, "eval_size": 16,
-            "eval_samples": 0, "onnx_export": "false", "log_samples_steps": 1}
+            "eval_samples": 0, "onnx_export": "false", "log_samples_steps": 1,
+            "top_entropy_quantile": 0.5}
     args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
     p = subprocess.run([sys.executable, "-m", "grpo", "train", "--run-dir", str(run), "--quiet", *args], env=env,
                        capture_output=True, text=True, timeout=600)
@@ -114,7 +116,7 @@ def test_the_ledger_sums_to_the_sampled_tokens_on_every_step_of_a_real_run(tmp_p
         if "grad_share/mixed" in m:  # absent where nothing had a gradient (every completion truncated and masked)
             assert sum(m[f"grad_share/{k}"] for k in ledger.KINDS) == pytest.approx(1.0, abs=1e-6)
     seen = {k for m in metrics for k in TOKEN_KEYS if m[k] > 0}
-    assert {"ledger/truncated_masked", "ledger/effective", "ledger/filtered"} <= seen, seen
+    assert {"ledger/truncated_masked", "ledger/effective", "ledger/filtered", "ledger/masked_other"} <= seen, seen
     assert any("grad_share/mixed" in m for m in metrics)
     samples, _ = read_jsonl(run / "samples.jsonl")
     assert all(s["kind"] in records.GROUP_KINDS for s in samples)

@@ -1,11 +1,10 @@
 """Micro-batched forward/backward accumulates exactly the whole batch's gradient, for every loss type."""
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 
 from grpo import logprobs, microbatch, models, rollout
+from grpo.config import Config
 
 
 @pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo", "dapo"])
@@ -23,13 +22,16 @@ def test_micro_batches_give_the_whole_batch_gradient(loss_type):
     scorer = logprobs.Scorer(model)
     results = []
     for size in (0, 2):
-        cfg = SimpleNamespace(micro_batch_size=size, temperature=1.0, epsilon=0.2, beta=0.04, loss_type=loss_type,
-                              epsilon_high=None, max_completion_length=10)
-        logp, _, loss, stats = microbatch.forward_backward(scorer, batch, old, ref, adv, mask, cfg, False, model.zero_grad)
+        cfg = Config(micro_batch_size=size, temperature=1.0, epsilon=0.2, beta=0.04, loss_type=loss_type,
+                     max_completion_length=10)
+        logp, _, loss, stats, token_grad, kept = microbatch.forward_backward(scorer, batch, old, ref, adv, mask, cfg,
+                                                                             False, model.zero_grad)
+        assert kept is None  # top_entropy_quantile = 1: no token mask
         grad = torch.cat([p.grad.flatten() for p in model.parameters()])
-        results.append((logp, loss, stats["kl"], grad))
-    (lp0, l0, kl0, g0), (lp1, l1, kl1, g1) = results
+        results.append((logp, loss, stats["kl"], grad, token_grad))
+    (lp0, l0, kl0, g0, t0), (lp1, l1, kl1, g1, t1) = results
     assert torch.allclose(lp0, lp1, atol=1e-5) and torch.allclose(l0, l1, atol=1e-6)
+    assert torch.allclose(t0, t1, atol=1e-7, rtol=1e-4) and t0.shape == mask.shape  # the ledger's |∂L/∂log π|
     assert torch.allclose(g0, g1, atol=1e-6, rtol=1e-4) and g0.abs().max() > 0
     if loss_type == "dapo":
         assert torch.allclose(kl0, kl1, atol=1e-6)

@@ -241,7 +241,7 @@ export interface MetricsRow {
   "ledger/no_signal_wrong"?: number | null;
   /** in groups whose rewards are all equal, answers mixed (a reward that ignores them) */
   "ledger/no_signal_other"?: number | null;
-  /** masked by another token mask of the objective */
+  /** dropped from the policy gradient by top_entropy_quantile's token mask */
   "ledger/masked_other"?: number | null;
   /** ratio < 1−ε with a negative advantage: clipped, no policy gradient */
   "ledger/clipped_low"?: number | null;
