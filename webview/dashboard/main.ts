@@ -20,7 +20,7 @@ import { button, el, registerComponents } from '../components';
 import { describe, getState, listen, post, setState } from '../host';
 import { CHARTS, DrawCache, RunSeries, yBounds, type ChartDef, type Point } from './data';
 import { SignalCard } from './signal';
-import { alpha, applyTheme as themeChart, readTheme } from './theme';
+import { alpha, applyTheme as themeChart, LINE_CHART_BASE, readTheme } from './theme';
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, CategoryScale, Filler, Tooltip, Legend);
 registerComponents();
@@ -88,12 +88,7 @@ function makeChart(canvas: HTMLCanvasElement, def: ChartDef): Chart<'line', Poin
     type: 'line',
     data: { datasets: [] },
     options: {
-      animation: false,
-      parsing: false,
-      normalized: true,
-      responsive: true,
-      maintainAspectRatio: false,
-      spanGaps: true,
+      ...LINE_CHART_BASE,
       interaction: { mode: 'nearest', axis: 'x', intersect: false },
       elements: { point: { radius: 0, hitRadius: 4 }, line: { borderWidth: 1.5, tension: 0 } },
       scales: {

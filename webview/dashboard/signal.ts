@@ -11,7 +11,7 @@ import { formatNumber } from '../../src/shared/format';
 import { button, el, type ButtonHandle } from '../components';
 import type { Point, RunSeries } from './data';
 import { breakdownAt, formatCount, formatShare, lastLedgerRow, LedgerStack, nearestLedgerRow, STACK_ORDER, summarize, UNKNOWN_CATEGORY, LEDGER_CATEGORIES, type LedgerBreakdown, type LedgerCategory, type Part, type Tone } from './ledger';
-import { alpha, applyTheme, type Theme } from './theme';
+import { alpha, applyTheme, LINE_CHART_BASE, type Theme } from './theme';
 
 export interface SignalRun { id: string; name: string; series: RunSeries; several: boolean }
 
@@ -81,12 +81,7 @@ export class SignalCard {
       data: { datasets: [] },
       plugins: [marker],
       options: {
-        animation: false,
-        parsing: false,
-        normalized: true,
-        responsive: true,
-        maintainAspectRatio: false,
-        spanGaps: true,
+        ...LINE_CHART_BASE,
         elements: { point: { radius: 0, hitRadius: 0 }, line: { borderWidth: 0, tension: 0 } },
         scales: {
           x: { type: 'linear', title: { display: true, text: 'step' }, ticks: { maxTicksLimit: 8 } },

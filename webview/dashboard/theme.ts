@@ -10,6 +10,16 @@ const FALLBACK = ['#3794ff', '#d18616', '#89d185', '#b180d7', '#f14c4c', '#cca70
 
 export interface Theme { palette: string[]; fg: string; grid: string; font: string }
 
+/** What every dashboard chart sets alike: drawn at once from pre-parsed, sorted points, sized by its box. */
+export const LINE_CHART_BASE = {
+  animation: false,
+  parsing: false,
+  normalized: true,
+  responsive: true,
+  maintainAspectRatio: false,
+  spanGaps: true,
+} as const;
+
 function cssVar(name: string, fallback: string): string {
   return getComputedStyle(document.body).getPropertyValue(name).trim() || fallback;
 }
