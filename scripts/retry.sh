@@ -1,10 +1,11 @@
 # Sourced by the set-up scripts. `retry CMD ARGS…` runs a download-and-install command up to
-# RETRY_ATTEMPTS times (default 3), waiting RETRY_DELAY s (default 10), then twice that, between tries:
-# a registry that drops one connection mid-download (pip, npm and apt only retry the connection, not a torn
-# transfer) should not fail a fresh set-up. The command's own error output is kept; the last failure's exit
+# RETRY_ATTEMPTS times (default 5), waiting RETRY_DELAY s (default 15), then twice, three and four times
+# that, between tries (2.5 minutes in all): a registry that drops connections mid-download for a minute
+# (pip, npm and apt only retry the connection or resume at once, not after a pause) should not fail a fresh
+# set-up. A CI run once lost all three tries of the old 30-second schedule to one outage. The command's own error output is kept; the last failure's exit
 # status is returned. test/unit/scripts.test.ts covers it.
 retry() {
-  local attempts=${RETRY_ATTEMPTS:-3} delay=${RETRY_DELAY:-10} n=1 rc
+  local attempts=${RETRY_ATTEMPTS:-5} delay=${RETRY_DELAY:-15} n=1 rc
   while true; do
     "$@" && return 0
     rc=$?

@@ -14,7 +14,7 @@ stamp=.venv/.requirements.sha
 want=$(cat trainer/requirements.txt trainer/requirements-dev.txt bench/requirements.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   retry .venv/bin/python -m pip install --quiet --upgrade pip
-  retry .venv/bin/python -m pip install --quiet -r trainer/requirements-dev.txt -r bench/requirements.txt
+  retry .venv/bin/python -m pip install --quiet --resume-retries 20 -r trainer/requirements-dev.txt -r bench/requirements.txt
   echo "$want" > "$stamp"
 fi
 .venv/bin/python -c "import torch, transformers; print(f'trainer env ready: torch {torch.__version__}, transformers {transformers.__version__}')"
