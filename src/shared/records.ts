@@ -206,6 +206,7 @@ export const isControlRequest = (v: unknown): v is ControlRequest => checkAs('Co
 
 export const checkScoreResult = checker('ScoreResult', 'score result');
 export const checkCompareResult = checker('CompareResult', 'compare result');
+export const checkReplayResult = checker('ReplayResult', 'replay result');
 
 export type InspectRequestType = keyof InspectRequests;
 /** The guard for each inspection request's answer. */
@@ -213,6 +214,7 @@ export const INSPECT_RESULT_CHECKS: { [K in InspectRequestType]: (v: unknown) =>
   sample_group: checkGroupRecord,
   score: checkScoreResult,
   compare: checkCompareResult,
+  replay: checkReplayResult,
 };
 
 /** One stdin line: `{"v":1,"type":…,"id":…, …params}`. */

@@ -56,7 +56,8 @@ def params_of(msg: dict[str, Any]) -> dict[str, Any]:
         name = where.split(".", 1)[1].split(" ", 1)[0]
         if where.endswith(" is missing"):
             raise RequestError(f"{msg['type']} needs the parameter {name!r}")
-        raise RequestError(f"parameter {name!r}: {what}")
+        base = name.split("[", 1)[0]  # a list's item: 'variants' (variants[0])
+        raise RequestError(f"parameter {base!r}{f' ({name})' if base != name else ''}: {what}")
     return params
 
 

@@ -53,7 +53,7 @@ Phase = Literal["setup", "sft", "grpo", "done"]
 EventKind = Literal["phase", "eval", "decontamination", "checkpoint", "ref_reset", "warning", "error", "control",
                     "resume", "sft_cache"]
 ControlType = Literal["pause", "resume", "stop", "save_checkpoint"]
-InspectType = Literal["sample_group", "score", "compare"]
+InspectType = Literal["sample_group", "score", "compare", "replay"]
 MessageType = Literal["started", "status", "progress", "metrics", "samples", "event", "response"]
 # a group's kind: its rewards differ (it carries policy gradient), or all are equal and every answer is right,
 # none is, or the answers are mixed under a reward that ignores them
@@ -428,6 +428,42 @@ class CompareResult(TypedDict):
     source: NotRequired[Source]
 
 
+class ReplayCompletion(TypedDict):
+    """One completion of a replayed step's batch (the same in every variant)."""
+
+    group: Annotated[int, "which question of the step (index into ReplayResult.questions)"]
+    text: str
+    tokens: list[str]
+    reward: float
+    advantage: Annotated[float, "the sequence-level advantage the run trained with"]
+    truncated: bool
+
+
+class ReplayVariant(TypedDict):
+    """One replay of the step: the run's own settings (`settings` empty) or an alternative objective."""
+
+    name: Annotated[str, "'run' for the run's own settings, else the changed settings, e.g. 'loss_type=dr_grpo'"]
+    settings: Annotated[dict[str, Any], "the settings this variant changes (empty: the run's own)"]
+    loss: Annotated[float, "the loss (mean over the μ updates)"]
+    grad_norm: Annotated[float, "the gradient norm before clipping (mean over the μ updates)"]
+    delta_logp: Annotated[list[list[float]], "per completion, per token: log π after the update − before it"]
+    delta_seq: Annotated[list[float], "per completion: the change of the whole sequence's log-probability"]
+    ledger: Annotated[dict[str, float], "the step's signal ledger under this variant (LEDGER_METRICS' keys)"]
+    reproduced: NotRequired[Annotated[float, "the run's own settings only: max |log π after − what the run logged|"]]
+
+
+class ReplayResult(TypedDict):
+    """`replay` / `python -m grpo replay`: one logged step re-applied from the state before it, under the run's
+    settings and under alternatives, each from the same state (replay.py)."""
+
+    step: int
+    run_dir: str
+    questions: list[str]
+    completions: list[ReplayCompletion]
+    variants: list[ReplayVariant]
+    seconds: Annotated[float, "wall-clock time of the whole replay"]
+
+
 # ----------------------------------------------------------------------------------- stdin requests
 class SampleGroupParams(TypedDict, total=False):
     question: Required[str]
@@ -450,10 +486,17 @@ class CompareParams(TypedDict, total=False):
     seed: int
 
 
+class ReplayParams(TypedDict, total=False):
+    step: Required[Annotated[int, "a step with a replay record (replay/step_N/, written at log_samples_steps)"]]
+    variants: Annotated[list[dict[str, Any]], "settings to change, one alternative each (e.g. "
+                                              "{\"loss_type\": \"dr_grpo\"}); the run's own settings replay first"]
+
+
 # request type → (params, result)
 INSPECT: dict[str, tuple[type, type]] = {"sample_group": (SampleGroupParams, GroupRecord),
                                          "score": (ScoreParams, ScoreResult),
-                                         "compare": (CompareParams, CompareResult)}
+                                         "compare": (CompareParams, CompareResult),
+                                         "replay": (ReplayParams, ReplayResult)}
 
 
 class ControlRequest(TypedDict):
@@ -543,7 +586,8 @@ UNIONS: dict[str, tuple[str, dict[str, type], type | None]] = {
 }
 # every record the extension needs (others are reached through these)
 ROOTS: tuple[type, ...] = (RunStatus, MetricsRow, GroupRecord, QuestionsRow, PreflightReport, ScoreResult,
-                           CompareResult, ControlRequest, SampleGroupParams, ScoreParams, CompareParams, *EVENTS.values(), *MESSAGES.values())
+                           CompareResult, ReplayResult, ControlRequest, SampleGroupParams, ScoreParams, CompareParams,
+                           ReplayParams, *EVENTS.values(), *MESSAGES.values())
 
 
 # ------------------------------------------------------------------------------------ the schema

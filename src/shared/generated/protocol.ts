@@ -14,7 +14,7 @@ export const EVENT_KINDS = ["phase","eval","decontamination","checkpoint","ref_r
 export type EventKind = (typeof EVENT_KINDS)[number];
 export const CONTROL_TYPES = ["pause","resume","stop","save_checkpoint"] as const;
 export type ControlType = (typeof CONTROL_TYPES)[number];
-export const INSPECT_TYPES = ["sample_group","score","compare"] as const;
+export const INSPECT_TYPES = ["sample_group","score","compare","replay"] as const;
 export type InspectType = (typeof INSPECT_TYPES)[number];
 export const MESSAGE_TYPES = ["started","status","progress","metrics","samples","event","response"] as const;
 export type MessageType = (typeof MESSAGE_TYPES)[number];
@@ -377,6 +377,57 @@ export interface ReferenceSide extends CompareSide {
   policy_logp: number[];
 }
 
+/** One completion of a replayed step's batch (the same in every variant). */
+export interface ReplayCompletion {
+  /** which question of the step (index into ReplayResult.questions) */
+  group: number;
+  text: string;
+  tokens: string[];
+  reward: number;
+  /** the sequence-level advantage the run trained with */
+  advantage: number;
+  truncated: boolean;
+}
+
+export interface ReplayParams {
+  /** a step with a replay record (replay/step_N/, written at log_samples_steps) */
+  step: number;
+  /** settings to change, one alternative each (e.g. {"loss_type": "dr_grpo"}); the run's own settings replay first */
+  variants?: (Record<string, Json>)[];
+}
+
+/** `replay` / `python -m grpo replay`: one logged step re-applied from the state before it, under the run's
+    settings and under alternatives, each from the same state (replay.py). */
+export interface ReplayResult {
+  step: number;
+  run_dir: string;
+  questions: string[];
+  completions: ReplayCompletion[];
+  variants: ReplayVariant[];
+  /** wall-clock time of the whole replay */
+  seconds: number;
+}
+
+/** One replay of the step: the run's own settings (`settings` empty) or an alternative objective. */
+export interface ReplayVariant {
+  /** 'run' for the run's own settings, else the changed settings, e.g. 'loss_type=dr_grpo' */
+  name: string;
+  /** the settings this variant changes (empty: the run's own) */
+  settings: Record<string, Json>;
+  /** the loss (mean over the μ updates) */
+  loss: number;
+  /** the gradient norm before clipping (mean over the μ updates) */
+  grad_norm: number;
+  /** per completion, per token: log π after the update − before it */
+  delta_logp: number[][];
+  /** per completion: the change of the whole sequence's log-probability */
+  delta_seq: number[];
+  /** the step's signal ledger under this variant (LEDGER_METRICS' keys) */
+  ledger: Record<string, number>;
+  /** the run's own settings only: max |log π after − what the run logged| */
+  reproduced?: number;
+}
+
 /** The answer to a request on stdin (`id` echoes it; null for a line that could not be read). */
 export interface ResponseMessage {
   v: 1;
@@ -561,6 +612,7 @@ export interface InspectRequests {
   sample_group: { params: SampleGroupParams; result: GroupRecord };
   score: { params: ScoreParams; result: ScoreResult };
   compare: { params: CompareParams; result: CompareResult };
+  replay: { params: ReplayParams; result: ReplayResult };
 }
 
 /** Every record and union by name, for the guards. */
@@ -586,6 +638,10 @@ export interface Records {
   QuestionsRow: QuestionsRow;
   RefResetEvent: RefResetEvent;
   ReferenceSide: ReferenceSide;
+  ReplayCompletion: ReplayCompletion;
+  ReplayParams: ReplayParams;
+  ReplayResult: ReplayResult;
+  ReplayVariant: ReplayVariant;
   ResponseMessage: ResponseMessage;
   ResumeEvent: ResumeEvent;
   RunEvent: RunEvent;
@@ -612,7 +668,7 @@ export const SCHEMA = {
     "Phase": ["setup","sft","grpo","done"],
     "EventKind": ["phase","eval","decontamination","checkpoint","ref_reset","warning","error","control","resume","sft_cache"],
     "ControlType": ["pause","resume","stop","save_checkpoint"],
-    "InspectType": ["sample_group","score","compare"],
+    "InspectType": ["sample_group","score","compare","replay"],
     "MessageType": ["started","status","progress","metrics","samples","event","response"],
     "GroupKind": ["mixed","all_correct","all_wrong","no_signal_other"],
     "Verdict": ["healthy","wasteful","dead","bad_settings"],
@@ -639,6 +695,10 @@ export const SCHEMA = {
     "QuestionsRow": {"fields":[{"name":"step","type":{"t":"int"},"required":true},{"name":"source","type":{"t":"literal","values":["train","eval"]},"required":true},{"name":"questions","type":{"t":"list","of":{"t":"str"}},"required":true},{"name":"passed","type":{"t":"list","of":{"t":"int"}},"required":true,"len":{"of":"questions","noun":"questions","unit":"values"}},{"name":"samples","type":{"t":"int"},"required":true}]},
     "RefResetEvent": {"fields":[{"name":"kind","type":{"t":"literal","values":["ref_reset"]},"required":true},{"name":"time","type":{"t":"float"},"required":true},{"name":"step","type":{"t":"int"},"required":true}],"extra":{"t":"any"}},
     "ReferenceSide": {"fields":[{"name":"completion","type":{"t":"str"},"required":true},{"name":"tokens","type":{"t":"list","of":{"t":"str"}},"required":true},{"name":"logp","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"kl","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"logp_diff","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"truncated","type":{"t":"bool"},"required":false},{"name":"policy_logp","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}}]},
+    "ReplayCompletion": {"fields":[{"name":"group","type":{"t":"int"},"required":true},{"name":"text","type":{"t":"str"},"required":true},{"name":"tokens","type":{"t":"list","of":{"t":"str"}},"required":true},{"name":"reward","type":{"t":"float"},"required":true},{"name":"advantage","type":{"t":"float"},"required":true},{"name":"truncated","type":{"t":"bool"},"required":true}]},
+    "ReplayParams": {"fields":[{"name":"step","type":{"t":"int"},"required":true},{"name":"variants","type":{"t":"list","of":{"t":"dict","of":{"t":"any"}}},"required":false}]},
+    "ReplayResult": {"fields":[{"name":"step","type":{"t":"int"},"required":true},{"name":"run_dir","type":{"t":"str"},"required":true},{"name":"questions","type":{"t":"list","of":{"t":"str"}},"required":true},{"name":"completions","type":{"t":"list","of":{"t":"ref","name":"ReplayCompletion"}},"required":true},{"name":"variants","type":{"t":"list","of":{"t":"ref","name":"ReplayVariant"}},"required":true},{"name":"seconds","type":{"t":"float"},"required":true}]},
+    "ReplayVariant": {"fields":[{"name":"name","type":{"t":"str"},"required":true},{"name":"settings","type":{"t":"dict","of":{"t":"any"}},"required":true},{"name":"loss","type":{"t":"float"},"required":true},{"name":"grad_norm","type":{"t":"float"},"required":true},{"name":"delta_logp","type":{"t":"list","of":{"t":"list","of":{"t":"float"}}},"required":true},{"name":"delta_seq","type":{"t":"list","of":{"t":"float"}},"required":true},{"name":"ledger","type":{"t":"dict","of":{"t":"float"}},"required":true},{"name":"reproduced","type":{"t":"float"},"required":false}]},
     "ResponseMessage": {"fields":[{"name":"v","type":{"t":"literal","values":[1]},"required":true},{"name":"type","type":{"t":"literal","values":["response"]},"required":true},{"name":"id","type":{"t":"union","of":[{"t":"str"},{"t":"int"},{"t":"null"}]},"required":false,"default":null},{"name":"ok","type":{"t":"bool"},"required":true},{"name":"result","type":{"t":"any"},"required":false},{"name":"error","type":{"t":"str"},"required":false}]},
     "ResumeEvent": {"fields":[{"name":"kind","type":{"t":"literal","values":["resume"]},"required":true},{"name":"time","type":{"t":"float"},"required":true},{"name":"step","type":{"t":"int"},"required":true},{"name":"dropped_rows","type":{"t":"int"},"required":true}],"extra":{"t":"any"}},
     "RunEvent": {"fields":[{"name":"kind","type":{"t":"str"},"required":true},{"name":"time","type":{"t":"float"},"required":true},{"name":"step","type":{"t":"int"},"required":true}],"extra":{"t":"any"}},
