@@ -1,4 +1,4 @@
-"""Command line: `python -m grpo train | eval | decontaminate | sample | export-onnx | serve | import-trl |
+"""Command line: `python -m grpo train | eval | decontaminate | sample | export-onnx | serve | replay | import-trl |
 paradigm | user-code | config-schema`.
 
 stdout belongs to machine-readable output (the protocol stream for `train` when stdout is a pipe or a file, or
@@ -205,6 +205,33 @@ def cmd_preflight(args: argparse.Namespace) -> int:
             sys.stdout = out
     print(json.dumps(report) if args.json else preflight.describe(report), flush=True)
     return report["exit_code"]
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Re-apply a logged step under the run's settings and under alternatives (replay.py)."""
+    import json
+
+    from . import checkpoint, replay
+
+    sys.stderr = _TolerantStream(sys.__stderr__)
+    _setup_logging()
+    _quiet_libraries()
+    threads.configure()
+    try:
+        variants = [replay.settings_of([kv for kv in item.split(",") if kv.strip()]) for item in args.set]
+    except replay.ReplayError as e:
+        return _fail(str(e))
+    out, sys.stdout = sys.stdout, sys.stderr  # library prints stay off the result
+    try:
+        result = replay.replay(Path(args.run_dir), args.step, variants)
+    except replay.ReplayError as e:
+        return _fail(str(e), 2 if "setting" in str(e) else 1)
+    except (checkpoint.CheckpointError, OSError) as e:
+        return _fail(str(e), 1)
+    finally:
+        sys.stdout = out
+    print(json.dumps(result) if args.json else replay.describe(result), flush=True)
+    return 0
 
 
 def _isatty(f) -> bool:
@@ -536,6 +563,15 @@ def _checkpoint_commands(sub) -> None:
                    "manifest.json into")
     x.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # the trainer's background exporter
     x.set_defaults(func=cmd_export_onnx)
+
+    r = sub.add_parser("replay", help="re-apply a logged step from the state before it, under the run's settings "
+                       "and under alternative objectives: per-token Δ log π, loss, gradient norm, signal ledger")
+    r.add_argument("--run-dir", required=True, help="the run directory (its replay/step_N/ records)")
+    r.add_argument("--step", type=int, required=True, help="a logged step (log_samples_steps) with a replay record")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                   help="one alternative: the objective settings it changes (repeat for more alternatives)")
+    r.add_argument("--json", action="store_true", help="print the whole result (ReplayResult) as one JSON line")
+    r.set_defaults(func=cmd_replay)
 
     v = sub.add_parser("serve", help="answer sample_group / score / compare requests about a checkpoint on "
                        "stdin, one JSON line each, until stdin closes or a stop request")

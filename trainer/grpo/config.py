@@ -142,6 +142,10 @@ class Config:
     # Logging, evaluation, checkpoints
     logging_steps: int = _opt(1, "write a metrics row every N steps", minimum=1)
     log_samples_steps: int = _opt(10, "log a whole group to samples.jsonl every N steps (0: never)", minimum=0)
+    replay_total_limit: int = _opt(3, "at each logged step (log_samples_steps) also keep what `grpo replay` needs "
+                                   "to re-apply it: the trainable weights and optimizer state before it and its "
+                                   "batch (about 3× the trainable parameters' size each; LoRA: the adapters'); "
+                                   "keep the newest N (0: none)", minimum=0)
     eval_steps: int = _opt(25, "greedy held-out evaluation every N steps (0: only at the end)", minimum=0)
     eval_size: int = _opt(400, "held-out questions for evaluation", minimum=1)
     held_out: str = _opt("", "a JSONL or Parquet file of held-out question/answer rows to evaluate on (its first "

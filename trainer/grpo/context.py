@@ -43,6 +43,7 @@ class Source:
     step: int | None
     phase: str | None
     reference: str              # where the reference comes from, in words
+    run_dir: Path | None = None  # the run it belongs to (replay reads its records); not reported
 
     def as_dict(self, **extra: Any) -> dict[str, Any]:
         return {"checkpoint": self.checkpoint, "step": self.step, "phase": self.phase, "reference": self.reference,
@@ -61,6 +62,22 @@ def eval_mode(*modules) -> Iterator[None]:
     finally:
         for m, w in zip(modules, was):
             m.train(w)
+
+
+def score_batch(model, batch: rollout.Batch, temperature: float, dtype, chunk_tokens: int, micro_batch_size: int,
+                *, with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token log-probs (and entropy) of the batch's completions under `model`, in eval mode and without
+    gradients: chunked over the vocabulary, `micro_batch_size` sequences at a time. What a step scores π_ref
+    and π_old with, and what replay measures a step's Δ log π with."""
+    with eval_mode(model):
+        scorer = logprobs.Scorer(model, chunk_tokens, dtype)
+
+        def part(mb: rollout.Batch) -> torch.Tensor:
+            logp, ent = logprobs.score(scorer, mb, temperature, with_entropy=with_entropy)
+            return torch.stack([logp, ent if ent is not None else torch.zeros_like(logp)], dim=-1)
+
+        out = microbatch.score_in_parts(part, batch, micro_batch_size)
+    return out[..., 0], (out[..., 1] if with_entropy else None)
 
 
 class PolicyContext:
@@ -183,15 +200,9 @@ class PolicyContext:
         chunk = self.settings.logprob_chunk_tokens if chunk_tokens is None else chunk_tokens
         with contextlib.ExitStack() as stack:
             model = stack.enter_context(self.as_reference()) if reference else self.policy
-            stack.enter_context(eval_mode(self.policy, model))
-            scorer = logprobs.Scorer(model, chunk, self.dtype)
-
-            def part(mb: rollout.Batch) -> torch.Tensor:
-                logp, ent = logprobs.score(scorer, mb, temperature, with_entropy=with_entropy)
-                return torch.stack([logp, ent if ent is not None else torch.zeros_like(logp)], dim=-1)
-
-            out = microbatch.score_in_parts(part, batch, self.settings.micro_batch_size)
-        return out[..., 0], (out[..., 1] if with_entropy else None)
+            stack.enter_context(eval_mode(self.policy))
+            return score_batch(model, batch, temperature, self.dtype, chunk, self.settings.micro_batch_size,
+                               with_entropy=with_entropy)
 
     def evaluate(self, rows: list[dict], *, max_new_tokens: int | None = None, samples: int = 0,
                  ks: tuple[int, ...] = evaluation.DEFAULT_K, temperature: float = 1.0,
@@ -263,7 +274,7 @@ def from_checkpoint(path: str | Path, device: torch.device | None = None, user_c
         task = tasks.Task()
     state = checkpoint.read_state(ckpt) if (ckpt / "trainer_state.json").is_file() else {}
     ctx = PolicyContext(settings, device, policy.eval(), tok, task, reference, model_path=str(ckpt), run_dir=run_dir)
-    return ctx, Source(str(ckpt), state.get("step"), state.get("phase"), where), run_dir
+    return ctx, Source(str(ckpt), state.get("step"), state.get("phase"), where, run_dir), run_dir
 
 
 def reference_dir(ckpt: Path) -> Path:

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 import torch
 
-from . import algorithm, groups, models, protocol, records, rollout, sft
+from . import algorithm, checkpoint, groups, models, protocol, records, replay, rollout, sft
 from .context import PolicyContext, Source, eval_mode
 from .records import CompareResult, GroupRecord, ScoreResult
 
@@ -283,6 +283,18 @@ def compare(ctx: PolicyContext, source: Source, params: dict) -> CompareResult:
                                                          max_completion_length=max_new)}
 
 
+# --------------------------------------------------------------------------------------- replay
+def _replay(ctx: PolicyContext, source: Source, params: dict) -> records.ReplayResult:
+    """A logged step of the source's run re-applied under its settings and the variants (replay.py): on a model
+    of its own, loaded from the run's files, so the policy answering the other requests is untouched."""
+    if source.run_dir is None:
+        raise RequestError("replay needs a run directory: this serve answers about a bare model directory")
+    try:
+        return replay.replay(source.run_dir, params["step"], params.get("variants", []), ctx.device)
+    except (replay.ReplayError, checkpoint.CheckpointError) as e:
+        raise RequestError(str(e)) from None
+
+
 # --------------------------------------------------------------------------------------- dispatch
 def handle(ctx: PolicyContext, source: Source, msg: dict[str, Any]) -> dict[str, Any]:
     """The result of one inspection request; raises RequestError on bad input."""
@@ -293,6 +305,8 @@ def handle(ctx: PolicyContext, source: Source, msg: dict[str, Any]) -> dict[str,
     if kind == protocol.SCORE:
         result = score(ctx, params["text"], params.get("prompt", ""), source.step)
         return {**result, "source": source.as_dict()}
+    if kind == protocol.REPLAY:
+        return _replay(ctx, source, params)
     return compare(ctx, source, params)
 
 

@@ -16,21 +16,20 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import random
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from . import algorithm, checkpoint, context, control, distributed, evaluation, groups, inspector, ledger, logprobs, \
-    methods, microbatch, models, onnx_export, protocol, sftstage
+    methods, models, onnx_export, protocol, replay, sftstage
 from .config import Config, parse_ks
 from .progress import Progress
 from .records import MetricsRow
 from .rundir import RunDir
+from .update import Update, make_optimizer, policy_updates, signal_metrics
 
 log = logging.getLogger("grpo")
 
@@ -44,41 +43,6 @@ def pick_device(setting: str) -> torch.device:
             raise RuntimeError("setting 'device' is cuda but no CUDA device is available")
         return distributed.device_for(torch.device("cuda"))
     return torch.device("cpu")
-
-
-@dataclass
-class Update:
-    """What the μ policy updates of one step did."""
-
-    logp: torch.Tensor            # π_θ's log-probs in the first update (π_ref's if none ran)
-    entropy: torch.Tensor
-    losses: list[float]
-    grad_norms: list[float]
-    stats: dict[str, float]
-    learning_rate: float
-    skipped: bool                 # a non-finite loss or gradient: no update was applied
-    seconds: float
-    # the signal ledger's inputs: the tokens the loss kept, the clipped ones (mean over the μ updates) and
-    # |∂L/∂log π| per token (summed over them); None where no update ran
-    loss_mask: torch.Tensor | None = None
-    clipped: tuple[torch.Tensor, torch.Tensor] | None = None
-    token_grad: torch.Tensor | None = None
-    kept: torch.Tensor | None = None  # top_entropy_quantile's token mask (share kept over the μ updates)
-
-
-def make_optimizer(params, lr: float, weight_decay: float, total: int, warmup: int, schedule: str):
-    """AdamW (betas 0.9/0.99, TRL's) with a linear warm-up then a constant, cosine or linear schedule."""
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.99))
-
-    def factor(s: int) -> float:
-        if warmup and s < warmup:
-            return (s + 1) / warmup
-        if schedule == "constant" or total <= warmup:
-            return 1.0
-        frac = min(1.0, (s - warmup) / max(1, total - warmup))
-        return 0.5 * (1 + math.cos(math.pi * frac)) if schedule == "cosine" else 1.0 - frac
-
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 def frozen_reference(ctx: context.PolicyContext, run_path: Path, step: int, ref_reset_at: int | None,
@@ -98,17 +62,10 @@ def frozen_reference(ctx: context.PolicyContext, run_path: Path, step: int, ref_
     return ref
 
 
-def signal_metrics(group: groups.Group, update: Update, G: int, max_completion_length: int) -> dict[str, float]:
-    """The step's signal ledger (ledger.py): its tokens by where their policy gradient went, its groups by
-    kind, and the gradient's shares by group kind and completion length."""
-    mask = group.batch.completion_mask
-    kinds = ledger.group_kinds(group.advantages, group.scored.correct, G)
-    keep = update.loss_mask if update.loss_mask is not None else mask
-    low, high = update.clipped if update.clipped is not None else (torch.zeros_like(mask),) * 2
-    row = ledger.token_ledger(mask, kinds, G, keep, low, high, update.kept, filtered_tokens=group.filtered_tokens)
-    row.update(ledger.group_counts(kinds, group.filtered_groups))
-    row.update(ledger.gradient_shares(update.token_grad, kinds, G, group.batch.lengths, max_completion_length))
-    return row
+def logged_step(cfg: Config, step: int) -> bool:
+    """Whether step `step` logs its group to samples.jsonl (and keeps a replay record): every
+    `log_samples_steps`, and the first."""
+    return bool(cfg.log_samples_steps) and (step % cfg.log_samples_steps == 0 or step == 1)
 
 
 def step_metrics(group: groups.Group, update: Update, G: int) -> dict[str, float]:
@@ -140,7 +97,8 @@ def step_metrics(group: groups.Group, update: Update, G: int) -> dict[str, float
     }
 
 
-def live_source(ctx: context.PolicyContext, phase: str, step: int, ref_reset_at: int | None) -> context.Source:
+def live_source(ctx: context.PolicyContext, phase: str, step: int, ref_reset_at: int | None,
+                run_dir: Path | None = None) -> context.Source:
     """What inspection requests are answered against, in words: the live policy and its reference."""
     if ctx.lora:
         where = "the base model with adapters disabled (LoRA)"
@@ -150,7 +108,7 @@ def live_source(ctx: context.PolicyContext, phase: str, step: int, ref_reset_at:
         where = "step_000000 (the policy when GRPO started)"
     else:
         where = f"the policy at step {ref_reset_at} (iterative RL)"
-    return context.Source(checkpoint=None, step=step, phase=phase, reference=where)
+    return context.Source(checkpoint=None, step=step, phase=phase, reference=where, run_dir=run_dir)
 
 
 def report_task_data(run, cfg: Config, task) -> None:
@@ -227,6 +185,8 @@ class Trainer:
         self.sft_step = self.state.get("sft_step", 0)
         self.ref_reset_at = self.state.get("ref_reset_at")
         self._latest = latest
+        if self.resume and distributed.is_main():  # replay records past the checkpoint belong to the replaced steps
+            replay.prune(self.run.path, cfg.replay_total_limit, after=self.step)
 
     policy = property(lambda self: self.ctx.policy)
     tokenizer = property(lambda self: self.ctx.tokenizer)
@@ -244,7 +204,8 @@ class Trainer:
                                message=f"{why}; continuing without restoring the random streams")
 
     def _answer(self, msg: dict) -> dict:
-        return inspector.answer(self.ctx, live_source(self.ctx, self.phase, self.step, self.ref_reset_at), msg)
+        return inspector.answer(self.ctx, live_source(self.ctx, self.phase, self.step, self.ref_reset_at, self.run.path),
+                                msg)
 
     # ------------------------------------------------------------------------------------------ run
     def train(self) -> str:
@@ -361,18 +322,47 @@ class Trainer:
         return report.metrics()
 
     def _grpo_step(self) -> None:
-        t_start = time.time()
-        group = self._collect()
-        t_generate = time.time() - t_start
-        with_old = self.cfg.num_iterations > 1 or self.method_run.needs_old_logp
-        self.ctx.score_group(group, self.cfg.temperature, with_old)
-        self.method_run.coefficients(group, self.step)
-        update = self._update(group)
-        if update is None:  # too many non-finite steps in a row: the run has failed
-            return
-        self.step += 1
-        self._record(group, update, t_start, t_generate)
-        self._reset_reference()
+        recorder = self._replay_recorder()
+        try:
+            t_start = time.time()
+            group = self._collect()
+            t_generate = time.time() - t_start
+            with_old = self.cfg.num_iterations > 1 or self.method_run.needs_old_logp
+            self.ctx.score_group(group, self.cfg.temperature, with_old)
+            self.method_run.coefficients(group, self.step)
+            update = self._update(group)
+            if update is None:  # too many non-finite steps in a row: the run has failed
+                return
+            self.step += 1
+            self._record(group, update, t_start, t_generate)
+            if recorder is not None and not update.skipped:  # the policy's log-probs after the update: replay's check
+                self._finish_replay(recorder, group)
+                recorder = None
+            self._reset_reference()
+        finally:
+            if recorder is not None:
+                recorder.abandon()
+
+    def _replay_recorder(self) -> replay.Recorder | None:
+        """At a logged step, what `replay` needs: the state before the update (written now) and, once the step
+        is done, its batch (replay.Recorder). One process, GRPO's objective only: a replay re-applies it."""
+        cfg, n, m = self.cfg, self.step + 1, self.method
+        if not (cfg.replay_total_limit and logged_step(cfg, n) and distributed.world() == 1
+                and (m.data, m.gc, m.kl) == ("pi_theta", "grpo", "loss")):
+            return None
+        try:
+            return replay.Recorder.begin(self.run, n, cfg.replay_total_limit, self.policy, self.opt)
+        except OSError as e:  # a full disk or a refused link costs the replay record, not the run
+            self.run.event("warning", self.step, code="replay_record", message=f"no replay record for step {n}: {e}")
+            return None
+
+    def _finish_replay(self, recorder: replay.Recorder, group: groups.Group) -> None:
+        try:
+            recorder.finish(self.tokenizer, group, self.ctx.score(group.batch, self.cfg.temperature)[0])
+        except OSError as e:
+            recorder.abandon()
+            self.run.event("warning", self.step, code="replay_record",
+                           message=f"no replay record for step {self.step}: {e}")
 
     def _collect(self) -> groups.Group:
         """Questions → completions from the method's data source (π_old for GRPO) → rewards → advantages."""
@@ -422,56 +412,17 @@ class Trainer:
         return group
 
     def _update(self, group: groups.Group) -> Update | None:
-        """μ policy updates (forward + backward micro-batched; gradients accumulate to the whole batch's).
-        None when the run fails on too many non-finite steps in a row."""
-        cfg = self.cfg
-        t0 = time.time()
-        mask = algorithm.loss_mask(group.batch.completion_mask.float(), group.batch.truncated,
-                                   cfg.mask_truncated_completions)
-        logp, entropy = group.ref_logp, torch.zeros_like(group.ref_logp)  # recorded if no update runs
-        losses, grad_norms, stats_acc = [], [], []
-        clip_low, clip_high, token_grad, kept = torch.zeros_like(mask), torch.zeros_like(mask), None, None
-        lr = self.opt.param_groups[0]["lr"]
-        skipped = False
-        loss_cfg = self.method_run.loss_settings()
-        for it in range(cfg.num_iterations):
-            out = microbatch.forward_backward(self.scorer, group.batch, group.old_logp, group.ref_logp,
-                                              group.advantages, mask, loss_cfg, with_entropy=(it == 0),
-                                              zero_grad=self.opt.zero_grad)
-            if out is None:
-                skipped = True
-                break
-            it_logp, ent, loss, stats, grad, keep = out
-            if it == 0:
-                logp, entropy = it_logp, ent
-            old = group.old_logp if group.old_logp is not None else it_logp
-            ratio = algorithm.importance_ratio(it_logp, old, mask, cfg.importance_sampling_level).expand_as(mask)
-            low, high = algorithm.clip_masks(ratio, group.advantages, cfg.epsilon, cfg.eps_high)
-            if keep is not None:
-                kept = (0 if kept is None else kept) + keep.float() / cfg.num_iterations
-            clip_low, clip_high = clip_low + low.float() / cfg.num_iterations, clip_high + high.float() / cfg.num_iterations
-            if grad is not None:
-                token_grad = grad if token_grad is None else token_grad + grad
-            gn = torch.nn.utils.clip_grad_norm_(self.policy.parameters(),
-                                                cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
-            if not torch.isfinite(gn):
-                skipped = True
-                break
-            self.opt.step()
-            self.method_run.after_update(group)
-            losses.append(loss.item())
-            grad_norms.append(gn.item())
-            stats_acc.append(stats)
-        if skipped and self._nonfinite():
+        """μ policy updates (update.policy_updates), then the scheduler and the rollout engine's weights. None
+        when the run fails on too many non-finite steps in a row."""
+        upd = policy_updates(self.scorer, self.policy, self.opt, group, self.cfg,
+                                    self.method_run.loss_settings(), lambda: self.method_run.after_update(group))
+        if upd.skipped and self._nonfinite():
             return None
-        if not skipped:
+        if not upd.skipped:
             self.nonfinite_in_row = 0
         self.sched.step()
         self.ctx.engine.sync(self.policy)
-        stats = {k: sum(s[k].item() for s in stats_acc) / len(stats_acc) for k in stats_acc[0]} if stats_acc else {}
-        return Update(logp, entropy, losses, grad_norms, stats, lr, skipped, time.time() - t0,
-                      loss_mask=mask, clipped=None if skipped else (clip_low, clip_high),
-                      token_grad=None if skipped else token_grad, kept=None if skipped else kept)
+        return upd
 
     def _nonfinite(self) -> bool:
         """A non-finite loss or gradient: this step's update is skipped (a warning event). True when that
@@ -510,7 +461,7 @@ class Trainer:
         self.run.questions({"step": self.step, "source": "train", "questions": [r["question"] for r in group.rows],
                             "passed": [sum(group.scored.correct[q * group.G:(q + 1) * group.G])
                                        for q in range(len(group.rows))], "samples": group.G})
-        if cfg.log_samples_steps and (self.step % cfg.log_samples_steps == 0 or self.step == 1):
+        if logged_step(cfg, self.step):
             group.logp, group.entropy = update.logp, update.entropy
             self.run.samples(groups.group_record(self.tokenizer, self.step, group))
         self.run.update(step=self.step, grpo_elapsed=elapsed)

@@ -382,16 +382,23 @@ class RunDir:
 
     # ---------------------------------------------------------------------------------- checkpoints
     def checkpoint_tmp(self, name: str) -> Path:
-        refuse_link(self.path / CHECKPOINTS)
-        tmp = refuse_link(self.path / CHECKPOINTS / (name + ".tmp"))
+        return self.staging(CHECKPOINTS, name)
+
+    def staging(self, folder: str, name: str) -> Path:
+        """A fresh `<folder>/<name>.tmp` to write into (a link at either is refused, not followed); renamed into
+        place by `commit_staged` once complete."""
+        refuse_link(self.path / folder)
+        tmp = refuse_link(self.path / folder / (name + ".tmp"))
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
         return tmp
 
-    def commit_checkpoint(self, tmp: Path, step: int) -> str:
-        final = tmp.with_name(tmp.name[: -len(".tmp")])
-        if final.exists():  # re-saving the same step (e.g. stop right after a periodic save)
+    @staticmethod
+    def commit_staged(tmp: Path) -> Path:
+        """`<name>.tmp` renamed to `<name>`, replacing an earlier one of that name."""
+        final = refuse_link(tmp.with_name(tmp.name[: -len(".tmp")]))
+        if final.exists():
             old = final.with_name(final.name + ".old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(final, old)
@@ -399,6 +406,10 @@ class RunDir:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
+        return final
+
+    def commit_checkpoint(self, tmp: Path, step: int) -> str:
+        final = self.commit_staged(tmp)  # re-saving the same step (a stop right after a periodic save) replaces it
         rel = f"{CHECKPOINTS}/{final.name}"
         self.update(last_checkpoint=rel)
         self.event("checkpoint", step, path=rel)
