@@ -146,6 +146,9 @@ class Config:
                                    "to re-apply it: the trainable weights and optimizer state before it and its "
                                    "batch (about 3× the trainable parameters' size each; LoRA: the adapters'); "
                                    "keep the newest N (0: none)", minimum=0)
+    replay_max_gb: float = _opt(2.0, "write no replay records when one would exceed this many GB (a full "
+                                "fine-tune of a large model: 3 × its parameters; a warning says so); 0: no limit",
+                                minimum=0)
     eval_steps: int = _opt(25, "greedy held-out evaluation every N steps (0: only at the end)", minimum=0)
     eval_size: int = _opt(400, "held-out questions for evaluation", minimum=1)
     held_out: str = _opt("", "a JSONL or Parquet file of held-out question/answer rows to evaluate on (its first "

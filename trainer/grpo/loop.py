@@ -164,6 +164,7 @@ class Trainer:
         self.resume_from: Path | None = None  # the newest intact checkpoint (run_training picks it)
         self.saved_at: tuple[str, int, int] | None = None  # (phase, step, sft_step) of the last checkpoint
         self.saver = checkpoint.Saver(run, cfg)  # saving, pruning, step_* checkpoints' ONNX off this thread
+        self._replay_refused = False  # replay records too large for replay_max_gb (warned once)
 
     # ------------------------------------------------------------------------------------------ set-up
     def setup(self) -> None:
@@ -349,6 +350,15 @@ class Trainer:
         cfg, n, m = self.cfg, self.step + 1, self.method
         if not (cfg.replay_total_limit and logged_step(cfg, n) and distributed.world() == 1
                 and (m.data, m.gc, m.kl) == ("pi_theta", "grpo", "loss")):
+            return None
+        size = replay.record_bytes(self.policy)
+        if cfg.replay_max_gb and size > cfg.replay_max_gb * 1e9:
+            if not self._replay_refused:
+                self._replay_refused = True
+                self.run.event("warning", self.step, code="replay_record",
+                               message=f"no replay records: each would take {size / 1e9:.1f} GB (the trainable "
+                                       f"parameters and the optimizer's moments), more than replay_max_gb="
+                                       f"{cfg.replay_max_gb}; raise it to keep them")
             return None
         try:
             return replay.Recorder.begin(self.run, n, cfg.replay_total_limit, self.policy, self.opt)

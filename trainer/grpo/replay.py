@@ -79,6 +79,11 @@ def trainable(policy: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
     return {n: p for n, p in policy.named_parameters() if p.requires_grad}
 
 
+def record_bytes(policy: torch.nn.Module) -> int:
+    """A record's size, roughly: the trainable parameters and AdamW's two moments (the batch is small)."""
+    return 3 * sum(p.numel() * p.element_size() for p in trainable(policy).values())
+
+
 # ------------------------------------------------------------------------------------------- recording
 class Recorder:
     """A replay record being written by the trainer: `begin` before step N's update (its state), `finish` after

@@ -44,7 +44,8 @@ SFT_VERSION = 2  # 2: finished rows leave the decode batch (the start evaluation
 # Settings SFT and its end evaluation never read (checked in sftstage.py, sft.py, context.evaluate and
 # tasks/*.py): changing them keeps the cached start. Everything else is in the key.
 GRPO_ONLY = frozenset({
-    "max_steps", "replay_total_limit", "num_generations", "questions_per_step", "learning_rate", "lr_scheduler_type", "warmup_steps",
+    "max_steps", "replay_total_limit", "replay_max_gb", "num_generations", "questions_per_step", "learning_rate",
+    "lr_scheduler_type", "warmup_steps",
     "max_grad_norm", "beta", "epsilon", "epsilon_high", "loss_type", "scale_rewards", "num_iterations",
     "ref_reset_steps", "temperature", "reward", "reward_function", "micro_batch_size", "logging_steps",
     "log_samples_steps", "eval_steps", "eval_sampled_steps", "save_steps", "sft_save_steps", "save_total_limit",

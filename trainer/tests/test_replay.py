@@ -189,3 +189,12 @@ def test_lora_on_a_qwen2_checkpoint_replays_through_serve(tiny_dirs, tmp_path):
     assert r["completions"][0]["tokens"] and len(own["delta_logp"][0]) == len(r["completions"][0]["tokens"])
     assert not bad["ok"] and "replayable steps: 1, 2" in bad["error"]
     assert not wrong["ok"] and "'max_steps' cannot be replayed" in wrong["error"]
+
+
+def test_records_larger_than_replay_max_gb_are_not_written(tmp_path):
+    run = tmp_path / "run"
+    _train(run, *SMALL, "replay_max_gb=0.000001")
+    assert replay.records(run) == []
+    events = [json.loads(x) for x in (run / "events.jsonl").read_text().splitlines()]
+    warned = [e for e in events if e.get("code") == "replay_record"]
+    assert len(warned) == 1 and "more than replay_max_gb=1e-06" in warned[0]["message"]
