@@ -53,7 +53,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         run = Path(work) / "run"
         grpo("train", "--run-dir", str(run), "--quiet", "--set", "max_steps=10", "--set", "log_samples_steps=10",
-             "--set", "onnx_export=false", "--set", "eval_steps=0", "--set", "eval_size=50")
+             "--set", "onnx_export=false", "--set", "eval_steps=0")
         walls, inner = [], []
         for _ in range(args.repeats):
             cmd = ["replay", "--run-dir", str(run), "--step", "10", "--json"]
