@@ -83,10 +83,17 @@ def test_a_mutated_step_is_not_reproduced(run, tmp_path):
 
 def test_variants_replay_from_the_same_state_and_differ_where_their_formulas_differ(run):
     result = replay.replay(run, 4, [{"loss_type": "dr_grpo"}, {"scale_rewards": "none"}, {"learning_rate": 3e-9},
-                                    {"num_iterations": 1}])
-    own, dr, none, frozen, mu1 = result["variants"]
+                                    {"num_iterations": 1}, {"num_iterations": 1, "importance_sampling_level": "sequence"},
+                                    {"importance_sampling_level": "sequence"}])
+    own, dr, none, frozen, mu1, gspo1, gspo2 = result["variants"]
+    # GSPO on-policy (μ = 1: every ratio is 1) is token-level GRPO's update; off-policy (μ = 2) it is not
+    flat = lambda v: [d for ds in v["delta_logp"] for d in ds]  # noqa: E731
+    gap = lambda a, b: max(abs(x - y) for x, y in zip(flat(a), flat(b)))  # noqa: E731
+    assert gap(gspo1, mu1) < 1e-5 < 1e-3 < gap(gspo2, own)  # Δ is printed to 6 significant digits
     assert [v["name"] for v in result["variants"]] == ["run", "loss_type=dr_grpo", "scale_rewards=none",
-                                                       "learning_rate=3e-09", "num_iterations=1"]
+                                                       "learning_rate=3e-09", "num_iterations=1",
+                                                       "num_iterations=1, importance_sampling_level=sequence",
+                                                       "importance_sampling_level=sequence"]
     assert dr["loss"] != pytest.approx(own["loss"], abs=1e-6)
     # a million times smaller learning rate: Adam's steps, hence Δ log π, shrink with it
     moved = lambda v: max(abs(d) for ds in v["delta_logp"] for d in ds)  # noqa: E731
