@@ -1,5 +1,5 @@
 """Command line: `python -m grpo train | eval | decontaminate | sample | export-onnx | serve | replay | import-trl |
-paradigm | user-code | config-schema`.
+paradigm | check-rewards | user-code | config-schema`.
 
 stdout belongs to machine-readable output (the protocol stream for `train` when stdout is a pipe or a file, or
 with --stream; one JSON document for the others); everything human goes to stderr. Setting errors exit with status 2 before any work starts.
@@ -460,6 +460,36 @@ def cmd_paradigm(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_rewards(args: argparse.Namespace) -> int:
+    """Saved reward test cases against the current reward functions (grpo/rewardtests.py): 0 all agree, 1 some
+    disagree, 2 a bad file or bad settings."""
+    _setup_logging()
+    _quiet_libraries()
+    from . import rewardtests
+    from .rundir import read_json_file
+
+    try:
+        base: dict = {}
+        if args.run:
+            base = read_json_file(Path(args.run) / "config.json")
+            if not isinstance(base, dict):
+                raise ConfigError(f"--run: {Path(args.run) / 'config.json'} must hold a JSON object of settings")
+            base = {k: v for k, v in base.items() if k != config_mod.HISTORY}
+        if args.config:
+            base.update(config_mod.load_config_file(args.config))
+        cfg = config_mod.build_config(base, args.set)
+        report = rewardtests.check_file(args.file, cfg, args.tolerance, run_dir=args.run)
+    except (ConfigError, ValueError, OSError) as e:  # plugins' refusals are ValueErrors naming the setting
+        return _fail(str(e))
+    if args.json:
+        sys.stdout.write(json.dumps(report) + "\n")
+    else:
+        sys.stderr.write(rewardtests.describe(report) + "\n")
+    if report["cases"] == 0:
+        return _fail(f"{args.file}: no usable reward test case")
+    return 1 if report["disagree"] else 0
+
+
 def cmd_user_code(args: argparse.Namespace) -> int:
     """The user code a run's settings name, where each module would be imported from and whether it would be
     refused, without importing anything: what the extension shows before it opens a run (plugins.py)."""
@@ -597,6 +627,19 @@ def _data_commands(sub) -> None:
     i.add_argument("--model", help="the local model directory TRL started from (becomes step_000000, the reference)")
     i.add_argument("--num-generations", type=int, help="G (default: inferred from the completions tables)")
     i.set_defaults(func=cmd_import_trl)
+
+    k = sub.add_parser("check-rewards", help="run saved reward test cases (JSONL: question, answer, completion, "
+                       "expected, …; docs/trainer.md) through the current reward functions and report which now "
+                       "disagree with `expected`: exit 0 all agree, 1 some disagree, 2 a bad file or settings")
+    k.add_argument("file", metavar="FILE", help="the JSONL file of reward test cases")
+    k.add_argument("--run", help="take the settings (reward_funcs, reward_weights, verifier, …) from this run "
+                   "directory's config.json; its user code is checked as a shared run's")
+    k.add_argument("--config", help="JSON file of settings")
+    k.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
+    k.add_argument("--tolerance", type=float, default=1e-6, help="allowed |reward − expected| (a case's own "
+                   "`tolerance` wins)")
+    k.add_argument("--json", action="store_true", help="print the whole report as one JSON object on stdout")
+    k.set_defaults(func=cmd_check_rewards)
 
     u = sub.add_parser("user-code", help="print the code (task, reward_function) a run's settings name, the file each "
                        "module would be imported from and whether it is refused, as JSON; imports nothing")

@@ -37,6 +37,12 @@ class Config:
                        choices=("outcome", "process"))
     reward_function: str = _opt("", "optional user reward 'module:function'(questions, completions, answers) "
                                 "-> list of floats; replaces the task's outcome reward")
+    reward_funcs: str = _opt("", "TRL-style reward functions, comma-separated: 'module:function' (called as TRL "
+                             "1.16 calls its reward_funcs, with keyword arguments prompts, completions, "
+                             "completion_ids, every dataset column and trainer_state; None means 'does not apply') "
+                             "or built-in names (accuracy: the verifier's verdict, 1 or 0); the reward is their "
+                             "weighted sum. Empty: the verifier's verdict (or reward_function)")
+    reward_weights: str = _opt("", "comma-separated weights of reward_funcs, in order (empty: all 1.0)")
     device: str = _opt("auto", "auto, cpu or cuda", choices=("auto", "cpu", "cuda"))
     seed: int = _opt(0, "random seed (data, sampling, initialisation)", minimum=0)
     arith_min_ops: int = _opt(2, "task arith: fewest operations in a question", minimum=1, maximum=8)
@@ -180,6 +186,11 @@ class Config:
                            "version from the user cache ($GRPO_CACHE_DIR, else $XDG_CACHE_HOME/grpo-studio, else "
                            "~/.cache/grpo-studio), and store each new one there")
     max_nonfinite_steps: int = _opt(5, "stop the run after this many non-finite losses in a row", minimum=1)
+    report_to: str = _opt("none", "also send every metrics row to: none, tensorboard (event files under "
+                          "logging_dir), wandb (WANDB_MODE=offline works; project from WANDB_PROJECT), trackio, or "
+                          "several comma-separated; each needs its optional package (pip install "
+                          "grpo-studio[tensorboard], [wandb], [trackio])")
+    logging_dir: str = _opt("", "where report_to=tensorboard writes its event files (empty: the run directory's tb/)")
 
     # ---------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -309,15 +320,78 @@ def build_config(base: dict[str, Any] | None = None, overrides: list[str] | None
                           f"({cfg.arith_max_ops})")
     if cfg.reward_function and ":" not in cfg.reward_function:
         raise ConfigError(f"setting 'reward_function' must look like 'module:function'; got {cfg.reward_function!r}")
+    _check_reward_funcs(cfg)
+    try:
+        report_targets(cfg.report_to)
+    except ValueError as e:
+        raise ConfigError(f"setting 'report_to': {e}") from None
     return cfg
+
+
+BUILTIN_REWARDS = ("accuracy",)  # reward_funcs' built-in names (rewards.py)
+REPORT_TARGETS = ("tensorboard", "wandb", "trackio")
+
+
+def reward_func_names(text: str) -> list[str]:
+    """'accuracy, my_rewards:fmt' → ['accuracy', 'my_rewards:fmt'] (the reward_funcs setting's items)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def reward_weight_values(text: str, n: int) -> list[float]:
+    """The reward_weights setting as n floats (empty: n ones); ValueError naming the problem."""
+    if not text.strip():
+        return [1.0] * n
+    try:
+        weights = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise ValueError(f"must be numbers separated by commas; got {text!r}") from None
+    if not all(math.isfinite(w) for w in weights):
+        raise ValueError(f"must be finite numbers; got {text!r}")
+    if len(weights) != n:
+        raise ValueError(f"has {len(weights)} weights for {n} reward functions (reward_funcs)")
+    return weights
+
+
+def report_targets(text: str) -> list[str]:
+    """The report_to setting as a list of targets ([] for none); ValueError naming an unknown one."""
+    items = [p.strip() for p in text.split(",") if p.strip()]
+    if items == ["none"] or not items:
+        return []
+    for item in items:
+        if item not in REPORT_TARGETS:
+            raise ValueError(f"unknown target {item!r}; use none or a comma-separated list of "
+                             f"{', '.join(REPORT_TARGETS)}")
+    return list(dict.fromkeys(items))
+
+
+def _check_reward_funcs(cfg: Config) -> None:
+    names = reward_func_names(cfg.reward_funcs)
+    if cfg.reward_funcs.strip() and not names:
+        raise ConfigError("setting 'reward_funcs' names no function")
+    for name in names:
+        if ":" not in name and name not in BUILTIN_REWARDS:
+            raise ConfigError(f"setting 'reward_funcs': {name!r} is neither 'module:function' nor a built-in reward "
+                              f"({', '.join(BUILTIN_REWARDS)})")
+    if names and cfg.reward_function:
+        raise ConfigError("settings 'reward_funcs' and 'reward_function' cannot both be set: name the positional "
+                          "function in reward_funcs as a TRL-style one instead (it gets keyword arguments)")
+    if names and cfg.reward == "process":
+        raise ConfigError("setting 'reward_funcs' needs reward = outcome (process supervision's rewards come from "
+                          "the task's step checker)")
+    if cfg.reward_weights.strip() and not names:
+        raise ConfigError("setting 'reward_weights' needs 'reward_funcs'")
+    try:
+        reward_weight_values(cfg.reward_weights, len(names))
+    except ValueError as e:
+        raise ConfigError(f"setting 'reward_weights' {e}") from None
 
 
 # Settings that say *what* a run trains: the model, the task and its data, the reward, the seed, the weights'
 # shape. `--resume` refuses to change them (they would continue a different run under this one's name);
 # everything else (max_steps, logging, evaluation and checkpoint cadence, learning rate, β, …) may change,
 # and config.json's `history` records what changed when.
-IDENTITY = ("model", "task", "seed", "reward", "reward_function", "arith_min_ops", "arith_max_ops", "held_out",
-            "question_column", "answer_column", "answer_format", "chat_template", "system_prompt", "verifier",
+IDENTITY = ("model", "task", "seed", "reward", "reward_function", "reward_funcs", "reward_weights", "arith_min_ops",
+            "arith_max_ops", "held_out", "question_column", "answer_column", "answer_format", "chat_template", "system_prompt", "verifier",
             "dtype", "lora_r", "lora_alpha", "lora_target_modules")
 HISTORY = "history"  # config.json's list of resumes and the settings each changed (not a setting)
 

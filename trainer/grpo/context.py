@@ -89,6 +89,7 @@ class PolicyContext:
         self.lora = models.is_lora(policy)
         self.dtype = models.compute_dtype(settings.dtype, device)
         self.prompt = prompts.formatter(tokenizer, settings.chat_template, settings.system_prompt, task)
+        self.chat = prompts.uses_chat_template(tokenizer, settings.chat_template)
         self.verifier = verify.resolve(settings.verifier, task.verifier)
         self.check = verify.checker(self.verifier, verify.fallback(settings.answer_fallback, task))
         self.engine = engines.make(settings.rollout_engine, device, self.dtype, model_path)
@@ -99,7 +100,20 @@ class PolicyContext:
         answers `score` and `compare`."""
         s = self.settings
         return Rewarder(self.verifier, s.reward, s.reward_function, self.task, self.run_dir,
-                        fallback=verify.fallback(s.answer_fallback, self.task))
+                        fallback=verify.fallback(s.answer_fallback, self.task), reward_funcs=s.reward_funcs,
+                        reward_weights=s.reward_weights)
+
+    def reward(self, rows: list[dict], texts: list[str], completion_ids: list[list[int]] | None,
+               step: int = 0) -> Scored:
+        """The rewarder on completions of `rows` (one row per completion), with what TRL-style reward functions
+        receive: the prompt as the model saw it (messages under a chat template, as TRL's conversational
+        format; else its text), the completions' token ids and the rows' dataset columns."""
+        s = self.settings
+        prompts_ = [prompts.messages(r["question"], s.system_prompt, self.task) if self.chat else r["prompt"]
+                    for r in rows] if self.rewarder.funcs else None
+        columns = [r.get("columns") or {"question": r["question"], "answer": r["answer"]} for r in rows]
+        return self.rewarder([r["question"] for r in rows], texts, [r["answer"] for r in rows], prompts=prompts_,
+                             completion_ids=completion_ids, columns=columns, step=step, max_steps=s.max_steps)
 
     @property
     def inspect_chunk(self) -> int:
@@ -151,9 +165,11 @@ class PolicyContext:
                                         generator=generator)
 
     def roll_out(self, rows: list[dict], prompt_ids: list[list[int]], G: int, generator: torch.Generator | None,
-                 temperature: float | None = None, max_new_tokens: int | None = None, model=None) -> groups.Group:
+                 temperature: float | None = None, max_new_tokens: int | None = None, model=None,
+                 step: int = 0) -> groups.Group:
         """G completions of each row's prompt (from the policy, or `model`), rewarded, with advantages: a GRPO
-        step's collect. A row whose answer is None (a question from outside the task) gets reward 0."""
+        step's collect (`step`: the steps done before it, TRL's trainer_state.global_step). A row whose answer
+        is None (a question from outside the task) gets reward 0, unless reward_funcs score it."""
         s, tok = self.settings, self.tokenizer
         batch = self.generate([p for p in prompt_ids for _ in range(G)],
                               temperature=s.temperature if temperature is None else temperature,
@@ -162,7 +178,7 @@ class PolicyContext:
         texts = tok.batch_decode(batch.completion_ids, skip_special_tokens=True)
         questions = [r["question"] for r in rows for _ in range(G)]
         answers = [r["answer"] for r in rows for _ in range(G)]
-        if any(a is None for a in answers):
+        if any(a is None for a in answers) and not self.rewarder.funcs:
             scored = Scored([0.0] * len(texts), [False] * len(texts))
             if s.reward == "process":
                 for q, c in zip(questions, texts):
@@ -170,7 +186,8 @@ class PolicyContext:
                     scored.step_rewards.append(rs)
                     scored.step_ends.append(ends)
         else:
-            scored = self.rewarder(questions, texts, answers)
+            ids = [row[:n] for row, n in zip(batch.completion_ids.tolist(), batch.lengths.tolist())]
+            scored = self.reward([r for r in rows for _ in range(G)], texts, ids, step)
         advantages, seq_adv, ends = groups.compute_advantages(tok, batch, scored, G, s.reward, s.scale_rewards)
         return groups.Group(rows, batch, texts, scored, advantages, seq_adv, ends)
 
@@ -249,7 +266,8 @@ def from_checkpoint(path: str | Path, device: torch.device | None = None, user_c
     named = plugins.named_code(settings)
     if named and not user_code:
         log.warning("not importing the user code this run names (%s)", ", ".join(c.spec for c in named))
-        settings = replace(settings, reward_function="")  # the task: an empty tasks.Task below
+        # the task: an empty tasks.Task below
+        settings = replace(settings, reward_function="", reward_funcs="", reward_weights="")
     for code in named if user_code else ():
         plugins.check(code, run_dir)  # refused before any weights are read (load_object says what it imports)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -74,13 +74,29 @@ def _check_row(obj, question_column: str, answer_column: str, answer_format: str
     return {"question": q, "answer": ref, **({"marked": True} if marked else {})}
 
 
-def _collect(objs, question_column: str, answer_column: str, answer_format: str) -> tuple[list[dict], BadRows]:
+def _columns(obj: dict) -> dict:
+    """A record's columns as TRL-style reward functions receive them (rewards.py): those whose value is JSON of
+    at most MAX_FIELD_CHARS characters (a replay record keeps them as JSON)."""
+    out = {}
+    for k, v in obj.items():
+        try:
+            if isinstance(k, str) and len(json.dumps(v)) <= MAX_FIELD_CHARS:
+                out[k] = v
+        except (TypeError, ValueError, RecursionError):
+            pass
+    return out
+
+
+def _collect(objs, question_column: str, answer_column: str, answer_format: str,
+             columns: bool = False) -> tuple[list[dict], BadRows]:
     """The clean rows of `objs` (decoded records; a reason string for one that did not decode) and the bad
-    ones by reason."""
+    ones by reason; with `columns`, each row keeps its record's columns (`columns`: a dict)."""
     rows, bad = [], BadRows()
     for obj in objs:
         row = obj if isinstance(obj, _Undecoded) else _check_row(obj, question_column, answer_column, answer_format)
         if isinstance(row, dict):
+            if columns:
+                row["columns"] = _columns(obj)
             rows.append(row)
         else:
             bad[str(row)] += 1
@@ -125,10 +141,10 @@ def _json_lines(f):
 
 
 def read_jsonl_rows(path: str | Path, question_column: str = "question", answer_column: str = "answer",
-                    answer_format: str = "plain") -> tuple[list[dict], BadRows]:
+                    answer_format: str = "plain", columns: bool = False) -> tuple[list[dict], BadRows]:
     """Rows with string question and answer (numbers are accepted as answers); bad rows by reason."""
     with Path(path).open("rb") as f:
-        return _collect((obj for _, obj in _lines(f)), question_column, answer_column, answer_format)
+        return _collect((obj for _, obj in _lines(f)), question_column, answer_column, answer_format, columns)
 
 
 def load_jsonl_rows(path: str | Path, question_column: str = "question", answer_column: str = "answer",
@@ -152,7 +168,7 @@ def _parquet_table(path: str | Path, where: str):
 
 
 def read_parquet_rows(path: str | Path, question_column: str = "question", answer_column: str = "answer",
-                      answer_format: str = "plain") -> tuple[list[dict], BadRows]:
+                      answer_format: str = "plain", columns: bool = False) -> tuple[list[dict], BadRows]:
     """The same rows from a Parquet file (read with pyarrow), bad ones by reason. A missing column is an error
     naming it."""
     table = _parquet_table(path, "setting 'task'")
@@ -160,6 +176,8 @@ def read_parquet_rows(path: str | Path, question_column: str = "question", answe
         if col not in table.column_names:
             raise ValueError(f"setting '{key}': {path} has no column {col!r} (columns: "
                              f"{', '.join(table.column_names)})")
+    if columns:
+        return _collect(iter(table.to_pylist()), question_column, answer_column, answer_format, columns)
     qs = table.column(question_column).to_pylist()
     answers = table.column(answer_column).to_pylist()
     objs = ({question_column: q, answer_column: a} for q, a in zip(qs, answers))
@@ -174,11 +192,11 @@ def load_parquet_rows(path: str | Path, question_column: str = "question", answe
 
 
 def read_rows(path: str | Path, question_column: str = "question", answer_column: str = "answer",
-              answer_format: str = "plain") -> tuple[list[dict], BadRows]:
+              answer_format: str = "plain", columns: bool = False) -> tuple[list[dict], BadRows]:
     """JSONL or Parquet by the file's extension (.parquet / .pq; anything else is read as JSONL): the usable
-    rows and the bad ones by reason."""
+    rows and the bad ones by reason (`columns`: each row keeps its record's columns, for reward_funcs)."""
     reader = read_parquet_rows if Path(path).suffix.lower() in (".parquet", ".pq") else read_jsonl_rows
-    rows, bad = reader(path, question_column, answer_column, answer_format)
+    rows, bad = reader(path, question_column, answer_column, answer_format, columns)
     bad.marked = sum(bool(r.pop("marked", False)) for r in rows)
     return rows, bad
 

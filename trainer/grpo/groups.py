@@ -110,6 +110,8 @@ def group_record(tokenizer, step: int, group: Group, question: int = 0) -> Group
         "truncated": [bool(batch.truncated[i]) for i in idx], "tokens": per_token,
         "kind": ledger.group_kinds(group.advantages[idx.start:idx.stop], scored.correct[idx.start:idx.stop], G)[0],
     }
+    if scored.components:
+        rec["reward_functions"] = {name: [v[i] for i in idx] for name, v in scored.components.items()}
     if scored.step_rewards:
         rec["step_rewards"] = [scored.step_rewards[i] for i in idx]
         rec["step_ends"] = [group.step_ends[i] for i in idx]
@@ -124,7 +126,8 @@ def select(group: Group, questions: list[int]) -> Group:
     batch = rollout.Batch(b.prompt_ids[idx], b.prompt_mask[idx], b.completion_ids[idx], b.completion_mask[idx],
                           b.truncated[idx])
     pick = lambda xs: [xs[i] for i in idx] if xs else xs  # noqa: E731
-    scored = Scored(pick(s.rewards), pick(s.correct), pick(s.step_rewards), pick(s.step_ends), list(s.errors))
+    scored = Scored(pick(s.rewards), pick(s.correct), pick(s.step_rewards), pick(s.step_ends), list(s.errors),
+                    {name: pick(v) for name, v in s.components.items()}, dict(s.metrics))
     return Group([group.rows[q] for q in questions], batch, pick(group.texts), scored, group.advantages[idx],
                  group.seq_adv[idx], pick(group.step_ends) if group.step_ends is not None else None)
 
@@ -146,5 +149,8 @@ def concat(parts: list[Group], pad_id: int) -> tuple[rollout.Batch, list, list, 
                           torch.cat([p.batch.truncated for p in parts]))
     scored = Scored([r for p in parts for r in p.scored.rewards], [c for p in parts for c in p.scored.correct],
                     [r for p in parts for r in p.scored.step_rewards], [e for p in parts for e in p.scored.step_ends],
-                    [e for p in parts for e in p.scored.errors])
+                    [e for p in parts for e in p.scored.errors],
+                    {name: [v for p in parts for v in p.scored.components.get(name, [None] * len(p.texts))]
+                     for name in parts[0].scored.components},
+                    {k: [v for p in parts for v in p.scored.metrics.get(k, [])] for k in parts[0].scored.metrics})
     return batch, [r for p in parts for r in p.rows], [t for p in parts for t in p.texts], scored

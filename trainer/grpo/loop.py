@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from . import algorithm, checkpoint, context, control, distributed, evaluation, groups, inspector, ledger, logprobs, \
-    methods, models, onnx_export, protocol, replay, sftstage
+from . import algorithm, checkpoint, components, context, control, distributed, evaluation, groups, inspector, ledger, \
+    logprobs, methods, models, onnx_export, protocol, replay, reporters, sftstage
 from .config import Config, parse_ks
 from .progress import Progress
 from .records import MetricsRow
@@ -94,6 +94,7 @@ def step_metrics(group: groups.Group, update: Update, G: int) -> dict[str, float
         "advantage/mean": adv_vals.mean().item(),
         "advantage/std": adv_vals.std().item() if adv_vals.numel() > 1 else 0.0,
         "advantage/min": adv_vals.min().item(), "advantage/max": adv_vals.max().item(),
+        **components.step_metrics(scored.components, scored.metrics),  # rewards/<func>/mean, /std (reward_funcs)
     }
 
 
@@ -499,6 +500,7 @@ def run_training(cfg: Config, run_dir: Path, stream: protocol.Stream, resume: bo
             raise checkpoint.CheckpointError(f"--resume: no intact checkpoint in {run.path / 'checkpoints'}; "
                                              + "; ".join(why for _, why in skipped))
         resumed_from = checkpoint.read_state(latest)["step"] if latest else None
+    reporters.check(cfg)  # report_to's packages, before the run directory is touched
     run.start(cfg.to_dict(), cfg.max_steps, cfg.sft_steps, resumed_from)
     for ckpt, why in skipped:
         run.event("warning", resumed_from or 0, code="checkpoint_damaged", path=f"checkpoints/{ckpt.name}",
@@ -511,6 +513,7 @@ def run_training(cfg: Config, run_dir: Path, stream: protocol.Stream, resume: bo
         if not tmp.is_symlink():
             shutil.rmtree(tmp, ignore_errors=True)
     try:
+        run.reporters = reporters.open_all(cfg, run.path) if distributed.is_main() else []
         state = trainer.train()
     except BaseException as e:  # SystemExit too: whatever ends the process, status.json is not left running
         run.fail(trainer.step, f"{type(e).__name__}: {e}")

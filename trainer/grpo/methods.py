@@ -101,7 +101,7 @@ class MethodRun:
         if self.method.data == "sft":
             return self._sft_targets(rows, step)
         model = self.ctx.reference if self.method.data == "pi_sft" else None
-        return self.ctx.roll_out(rows, prompt_ids, self.cfg.num_generations, generator, model=model)
+        return self.ctx.roll_out(rows, prompt_ids, self.cfg.num_generations, generator, model=model, step=step)
 
     def _sft_targets(self, rows: list[dict], step: int):
         """SFT-continued's data: G targets per question from the task's SFT mixture; GC = the target's
@@ -120,7 +120,8 @@ class MethodRun:
         batch = sft.teacher_batch(ctx.tokenizer, [r["prompt"] for r in rows_g], texts, ctx.device)
         gc = sft.target_weights(torch.tensor([w for _, w in examples]), batch.completion_ids.shape[1],
                                 cfg.sft_direct_weighting) * algorithm.sft_coefficients(len(rows_g))[:, None]
-        scored = ctx.rewarder([r["question"] for r in rows_g], texts, [r["answer"] for r in rows_g])
+        ids = [row[:n] for row, n in zip(batch.completion_ids.tolist(), batch.lengths.tolist())]
+        scored = ctx.reward(rows_g, texts, ids, step)
         gc = gc.to(ctx.device) * batch.completion_mask
         return groups.Group(rows, batch, texts, scored, gc, gc[:, 0].clone(), None)
 

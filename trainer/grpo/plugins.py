@@ -1,4 +1,4 @@
-"""User code named in a setting as `module:object` (the `task` and `reward_function` settings).
+"""User code named in a setting as `module:object` (the `task`, `reward_function` and `reward_funcs` settings).
 
 A run directory is untrusted data that people share, and its config.json names these settings, so naming is
 not trusting. Before anything is imported, `locate` finds the module's file without running it (top-level
@@ -31,8 +31,9 @@ from typing import Any, Callable
 
 log = logging.getLogger("grpo")
 
-# Settings that name user code as `module:object` (built-in names and file paths are not code).
-CODE_SETTINGS = ("task", "reward_function")
+# Settings that name user code as `module:object` (built-in names and file paths are not code); `reward_funcs`
+# is a comma-separated list of them and built-in names.
+CODE_SETTINGS = ("task", "reward_function", "reward_funcs")
 
 
 class UntrustedCode(ValueError):
@@ -55,6 +56,8 @@ def is_code_spec(setting: str, value: str) -> bool:
     """Whether a setting's value names code (`module:object`) rather than a built-in name or a file."""
     if setting == "task":  # built-in task names have no ':'
         return ":" in value and not Path(value).is_file()
+    if setting == "reward_funcs":  # one item of the list; built-in reward names have no ':'
+        return ":" in value
     return bool(value)
 
 
@@ -180,8 +183,11 @@ def named_code(settings: Any) -> list[UserCode]:
     """Every `module:object` that a run's settings name, located (nothing imported)."""
     found = []
     for setting in CODE_SETTINGS:
-        value = getattr(settings, setting, "") or ""
-        if value and is_code_spec(setting, value):
+        text = getattr(settings, setting, "") or ""
+        values = [v.strip() for v in text.split(",")] if setting == "reward_funcs" else [text]
+        for value in values:
+            if not (value and is_code_spec(setting, value)):
+                continue
             try:
                 found.append(locate(value, setting))
             except ValueError:

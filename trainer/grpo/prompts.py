@@ -26,6 +26,14 @@ def uses_chat_template(tokenizer, setting: str) -> bool:
     return has if setting == "auto" else setting == "on"
 
 
+def messages(question: str, system_prompt: str = "", task: Task | None = None) -> list[dict]:
+    """The chat messages a question is asked in under a chat template (TRL's conversational prompt)."""
+    words = task.prompt if task is not None else (lambda q: q)
+    out = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    out.append({"role": "user", "content": words(question)})
+    return out
+
+
 def formatter(tokenizer, setting: str = "off", system_prompt: str = "", task: Task | None = None
               ) -> Callable[[str], str]:
     """A function question -> prompt text."""
@@ -34,9 +42,8 @@ def formatter(tokenizer, setting: str = "off", system_prompt: str = "", task: Ta
         return lambda question: plain(words(question))
 
     def chat(question: str) -> str:
-        messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-        messages.append({"role": "user", "content": words(question)})
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return tokenizer.apply_chat_template(messages(question, system_prompt, task), tokenize=False,
+                                             add_generation_prompt=True)
 
     return chat
 

@@ -225,6 +225,9 @@ class GroupRecord(TypedDict):
                                      "0-based token index where each step ends"]]
     kind: NotRequired[Annotated[GroupKind, "mixed (rewards differ: the group carries signal), all_correct, all_wrong, "
                                            "no_signal_other; readers derive it from rewards/correct when absent"]]
+    reward_functions: NotRequired[Annotated[dict[str, list[float | None]],
+                                            "with several reward functions (reward_funcs, or TRL's): each one's value "
+                                            "per completion by its name; null where it did not apply (None) or failed"]]
     source: NotRequired[Source]
     reward_errors: NotRequired[Annotated[list[str], "sample_group: the reward function's errors"]]
     note: NotRequired[Annotated[str, "sample_group: why every reward is 0, when it is"]]

@@ -248,6 +248,7 @@ class RunDir:
         self.stream = stream or Stream(open(os.devnull, "w"))
         self.status: dict[str, Any] = {}  # a records.RunStatus once start() ran
         self._files: dict[str, Any] = {}
+        self.reporters: list[Any] = []  # report_to's targets (reporters.py): each metrics row goes to them too
 
     # ---------------------------------------------------------------------------------- records
     def _append(self, name: str, row: dict) -> None:
@@ -263,6 +264,13 @@ class RunDir:
     def metrics(self, row: MetricsRow) -> None:
         self._append("metrics.jsonl", row)
         self.stream.send(protocol.METRICS, row=row)
+        for r in list(self.reporters):
+            try:
+                r.log(row)
+            except Exception as e:  # noqa: BLE001 - a dashboard that fails costs its own copy, never the run
+                self.reporters.remove(r)
+                self.event("warning", int(row.get("step", 0)), code="report_to",
+                           message=f"report_to: {type(r).__name__} failed and gets no more rows: {e}")
 
     def samples(self, row: GroupRecord) -> None:
         self._append("samples.jsonl", row)
@@ -419,6 +427,10 @@ class RunDir:
         return latest_checkpoint(self.path)
 
     def close(self) -> None:
+        from .reporters import close_all
+
+        close_all(self.reporters)
+        self.reporters = []
         for f in self._files.values():
             f.close()
         self._files.clear()

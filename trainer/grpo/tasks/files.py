@@ -24,7 +24,8 @@ class FileTask(Task):
                  answer_column: str = "answer", answer_format: str = "auto", held_out: list[dict] | None = None,
                  decontaminate_action: str = "remove"):
         path = Path(path)
-        rows, bad = data.read_rows(path, question_column, answer_column, answer_format)
+        # each row keeps its record's columns: TRL-style reward functions receive them (reward_funcs)
+        rows, bad = data.read_rows(path, question_column, answer_column, answer_format, columns=True)
         self.path, self.bad_reasons = path, bad
         if not rows:
             raise ValueError(self._unusable())
