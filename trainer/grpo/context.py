@@ -162,17 +162,23 @@ class PolicyContext:
         texts = tok.batch_decode(batch.completion_ids, skip_special_tokens=True)
         questions = [r["question"] for r in rows for _ in range(G)]
         answers = [r["answer"] for r in rows for _ in range(G)]
+        scored = self.reward(questions, texts, answers)
+        advantages, seq_adv, ends = groups.compute_advantages(tok, batch, scored, G, s.reward, s.scale_rewards)
+        return groups.Group(rows, batch, texts, scored, advantages, seq_adv, ends)
+
+    def reward(self, questions: list[str], texts: list[str], answers: list[str | None]) -> Scored:
+        """A step's rewards of completions `texts`: the rewarder's (verifier or reward function; step rewards
+        under process supervision), or 0 for all when an answer is unknown (a question from outside the
+        task). The `rescore` request rewards an edited completion with this too."""
         if any(a is None for a in answers):
             scored = Scored([0.0] * len(texts), [False] * len(texts))
-            if s.reward == "process":
+            if self.settings.reward == "process":
                 for q, c in zip(questions, texts):
                     rs, ends = self.task.steps(q, c)
                     scored.step_rewards.append(rs)
                     scored.step_ends.append(ends)
-        else:
-            scored = self.rewarder(questions, texts, answers)
-        advantages, seq_adv, ends = groups.compute_advantages(tok, batch, scored, G, s.reward, s.scale_rewards)
-        return groups.Group(rows, batch, texts, scored, advantages, seq_adv, ends)
+            return scored
+        return self.rewarder(questions, texts, answers)
 
     # ------------------------------------------------------------------------------------------ score
     @contextlib.contextmanager
