@@ -198,7 +198,9 @@ export async function openCompletion(shading: TokenShading, group: GroupRecord, 
   };
   const label = `${origin.logged ? `step${group.step ?? origin.step ?? ''}` : origin.checkpoint ? path.basename(origin.checkpoint) : 'live'}-completion-${index}`;
   const doc = await vscode.workspace.openTextDocument(completionUri(ref, label));
-  const editor = await vscode.window.showTextDocument(doc, { preview: false, viewColumn: vscode.ViewColumn.Beside });
+  // beside what is open (the group inspector), or where nothing is (from the palette: no empty group left behind)
+  const beside = vscode.window.tabGroups.activeTabGroup.activeTab !== undefined;
+  const editor = await vscode.window.showTextDocument(doc, { preview: false, viewColumn: beside ? vscode.ViewColumn.Beside : vscode.ViewColumn.Active });
   const source = origin.logged ? `logged at training step ${group.step ?? '?'} (run ${path.basename(origin.runDir)})` : `sampled from ${origin.checkpoint ? path.basename(origin.checkpoint) : 'the live trainer'} (run ${path.basename(origin.runDir)})`;
   const scores = fromGroup(group, index, doc.getText(), `completion ${index}, ${source}`);
   if (scores) shading.set(doc, scores);

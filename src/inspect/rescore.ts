@@ -4,8 +4,8 @@
  * `python -m grpo serve`, whichever the hover's scoring uses — one request at a time per document, answers
  * for older text dropped (../shared/latestOnly.ts). The answer shows in the editor: CodeLens lines above the
  * text (reward and advantage against what the group logged, the group's advantages recomputed with the edit
- * in place, step rewards, what scored it) and per-token KL shading with the hover (log-probs, KL, π_θ/π_ref,
- * the token's advantage and step) on the edited text's own tokens.
+ * in place, step rewards) and per-token KL shading with the hover (log-probs, KL, π_θ/π_ref, the token's
+ * advantage and step, and what scored it) on the edited text's own tokens.
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
@@ -88,7 +88,8 @@ export class RescoreController implements vscode.CodeLensProvider, vscode.Dispos
     const from = ref.logged ? `logged at training step ${ref.step ?? '?'}` : 'sampled';
     this.shading.set(doc, rescoredScores(result, s.text, `your edit of completion ${ref.index} (${from}), re-scored by ${against} of run ${path.basename(ref.run)}, after the question's training prompt; sequence KL ${fmt(result.sequence_kl, 5)}`));
     d.last = result;
-    d.state = { kind: 'result', result, via: `scored by ${against} · sequence KL ${fmt(result.sequence_kl, 4)}` };
+    d.state = { kind: 'result', result };
+    vscode.window.setStatusBarMessage(`GRPO: ${path.basename(doc.uri.path)} re-scored by ${against} · reward ${fmt(result.reward, 2)} · sequence KL ${fmt(result.sequence_kl, 4)}`, 8000);
     this.log.info(`rescore ${path.basename(doc.uri.path)}: reward ${result.reward}, advantage ${result.advantage}, group advantages [${result.advantages.join(', ')}] (${against})`);
     this.lensesChanged.fire();
   }

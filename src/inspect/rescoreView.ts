@@ -42,7 +42,7 @@ export function rescoreParams(id: RescoreIdentity, text: string): RescoreParams 
 export type LensState =
   | { kind: 'logged' }
   | { kind: 'pending'; last: RescoreResult | null }
-  | { kind: 'result'; result: RescoreResult; via: string }
+  | { kind: 'result'; result: RescoreResult }
   | { kind: 'error'; message: string };
 
 const MINUS = '\u2212';
@@ -72,7 +72,7 @@ export function stepsLine(stepRewards: readonly number[]): string {
 
 const was = (v: number | undefined, signed = false) => (v === undefined ? '' : ` (was ${num(v, signed)})`);
 
-/** The CodeLens titles, first line of the document, left to right. */
+/** The CodeLens titles, first line of the document, left to right (what scored it: the hover's last line). */
 export function lensTitles(id: RescoreIdentity, state: LensState): string[] {
   const loggedReward = id.rewards?.[id.index];
   const loggedAdvantage = id.advantages?.[id.index];
@@ -99,7 +99,7 @@ export function lensTitles(id: RescoreIdentity, state: LensState): string[] {
       const lines = result(state.result);
       if (state.result.reward_errors?.length) lines.push(`reward function failed: ${state.result.reward_errors[0]}`);
       if (state.result.note) lines.push(state.result.note);
-      return [...lines, state.via];
+      return lines;
     }
     case 'error':
       return [`$(warning) not re-scored: ${state.message}`];
