@@ -5,7 +5,8 @@ import { SETUP_COMMAND, setupEnvironmentCommand } from './environment/envSetup';
 import { selectInterpreter } from './environment/selectInterpreter';
 import { deleteRun, latestRun, pickRun, revealRun } from './runsview/commands';
 import { InspectCommands } from './inspect/commands';
-import { COMPLETION_SCHEME, CompletionDocuments, TokenShading } from './inspect/editor';
+import { COMPLETION_SCHEME, CompletionFiles, TokenShading } from './inspect/editor';
+import { RescoreController } from './inspect/rescore';
 import { TrainingController } from './training/controller';
 import { DashboardPanel } from './dashboard/dashboard';
 import { runDirOf, RunsTreeProvider } from './runsview/runsTree';
@@ -22,6 +23,7 @@ export function activate(ctx: vscode.ExtensionContext): void {
   const runsView = vscode.window.createTreeView('grpo.runsView', { treeDataProvider: runsTree });
   const shading = new TokenShading();
   const inspect = new InspectCommands(ctx.extensionUri, training, shading, () => runsView.selection);
+  const rescore = new RescoreController(shading, (t, params, token) => inspect.request(t, 'rescore', params, token), log);
   const atlas = new AtlasViewProvider(training, () => runsView.selection, (dir, question, same) => inspect.openQuestion(dir, question, same));
   const atlasView = vscode.window.createTreeView(AtlasViewProvider.viewId, { treeDataProvider: atlas });
   atlas.attach(atlasView, runsView);
@@ -41,10 +43,13 @@ export function activate(ctx: vscode.ExtensionContext): void {
     atlasView,
     vscode.commands.registerCommand('grpo.showAtlas', (n?: unknown) => atlas.show(n)),
     vscode.commands.registerCommand('grpo.atlas.openQuestion', (n: unknown) => atlas.open(n)),
-    vscode.workspace.registerTextDocumentContentProvider(COMPLETION_SCHEME, new CompletionDocuments()),
+    rescore,
+    vscode.workspace.registerFileSystemProvider(COMPLETION_SCHEME, new CompletionFiles(), { isCaseSensitive: true }),
+    vscode.languages.registerCodeLensProvider({ scheme: COMPLETION_SCHEME }, rescore),
     vscode.languages.registerHoverProvider('*', shading),
     vscode.commands.registerCommand('grpo.sampleGroup', (n?: unknown, question?: unknown) => inspect.sampleGroup(n, typeof question === 'string' ? question : undefined)),
     vscode.commands.registerCommand('grpo.inspectTokens', (n?: unknown) => inspect.inspectTokens(n)),
+    vscode.commands.registerCommand('grpo.editCompletion', (n?: unknown) => inspect.editCompletion(n)),
     vscode.commands.registerCommand('grpo.compareToReference', (n?: unknown, question?: unknown) => inspect.compare(n, typeof question === 'string' ? question : undefined)),
     vscode.commands.registerCommand('grpo.scoreDocument', (n?: unknown) => inspect.scoreDocument(n)),
     vscode.commands.registerCommand('grpo.toggleShading', () => inspect.toggleShading()),

@@ -4,6 +4,7 @@
  *    this window trains it, otherwise to a `python -m grpo serve` process for the chosen checkpoint
  *    (one per checkpoint, reused, stopped after 10 idle minutes and on dispose);
  *  - GRPO: Inspect Per-Token Advantages — the heatmap of a completion of a sampled or logged group;
+ *  - GRPO: Edit a Completion and Re-score It — a completion of such a group, editable, re-scored as you edit;
  *  - GRPO: Score Document Against Reference — onnxruntime-node in the extension host (no Python) when the
  *    checkpoint has an ONNX export, otherwise the `score` request (live trainer or serve: PyTorch);
  *  - GRPO: Toggle Token Shading — KL ↔ advantage.
@@ -16,7 +17,7 @@ import { NoPythonError, offerPythonFix } from '../environment/envSetup';
 import { findExport, ExportError, type OnnxExport } from './onnx/exports';
 import { scorerFor } from './onnx/scorer';
 import { TokenizeError } from './onnx/tokenizer';
-import type { CompareResult, InspectRequests, InspectRequestType, ScoreResult } from '../shared/records';
+import type { CompareResult, GroupRecord, InspectRequests, InspectRequestType, ScoreResult } from '../shared/records';
 import type { GroupOrigin } from './inspectorProtocol';
 import { TrainerGoneError, TrainerRequestError } from '../shared/requests';
 import { findQuestionSteps, lastSampleQuestion, listCheckpoints, listRuns, listSampleGroups, readSampleGroup } from '../rundir/runDir';
@@ -96,7 +97,7 @@ export class InspectCommands implements vscode.Disposable {
   }
 
   /** Sends a request to the live trainer (when it trains `t` in this window) or to a serve process. */
-  private async request<K extends InspectRequestType>(t: Target, type: K, params: InspectRequests[K]['params'], token: vscode.CancellationToken): Promise<{ result: InspectRequests[K]['result']; origin: GroupOrigin }> {
+  async request<K extends InspectRequestType>(t: Target, type: K, params: InspectRequests[K]['params'], token: vscode.CancellationToken): Promise<{ result: InspectRequests[K]['result']; origin: GroupOrigin }> {
     const live = this.training.live;
     let pending: Promise<InspectRequests[K]['result']>;
     let origin: GroupOrigin;
@@ -240,6 +241,38 @@ export class InspectCommands implements vscode.Disposable {
 
   // --- GRPO: Inspect Per-Token Advantages ------------------------------------------------------------
   async inspectTokens(arg?: unknown): Promise<void> {
+    const g = await this.pickGroup(arg, 'Inspect the tokens of which group?');
+    if (!g) return;
+    const group = g.group;
+    const which = await pickCompletion(group, 'Which completion?');
+    if (!which) return;
+    if (!group.tokens) {
+      // A sequence-level group (imported from TRL's completion tables) has no per-token values to colour:
+      // show the group with the completion focused, and open the completion scored on demand.
+      this.showGroup(g, which.i);
+      await this.openCompletion(g, which.i);
+      return;
+    }
+    const quantities: { label: string; q: Quantity }[] = [
+      { label: 'advantage Â', q: 'advantage' }, { label: 'ratio π_θ/π_old', q: 'ratio' }, { label: 'k3 KL to the reference', q: 'kl' },
+      { label: 'log-prob', q: 'logp' }, { label: 'entropy', q: 'entropy' },
+    ];
+    const q = await vscode.window.showQuickPick(quantities, { title: 'Colour the tokens by' });
+    if (!q) return;
+    this.showGroup(g, which.i, q.q);
+  }
+
+  // --- GRPO: Edit a Completion and Re-score It -------------------------------------------------------
+  /** A completion of a sampled or logged group, opened editable: each edit is re-scored (./rescore.ts). */
+  async editCompletion(arg?: unknown): Promise<void> {
+    const g = await this.pickGroup(arg, 'Edit a completion of which group?');
+    if (!g) return;
+    const which = await pickCompletion(g.group, 'Edit which completion? (each edit is re-scored: reward, advantages, per-token KL)');
+    if (which) await this.openCompletion(g, which.i);
+  }
+
+  /** A group sampled in this window or logged by the chosen run (a Runs view "sample" node: that one). */
+  private async pickGroup(arg: unknown, title: string): Promise<ShownGroup | undefined> {
     let g: ShownGroup | undefined;
     const n = arg as RunNode | undefined;
     if (n && typeof n === 'object' && n.kind === 'sample') g = await this.loggedGroup(n.run.dir, n.step);
@@ -256,32 +289,10 @@ export class InspectCommands implements vscode.Disposable {
         void vscode.window.showInformationMessage(`GRPO: no group to inspect yet: run "GRPO: Sample Group", or train until samples.jsonl logs one${t ? ` (run ${path.basename(t.runDir)} has none)` : ''}.`);
         return;
       }
-      const pick = await vscode.window.showQuickPick(items, { title: 'Inspect the tokens of which group?', placeHolder: 'type "no signal" for the groups whose rewards are all equal', matchOnDescription: true });
+      const pick = await vscode.window.showQuickPick(items, { title, placeHolder: 'type "no signal" for the groups whose rewards are all equal', matchOnDescription: true });
       g = await pick?.pick();
     }
-    if (!g) return;
-    const group = g.group;
-    const which = await vscode.window.showQuickPick(group.completions.map((c, i) => ({
-      label: `#${i}  reward ${fmt(group.rewards[i], 3)}  advantage ${fmt(group.advantages[i], 3)}`,
-      description: `${describeLength(completionLength(group, i))}${group.truncated?.[i] ? ', truncated' : ''}`,
-      detail: c.replace(/\n/g, ' ↵ ').slice(0, 120),
-      i,
-    })), { title: 'Which completion?', matchOnDetail: true });
-    if (!which) return;
-    if (!group.tokens) {
-      // A sequence-level group (imported from TRL's completion tables) has no per-token values to colour:
-      // show the group with the completion focused, and open the completion scored on demand.
-      this.showGroup(g, which.i);
-      await this.openCompletion(g, which.i);
-      return;
-    }
-    const quantities: { label: string; q: Quantity }[] = [
-      { label: 'advantage Â', q: 'advantage' }, { label: 'ratio π_θ/π_old', q: 'ratio' }, { label: 'k3 KL to the reference', q: 'kl' },
-      { label: 'log-prob', q: 'logp' }, { label: 'entropy', q: 'entropy' },
-    ];
-    const q = await vscode.window.showQuickPick(quantities, { title: 'Colour the tokens by' });
-    if (!q) return;
-    this.showGroup(g, which.i, q.q);
+    return g;
   }
 
   // --- GRPO: Compare to Reference --------------------------------------------------------------------
@@ -376,7 +387,7 @@ export class InspectCommands implements vscode.Disposable {
   private rescoreSoon(doc: vscode.TextDocument): void {
     const key = doc.uri.toString();
     const t = this.autoRescore.get(key);
-    if (!t) return;
+    if (!t || completionRef(doc.uri)) return; // a completion document is re-scored by ./rescore.ts
     clearTimeout(this.rescoreTimers.get(key));
     this.rescoreTimers.set(key, setTimeout(() => {
       this.rescoreTimers.delete(key);
@@ -399,6 +410,16 @@ export class InspectCommands implements vscode.Disposable {
     this.serves.clear();
     this.subs.forEach((d) => d.dispose());
   }
+}
+
+/** One completion of `group`, by its reward, advantage, length and first words. */
+function pickCompletion(group: GroupRecord, title: string): Thenable<{ i: number } | undefined> {
+  return vscode.window.showQuickPick(group.completions.map((c, i) => ({
+    label: `#${i}  reward ${fmt(group.rewards[i], 3)}  advantage ${fmt(group.advantages[i], 3)}`,
+    description: `${describeLength(completionLength(group, i))}${group.truncated?.[i] ? ', truncated' : ''}`,
+    detail: c.replace(/\n/g, ' ↵ ').slice(0, 120),
+    i,
+  })), { title, matchOnDetail: true });
 }
 
 function raceCancel<T>(p: Promise<T>, token: vscode.CancellationToken): Promise<T> {

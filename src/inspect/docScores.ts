@@ -23,6 +23,8 @@ export interface DocScores {
   sequenceKl: number;
   /** Shown under each hover: where the numbers come from. */
   source: string;
+  /** π_θ/π_ref per token, when the trainer sent it (a re-scored edit). */
+  refRatio?: number[] | null;
 }
 
 export function fromScoreResult(r: ScoreResult, source: string): DocScores {
@@ -39,11 +41,17 @@ export function fromScoreResult(r: ScoreResult, source: string): DocScores {
  * `Ġworld`), as the in-editor scorer reports them.
  */
 export function onText(r: ScoreResult, text: string): ScoreResult {
+  const offsets = utf16Offsets(r.offsets, text);
+  return { ...r, offsets, tokens: offsets.map(([a, b]) => text.slice(a, b)) };
+}
+
+/** The trainer's `[start, end)` offsets (Unicode code points, Python's str) as offsets into `text` in UTF-16
+ * code units (the editor's), clamped to the text. */
+export function utf16Offsets(offsets: readonly (readonly [number, number])[], text: string): [number, number][] {
   const unit: number[] = [0]; // code point index → UTF-16 offset
   for (const ch of text) unit.push(unit[unit.length - 1] + ch.length);
   const at = (cp: number) => unit[Math.max(0, Math.min(cp, unit.length - 1))];
-  const offsets = r.offsets.map(([a, b]): [number, number] => [at(a), at(b)]);
-  return { ...r, offsets, tokens: offsets.map(([a, b]) => text.slice(a, b)) };
+  return offsets.map(([a, b]): [number, number] => [at(a), at(b)]);
 }
 
 /**
@@ -68,7 +76,7 @@ export function factsAt(s: DocScores, t: number): TokenFacts {
   const step = s.stepOf?.[t];
   return {
     token: s.tokens[t], index: t, count: s.tokens.length, logp: s.logp[t], refLogp: s.refLogp[t], kl: s.kl[t],
-    oldLogp: s.oldLogp?.[t] ?? null, ratio: s.oldLogp ? Math.exp(s.logp[t] - s.oldLogp[t]) : null,
+    oldLogp: s.oldLogp?.[t] ?? null, ratio: s.oldLogp ? Math.exp(s.logp[t] - s.oldLogp[t]) : null, refRatio: s.refRatio?.[t] ?? null,
     advantage: s.advantage?.[t] ?? null, entropy: s.entropy?.[t] ?? null,
     step: step === undefined ? null : { index: step < 0 ? (s.stepRewards?.length ?? 0) : step, reward: step < 0 ? null : s.stepRewards?.[step] ?? null },
   };

@@ -1,7 +1,9 @@
 /**
  * The editor side of inspection:
- *  - completions open as read-only documents under the `grpo-completion:` scheme (the URI carries run,
- *    checkpoint, question, prompt and the text itself, so a restored editor still has its content);
+ *  - completions open as editable documents under the `grpo-completion:` scheme (the URI carries run,
+ *    checkpoint, question, prompt, the text itself and, from a group, the group's texts and logged numbers,
+ *    so a restored editor still has its content and identity); an edit is re-scored (./rescore.ts), a save
+ *    keeps the edit in memory for the session, "Revert File" brings the logged text back;
  *  - per-token background shading (KL or advantage, togglable), re-applied throttled as editors show;
  *  - a hover on every shaded token, answered from the scores cached for that document version.
  */
@@ -10,10 +12,11 @@ import * as vscode from 'vscode';
 import type { GroupRecord } from '../shared/records';
 import type { GroupOrigin } from './inspectorProtocol';
 import { canShade, fromGroup, hoverAt, shadingRuns, type DocScores, type ShadeMode } from './docScores';
+import type { RescoreIdentity } from './rescoreView';
 
 export const COMPLETION_SCHEME = 'grpo-completion';
 
-export interface CompletionRef {
+export interface CompletionRef extends RescoreIdentity {
   run: string;
   checkpoint: string | null;
   step: number | null;
@@ -38,10 +41,52 @@ export function completionRef(uri: vscode.Uri): CompletionRef | null {
   }
 }
 
-/** Read-only: a content provider's documents cannot be edited or saved. */
-export class CompletionDocuments implements vscode.TextDocumentContentProvider {
-  provideTextDocumentContent(uri: vscode.Uri): string {
-    return completionRef(uri)?.text ?? '(this completion is no longer available)';
+/**
+ * Completion documents, editable: reading one gives the text its URI carries (or what was last saved to it
+ * in this session); saving keeps the edit in memory, never on disk. Nothing else can be created, moved or
+ * deleted here.
+ */
+export class CompletionFiles implements vscode.FileSystemProvider {
+  private readonly saved = new Map<string, { data: Uint8Array; mtime: number }>();
+  private readonly changed = new vscode.EventEmitter<vscode.FileChangeEvent[]>();
+  readonly onDidChangeFile = this.changed.event;
+
+  watch(): vscode.Disposable {
+    return new vscode.Disposable(() => undefined);
+  }
+
+  stat(uri: vscode.Uri): vscode.FileStat {
+    if (!completionRef(uri)) return { type: vscode.FileType.Directory, ctime: 0, mtime: 0, size: 0 };
+    const saved = this.saved.get(uri.toString());
+    return { type: vscode.FileType.File, ctime: 0, mtime: saved?.mtime ?? 0, size: this.readFile(uri).byteLength };
+  }
+
+  readFile(uri: vscode.Uri): Uint8Array {
+    const ref = completionRef(uri);
+    if (!ref) throw vscode.FileSystemError.FileNotFound(uri);
+    return this.saved.get(uri.toString())?.data ?? new TextEncoder().encode(ref.text);
+  }
+
+  writeFile(uri: vscode.Uri, content: Uint8Array): void {
+    if (!completionRef(uri)) throw vscode.FileSystemError.NoPermissions('only a completion opened from a group can be saved here');
+    this.saved.set(uri.toString(), { data: content, mtime: Date.now() });
+    this.changed.fire([{ type: vscode.FileChangeType.Changed, uri }]);
+  }
+
+  readDirectory(): [string, vscode.FileType][] {
+    return [];
+  }
+
+  createDirectory(uri: vscode.Uri): void {
+    throw vscode.FileSystemError.NoPermissions(uri);
+  }
+
+  delete(uri: vscode.Uri): void {
+    throw vscode.FileSystemError.NoPermissions(uri);
+  }
+
+  rename(uri: vscode.Uri): void {
+    throw vscode.FileSystemError.NoPermissions(uri);
   }
 }
 
@@ -144,14 +189,18 @@ export class TokenShading implements vscode.Disposable, vscode.HoverProvider {
   }
 }
 
-/** Opens completion `index` of a group as a read-only document, shaded with the group's own numbers. */
+/** Opens completion `index` of a group as an editable document, shaded with the group's own numbers. */
 export async function openCompletion(shading: TokenShading, group: GroupRecord, origin: GroupOrigin, index: number): Promise<vscode.TextEditor> {
   const ref: CompletionRef = {
     run: origin.runDir, checkpoint: origin.checkpoint, step: origin.step, question: group.question, prompt: group.prompt, index, text: group.completions[index],
+    group: group.completions, answer: group.answer, rewards: group.rewards, advantages: group.advantages, stepRewards: group.step_rewards?.[index] ?? null,
+    logged: origin.logged,
   };
   const label = `${origin.logged ? `step${group.step ?? origin.step ?? ''}` : origin.checkpoint ? path.basename(origin.checkpoint) : 'live'}-completion-${index}`;
   const doc = await vscode.workspace.openTextDocument(completionUri(ref, label));
-  const editor = await vscode.window.showTextDocument(doc, { preview: false, viewColumn: vscode.ViewColumn.Beside });
+  // beside what is open (the group inspector), or where nothing is (from the palette: no empty group left behind)
+  const beside = vscode.window.tabGroups.activeTabGroup.activeTab !== undefined;
+  const editor = await vscode.window.showTextDocument(doc, { preview: false, viewColumn: beside ? vscode.ViewColumn.Beside : vscode.ViewColumn.Active });
   const source = origin.logged ? `logged at training step ${group.step ?? '?'} (run ${path.basename(origin.runDir)})` : `sampled from ${origin.checkpoint ? path.basename(origin.checkpoint) : 'the live trainer'} (run ${path.basename(origin.runDir)})`;
   const scores = fromGroup(group, index, doc.getText(), `completion ${index}, ${source}`);
   if (scores) shading.set(doc, scores);

@@ -13,6 +13,8 @@ export interface TokenFacts {
   kl: number;
   /** π_θ/π_old (only for sampled or logged groups: π_old is the policy that sampled them). */
   ratio?: number | null;
+  /** π_θ/π_ref (a re-scored edit: the trainer's own per-token ratio to the reference). */
+  refRatio?: number | null;
   oldLogp?: number | null;
   advantage?: number | null;
   entropy?: number | null;
@@ -28,6 +30,7 @@ export function factRows(f: TokenFacts): [string, string][] {
     ['log π_ref (reference)', fmt(f.refLogp)],
     ['log π_θ − log π_ref', fmt(f.logp - f.refLogp)],
   ];
+  if (f.refRatio !== undefined && f.refRatio !== null) rows.push(['ratio π_θ/π_ref', fmt(f.refRatio)]);
   if (f.oldLogp !== undefined && f.oldLogp !== null) rows.push(['log π_old (sampler)', fmt(f.oldLogp)]);
   rows.push(['ratio π_θ/π_old', f.ratio === undefined || f.ratio === null ? 'n/a (not sampled by the trainer)' : fmt(f.ratio)]);
   rows.push(['advantage Â', f.advantage === undefined || f.advantage === null ? 'n/a (not from a scored group)' : fmt(f.advantage)]);

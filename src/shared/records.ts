@@ -24,6 +24,7 @@ export type {
   WarningEvent,
 } from './generated/protocol';
 export type { PreflightProblem, PreflightReport, QuestionsRow, Verdict } from './generated/protocol';
+export type { RescoreParams, RescoreResult } from './generated/protocol';
 export { VERDICTS } from './generated/protocol';
 export type { Checked } from './guards';
 
@@ -207,6 +208,7 @@ export const isControlRequest = (v: unknown): v is ControlRequest => checkAs('Co
 export const checkScoreResult = checker('ScoreResult', 'score result');
 export const checkCompareResult = checker('CompareResult', 'compare result');
 export const checkReplayResult = checker('ReplayResult', 'replay result');
+export const checkRescoreResult = checker('RescoreResult', 'rescore result');
 
 export type InspectRequestType = keyof InspectRequests;
 /** The guard for each inspection request's answer. */
@@ -215,6 +217,7 @@ export const INSPECT_RESULT_CHECKS: { [K in InspectRequestType]: (v: unknown) =>
   score: checkScoreResult,
   compare: checkCompareResult,
   replay: checkReplayResult,
+  rescore: checkRescoreResult,
 };
 
 /** One stdin line: `{"v":1,"type":…,"id":…, …params}`. */

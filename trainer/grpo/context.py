@@ -107,8 +107,18 @@ class PolicyContext:
                step: int = 0) -> Scored:
         """The rewarder on completions of `rows` (one row per completion), with what TRL-style reward functions
         receive: the prompt as the model saw it (messages under a chat template, as TRL's conversational
-        format; else its text), the completions' token ids and the rows' dataset columns."""
+        format; else its text), the completions' token ids and the rows' dataset columns. A row whose answer
+        is None (a question from outside the task) gets reward 0 unless reward_funcs score it. A training step
+        and the `rescore` request (an edited completion) both reward with this."""
         s = self.settings
+        if any(r["answer"] is None for r in rows) and not self.rewarder.funcs:
+            scored = Scored([0.0] * len(texts), [False] * len(texts))
+            if s.reward == "process":
+                for r, c in zip(rows, texts):
+                    rs, ends = self.task.steps(r["question"], c)
+                    scored.step_rewards.append(rs)
+                    scored.step_ends.append(ends)
+            return scored
         prompts_ = [prompts.messages(r["question"], s.system_prompt, self.task) if self.chat else r["prompt"]
                     for r in rows] if self.rewarder.funcs else None
         columns = [r.get("columns") or {"question": r["question"], "answer": r["answer"]} for r in rows]
@@ -169,25 +179,15 @@ class PolicyContext:
                  step: int = 0) -> groups.Group:
         """G completions of each row's prompt (from the policy, or `model`), rewarded, with advantages: a GRPO
         step's collect (`step`: the steps done before it, TRL's trainer_state.global_step). A row whose answer
-        is None (a question from outside the task) gets reward 0, unless reward_funcs score it."""
+        is None gets reward 0 (`reward`)."""
         s, tok = self.settings, self.tokenizer
         batch = self.generate([p for p in prompt_ids for _ in range(G)],
                               temperature=s.temperature if temperature is None else temperature,
                               max_new_tokens=s.max_completion_length if max_new_tokens is None else max_new_tokens,
                               generator=generator, model=model)
         texts = tok.batch_decode(batch.completion_ids, skip_special_tokens=True)
-        questions = [r["question"] for r in rows for _ in range(G)]
-        answers = [r["answer"] for r in rows for _ in range(G)]
-        if any(a is None for a in answers) and not self.rewarder.funcs:
-            scored = Scored([0.0] * len(texts), [False] * len(texts))
-            if s.reward == "process":
-                for q, c in zip(questions, texts):
-                    rs, ends = self.task.steps(q, c)
-                    scored.step_rewards.append(rs)
-                    scored.step_ends.append(ends)
-        else:
-            ids = [row[:n] for row, n in zip(batch.completion_ids.tolist(), batch.lengths.tolist())]
-            scored = self.reward([r for r in rows for _ in range(G)], texts, ids, step)
+        ids = [row[:n] for row, n in zip(batch.completion_ids.tolist(), batch.lengths.tolist())]
+        scored = self.reward([r for r in rows for _ in range(G)], texts, ids, step)
         advantages, seq_adv, ends = groups.compute_advantages(tok, batch, scored, G, s.reward, s.scale_rewards)
         return groups.Group(rows, batch, texts, scored, advantages, seq_adv, ends)
 

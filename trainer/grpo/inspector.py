@@ -15,14 +15,16 @@ failure becomes an `ok: false` answer. Scoring is chunked (`PolicyContext.inspec
 from __future__ import annotations
 
 import logging
+import math
 import secrets
+import warnings
 from typing import IO, Any
 
 import torch
 
 from . import algorithm, checkpoint, groups, models, protocol, records, replay, rollout, sft
 from .context import PolicyContext, Source, eval_mode
-from .records import CompareResult, GroupRecord, ScoreResult
+from .records import CompareResult, GroupRecord, RescoreResult, ScoreResult
 
 log = logging.getLogger("grpo")
 
@@ -295,6 +297,114 @@ def _replay(ctx: PolicyContext, source: Source, params: dict) -> records.ReplayR
         raise RequestError(str(e)) from None
 
 
+# --------------------------------------------------------------------------------------- rescore
+def rescore(ctx: PolicyContext, source: Source, params: dict) -> RescoreResult:
+    """An edited completion scored as training scores a sampled one: rewarded by the run's rewarder
+    (`PolicyContext.reward`, as `roll_out` rewards), the group's advantages recomputed with the edit in place by
+    the training function (`groups.compute_advantages`, the run's `reward` and `scale_rewards`), step rewards
+    where the task checks steps, and per-token log-probs under the policy and the reference as a
+    continuation of the question's training prompt (`score`: temperature 1), with π_θ/π_ref per token."""
+    tok, s = ctx.tokenizer, ctx.settings
+    question, completion = params["question"], params["completion"]
+    if not completion:
+        raise RequestError("parameter 'completion' is empty")
+    _vocabulary(tok, "completion", completion)
+    texts, index = [completion], 0
+    if "group" in params:
+        texts = list(params["group"])
+        if not 2 <= len(texts) <= MAX_GENERATIONS:
+            raise RequestError(f"parameter 'group' must hold 2 to {MAX_GENERATIONS} completions, got {len(texts)}")
+        if "index" not in params:
+            raise RequestError("parameter 'index' is needed with 'group' (the edited completion's place in it)")
+        index = _int_in("index", params["index"], 0, len(texts) - 1)
+        for i, t in enumerate(texts):
+            if i != index:
+                _vocabulary(tok, f"group[{i}]", t)
+        texts[index] = completion
+    elif "index" in params:
+        _int_in("index", params["index"], 0, 0)  # one completion without a group: index 0 only
+    G = len(texts)
+    prompt_text, p_ids = _question_prompt(ctx, question, 0)
+    t_ids = _text_tokens(tok, completion)[0]
+    context = _context(ctx.policy)
+    if len(p_ids) + len(t_ids) > context:
+        raise RequestError(f"parameter 'completion': the prompt and the completion are {len(p_ids) + len(t_ids)} "
+                           f"tokens, longer than the model's context of {context} tokens")
+    if s.reward == "process":
+        try:
+            ctx.task.steps(question, "")
+        except ValueError as e:
+            raise RequestError(f"process rewards need a question the task checks step by step: {e}") from None
+    answer, notes = params.get("answer"), []
+    if answer is None:
+        answer = ctx.task.answer(question)
+        if answer is None:
+            notes.append("no answer given and none known for this question: every reward is 0")
+    if s.scale_rewards == "batch" and G > 1:
+        notes.append("scale_rewards is 'batch': the advantages are scaled by this group's rewards alone (the "
+                     "step's other groups are not part of the request)")
+
+    ids = [t_ids if i == index else sft.encode(tok, t) for i, t in enumerate(texts)]
+    scored = ctx.reward([{"question": question, "answer": answer, "prompt": prompt_text}] * G, texts, ids)
+    batch = _completions_batch(ids, p_ids, tok.eos_token_id, tok.pad_token_id)
+    with warnings.catch_warnings():  # a group of one: its std has no degrees of freedom (no signal: advantage 0)
+        warnings.simplefilter("ignore", UserWarning)
+        advantages, seq_adv, _ = groups.compute_advantages(tok, batch, scored, G, s.reward, s.scale_rewards)
+    n = len(t_ids)
+    per_token = advantages[index, :n] if advantages.dim() == 2 else seq_adv[index].expand(n)
+
+    scores = score(ctx, completion, prompt_text, source.step)
+    result: RescoreResult = {
+        "question": question, "answer": answer, "prompt": prompt_text, "completion": completion, "index": index,
+        "reward": scored.rewards[index], "correct": bool(scored.correct[index]),
+        "advantage": round(float(seq_adv[index]), 6),
+        "rewards": list(scored.rewards), "advantages": _r6(seq_adv),
+        "tokens": scores["tokens"], "offsets": scores["offsets"], "logp": scores["logp"],
+        "ref_logp": scores["ref_logp"], "kl": scores["kl"],
+        "ratio": [round(math.exp(a - b), 6) for a, b in zip(scores["logp"], scores["ref_logp"])],
+        "token_advantages": _r6(per_token), "sequence_kl": scores["sequence_kl"], "step": source.step,
+        "source": source.as_dict(),
+    }
+    steps = _completion_steps(ctx, question, completion, scored, index)
+    if steps is not None:
+        result["step_rewards"] = list(steps[0])
+        result["step_ends"] = groups.char_to_token_ends(tok, t_ids, steps[1]) if t_ids else []
+    if scored.errors:
+        result["reward_errors"] = scored.errors
+    if notes:
+        result["note"] = "; ".join(notes)
+    return result
+
+
+def _completions_batch(ids: list[list[int]], prompt: list[int], eos: int | None, pad: int | None) -> rollout.Batch:
+    """Completions (token ids, each ended by EOS as a finished sample is) after one prompt, as a Batch: the
+    layout `groups.compute_advantages` reads lengths and step ends from."""
+    seqs = [c + ([eos] if eos is not None else []) for c in ids]
+    width = max(1, max(len(c) for c in seqs))
+    pad = pad if pad is not None else (eos if eos is not None else 0)
+    comp = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, c in enumerate(seqs):
+        comp[i, : len(c)] = torch.tensor(c, dtype=torch.long)
+        mask[i, : len(c)] = 1
+    p = torch.tensor([prompt] * len(seqs), dtype=torch.long)
+    return rollout.Batch(p, torch.ones_like(p), comp, mask, torch.zeros(len(seqs), dtype=torch.bool))
+
+
+def _completion_steps(ctx: PolicyContext, question: str, completion: str, scored, index: int
+                      ) -> tuple[list[float], list[int]] | None:
+    """The edited completion's step rewards and their character ends: the rewarder's (process supervision),
+    else the task's where it checks this question step by step (they do not change the advantages then)."""
+    if scored.step_rewards:
+        return scored.step_rewards[index], scored.step_ends[index]
+    if not ctx.task.has_steps:
+        return None
+    try:
+        return ctx.task.steps(question, completion)
+    except ValueError:
+        return None
+
+
 # --------------------------------------------------------------------------------------- dispatch
 def handle(ctx: PolicyContext, source: Source, msg: dict[str, Any]) -> dict[str, Any]:
     """The result of one inspection request; raises RequestError on bad input."""
@@ -307,6 +417,8 @@ def handle(ctx: PolicyContext, source: Source, msg: dict[str, Any]) -> dict[str,
         return {**result, "source": source.as_dict()}
     if kind == protocol.REPLAY:
         return _replay(ctx, source, params)
+    if kind == protocol.RESCORE:
+        return rescore(ctx, source, params)
     return compare(ctx, source, params)
 
 

@@ -24,7 +24,7 @@ STARTED, STATUS, PROGRESS, METRICS, SAMPLES, EVENT, RESPONSE = MESSAGE_TYPES
 # stdin control requests
 PAUSE, RESUME, STOP, SAVE_CHECKPOINT = CONTROL_TYPES
 # stdin inspection requests (answered by `train` between steps and by `serve`; see grpo/inspector.py)
-SAMPLE_GROUP, SCORE, COMPARE, REPLAY = INSPECT_TYPES
+SAMPLE_GROUP, SCORE, COMPARE, REPLAY, RESCORE = INSPECT_TYPES
 
 # run states (status.json "state")
 STATES = RUN_STATES

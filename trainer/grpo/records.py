@@ -53,7 +53,7 @@ Phase = Literal["setup", "sft", "grpo", "done"]
 EventKind = Literal["phase", "eval", "decontamination", "checkpoint", "ref_reset", "warning", "error", "control",
                     "resume", "sft_cache"]
 ControlType = Literal["pause", "resume", "stop", "save_checkpoint"]
-InspectType = Literal["sample_group", "score", "compare", "replay"]
+InspectType = Literal["sample_group", "score", "compare", "replay", "rescore"]
 MessageType = Literal["started", "status", "progress", "metrics", "samples", "event", "response"]
 # a group's kind: its rewards differ (it carries policy gradient), or all are equal and every answer is right,
 # none is, or the answers are mixed under a reward that ignores them
@@ -467,6 +467,42 @@ class ReplayResult(TypedDict):
     seconds: Annotated[float, "wall-clock time of the whole replay"]
 
 
+class RescoreResult(TypedDict):
+    """`rescore`: an edited completion re-scored as training would score it: its reward by the run's rewarder, the
+    group's advantages recomputed with it in place (the training function), and its per-token numbers as a
+    continuation of the question's training prompt (temperature 1, as `score`)."""
+
+    question: str
+    answer: Annotated[str | None, "the answer rewarded against (null: none known, every reward is 0)"]
+    prompt: Annotated[str, "the training prompt the completion was scored after"]
+    completion: str
+    index: Annotated[int, "the edited completion's place in the group"]
+    reward: Annotated[float, "the edited completion's reward (the run's verifier or reward function)"]
+    correct: Annotated[bool, "whether its final answer is right (the verifier's verdict)"]
+    advantage: Annotated[float, "its sequence-level advantage in the group (advantages[index])"]
+    rewards: Annotated[list[float], "the whole group's rewards, the edit in place (one completion without a group)"]
+    advantages: Annotated[list[float], Len("rewards", "completions"),
+                          "the whole group's sequence-level advantages by the training function, the edit in place"]
+    step_rewards: NotRequired[Annotated[list[float], "per reasoning step of the edited completion, where the task "
+                                                     "checks the question step by step (arith)"]]
+    step_ends: NotRequired[Annotated[list[int], Len("step_rewards", "steps"),
+                                     "0-based index into `tokens` where each step ends"]]
+    tokens: list[str]
+    offsets: Annotated[list[tuple[int, int]], Len("tokens", "tokens"),
+                       "[start, end) code-point offsets into completion"]
+    logp: Annotated[list[float], Len("tokens", "tokens"), "log π_θ per token (temperature 1)"]
+    ref_logp: Annotated[list[float], Len("tokens", "tokens"), "log π_ref per token"]
+    kl: Annotated[list[float], Len("tokens", "tokens"), "k3 KL per token"]
+    ratio: Annotated[list[float], Len("tokens", "tokens"), "π_θ/π_ref per token"]
+    token_advantages: Annotated[list[float], Len("tokens", "tokens"),
+                                "the advantage each token would be trained with (process supervision: per token)"]
+    sequence_kl: Annotated[float, "mean k3 KL"]
+    step: Annotated[int | None, "null: a model directory that is not a training checkpoint"]
+    source: NotRequired[Source]
+    reward_errors: NotRequired[Annotated[list[str], "the reward function's errors"]]
+    note: NotRequired[Annotated[str, "why every reward is 0, when it is"]]
+
+
 # ----------------------------------------------------------------------------------- stdin requests
 class SampleGroupParams(TypedDict, total=False):
     question: Required[str]
@@ -495,11 +531,20 @@ class ReplayParams(TypedDict, total=False):
                                               "{\"loss_type\": \"dr_grpo\"}); the run's own settings replay first"]
 
 
+class RescoreParams(TypedDict, total=False):
+    question: Required[str]
+    completion: Required[Annotated[str, "the edited completion"]]
+    group: Annotated[list[str], "the group's completions (2–256); the one at `index` is replaced by `completion`"]
+    index: Annotated[int, "the edited completion's place in `group` (needed with it)"]
+    answer: Annotated[str | None, "default the task's answer for the question"]
+
+
 # request type → (params, result)
 INSPECT: dict[str, tuple[type, type]] = {"sample_group": (SampleGroupParams, GroupRecord),
                                          "score": (ScoreParams, ScoreResult),
                                          "compare": (CompareParams, CompareResult),
-                                         "replay": (ReplayParams, ReplayResult)}
+                                         "replay": (ReplayParams, ReplayResult),
+                                         "rescore": (RescoreParams, RescoreResult)}
 
 
 class ControlRequest(TypedDict):
@@ -590,7 +635,7 @@ UNIONS: dict[str, tuple[str, dict[str, type], type | None]] = {
 # every record the extension needs (others are reached through these)
 ROOTS: tuple[type, ...] = (RunStatus, MetricsRow, GroupRecord, QuestionsRow, PreflightReport, ScoreResult,
                            CompareResult, ReplayResult, ControlRequest, SampleGroupParams, ScoreParams, CompareParams,
-                           ReplayParams, *EVENTS.values(), *MESSAGES.values())
+                           ReplayParams, RescoreResult, RescoreParams, *EVENTS.values(), *MESSAGES.values())
 
 
 # ------------------------------------------------------------------------------------ the schema

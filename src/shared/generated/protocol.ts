@@ -14,7 +14,7 @@ export const EVENT_KINDS = ["phase","eval","decontamination","checkpoint","ref_r
 export type EventKind = (typeof EVENT_KINDS)[number];
 export const CONTROL_TYPES = ["pause","resume","stop","save_checkpoint"] as const;
 export type ControlType = (typeof CONTROL_TYPES)[number];
-export const INSPECT_TYPES = ["sample_group","score","compare","replay"] as const;
+export const INSPECT_TYPES = ["sample_group","score","compare","replay","rescore"] as const;
 export type InspectType = (typeof INSPECT_TYPES)[number];
 export const MESSAGE_TYPES = ["started","status","progress","metrics","samples","event","response"] as const;
 export type MessageType = (typeof MESSAGE_TYPES)[number];
@@ -430,6 +430,68 @@ export interface ReplayVariant {
   reproduced?: number;
 }
 
+export interface RescoreParams {
+  question: string;
+  /** the edited completion */
+  completion: string;
+  /** the group's completions (2–256); the one at `index` is replaced by `completion` */
+  group?: string[];
+  /** the edited completion's place in `group` (needed with it) */
+  index?: number;
+  /** default the task's answer for the question */
+  answer?: string | null;
+}
+
+/** `rescore`: an edited completion re-scored as training would score it: its reward by the run's rewarder, the
+    group's advantages recomputed with it in place (the training function), and its per-token numbers as a
+    continuation of the question's training prompt (temperature 1, as `score`). */
+export interface RescoreResult {
+  question: string;
+  /** the answer rewarded against (null: none known, every reward is 0) */
+  answer: string | null;
+  /** the training prompt the completion was scored after */
+  prompt: string;
+  completion: string;
+  /** the edited completion's place in the group */
+  index: number;
+  /** the edited completion's reward (the run's verifier or reward function) */
+  reward: number;
+  /** whether its final answer is right (the verifier's verdict) */
+  correct: boolean;
+  /** its sequence-level advantage in the group (advantages[index]) */
+  advantage: number;
+  /** the whole group's rewards, the edit in place (one completion without a group) */
+  rewards: number[];
+  /** the whole group's sequence-level advantages by the training function, the edit in place */
+  advantages: number[];
+  /** per reasoning step of the edited completion, where the task checks the question step by step (arith) */
+  step_rewards?: number[];
+  /** 0-based index into `tokens` where each step ends */
+  step_ends?: number[];
+  tokens: string[];
+  /** [start, end) code-point offsets into completion */
+  offsets: ([number, number])[];
+  /** log π_θ per token (temperature 1) */
+  logp: number[];
+  /** log π_ref per token */
+  ref_logp: number[];
+  /** k3 KL per token */
+  kl: number[];
+  /** π_θ/π_ref per token */
+  ratio: number[];
+  /** the advantage each token would be trained with (process supervision: per token) */
+  token_advantages: number[];
+  /** mean k3 KL */
+  sequence_kl: number;
+  /** null: a model directory that is not a training checkpoint */
+  step: number | null;
+  source?: Source;
+  /** the reward function's errors */
+  reward_errors?: string[];
+  /** why every reward is 0, when it is */
+  note?: string;
+}
+
 /** The answer to a request on stdin (`id` echoes it; null for a line that could not be read). */
 export interface ResponseMessage {
   v: 1;
@@ -615,6 +677,7 @@ export interface InspectRequests {
   score: { params: ScoreParams; result: ScoreResult };
   compare: { params: CompareParams; result: CompareResult };
   replay: { params: ReplayParams; result: ReplayResult };
+  rescore: { params: RescoreParams; result: RescoreResult };
 }
 
 /** Every record and union by name, for the guards. */
@@ -644,6 +707,8 @@ export interface Records {
   ReplayParams: ReplayParams;
   ReplayResult: ReplayResult;
   ReplayVariant: ReplayVariant;
+  RescoreParams: RescoreParams;
+  RescoreResult: RescoreResult;
   ResponseMessage: ResponseMessage;
   ResumeEvent: ResumeEvent;
   RunEvent: RunEvent;
@@ -670,7 +735,7 @@ export const SCHEMA = {
     "Phase": ["setup","sft","grpo","done"],
     "EventKind": ["phase","eval","decontamination","checkpoint","ref_reset","warning","error","control","resume","sft_cache"],
     "ControlType": ["pause","resume","stop","save_checkpoint"],
-    "InspectType": ["sample_group","score","compare","replay"],
+    "InspectType": ["sample_group","score","compare","replay","rescore"],
     "MessageType": ["started","status","progress","metrics","samples","event","response"],
     "GroupKind": ["mixed","all_correct","all_wrong","no_signal_other"],
     "Verdict": ["healthy","wasteful","dead","bad_settings"],
@@ -701,6 +766,8 @@ export const SCHEMA = {
     "ReplayParams": {"fields":[{"name":"step","type":{"t":"int"},"required":true},{"name":"variants","type":{"t":"list","of":{"t":"dict","of":{"t":"any"}}},"required":false}]},
     "ReplayResult": {"fields":[{"name":"step","type":{"t":"int"},"required":true},{"name":"run_dir","type":{"t":"str"},"required":true},{"name":"questions","type":{"t":"list","of":{"t":"str"}},"required":true},{"name":"completions","type":{"t":"list","of":{"t":"ref","name":"ReplayCompletion"}},"required":true},{"name":"variants","type":{"t":"list","of":{"t":"ref","name":"ReplayVariant"}},"required":true},{"name":"seconds","type":{"t":"float"},"required":true}]},
     "ReplayVariant": {"fields":[{"name":"name","type":{"t":"str"},"required":true},{"name":"settings","type":{"t":"dict","of":{"t":"any"}},"required":true},{"name":"loss","type":{"t":"float"},"required":true},{"name":"grad_norm","type":{"t":"float"},"required":true},{"name":"delta_logp","type":{"t":"list","of":{"t":"list","of":{"t":"float"}}},"required":true},{"name":"delta_seq","type":{"t":"list","of":{"t":"float"}},"required":true},{"name":"ledger","type":{"t":"dict","of":{"t":"float"}},"required":true},{"name":"reproduced","type":{"t":"float"},"required":false}]},
+    "RescoreParams": {"fields":[{"name":"question","type":{"t":"str"},"required":true},{"name":"completion","type":{"t":"str"},"required":true},{"name":"group","type":{"t":"list","of":{"t":"str"}},"required":false},{"name":"index","type":{"t":"int"},"required":false},{"name":"answer","type":{"t":"union","of":[{"t":"str"},{"t":"null"}]},"required":false}]},
+    "RescoreResult": {"fields":[{"name":"question","type":{"t":"str"},"required":true},{"name":"answer","type":{"t":"union","of":[{"t":"str"},{"t":"null"}]},"required":true},{"name":"prompt","type":{"t":"str"},"required":true},{"name":"completion","type":{"t":"str"},"required":true},{"name":"index","type":{"t":"int"},"required":true},{"name":"reward","type":{"t":"float"},"required":true},{"name":"correct","type":{"t":"bool"},"required":true},{"name":"advantage","type":{"t":"float"},"required":true},{"name":"rewards","type":{"t":"list","of":{"t":"float"}},"required":true},{"name":"advantages","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"rewards","noun":"completions","unit":"values"}},{"name":"step_rewards","type":{"t":"list","of":{"t":"float"}},"required":false},{"name":"step_ends","type":{"t":"list","of":{"t":"int"}},"required":false,"len":{"of":"step_rewards","noun":"steps","unit":"values"}},{"name":"tokens","type":{"t":"list","of":{"t":"str"}},"required":true},{"name":"offsets","type":{"t":"list","of":{"t":"tuple","items":[{"t":"int"},{"t":"int"}]}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"logp","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"ref_logp","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"kl","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"ratio","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"token_advantages","type":{"t":"list","of":{"t":"float"}},"required":true,"len":{"of":"tokens","noun":"tokens","unit":"values"}},{"name":"sequence_kl","type":{"t":"float"},"required":true},{"name":"step","type":{"t":"union","of":[{"t":"int"},{"t":"null"}]},"required":true},{"name":"source","type":{"t":"ref","name":"Source"},"required":false},{"name":"reward_errors","type":{"t":"list","of":{"t":"str"}},"required":false},{"name":"note","type":{"t":"str"},"required":false}]},
     "ResponseMessage": {"fields":[{"name":"v","type":{"t":"literal","values":[1]},"required":true},{"name":"type","type":{"t":"literal","values":["response"]},"required":true},{"name":"id","type":{"t":"union","of":[{"t":"str"},{"t":"int"},{"t":"null"}]},"required":false,"default":null},{"name":"ok","type":{"t":"bool"},"required":true},{"name":"result","type":{"t":"any"},"required":false},{"name":"error","type":{"t":"str"},"required":false}]},
     "ResumeEvent": {"fields":[{"name":"kind","type":{"t":"literal","values":["resume"]},"required":true},{"name":"time","type":{"t":"float"},"required":true},{"name":"step","type":{"t":"int"},"required":true},{"name":"dropped_rows","type":{"t":"int"},"required":true}],"extra":{"t":"any"}},
     "RunEvent": {"fields":[{"name":"kind","type":{"t":"str"},"required":true},{"name":"time","type":{"t":"float"},"required":true},{"name":"step","type":{"t":"int"},"required":true}],"extra":{"t":"any"}},
