@@ -22,8 +22,8 @@ export interface HeatRow {
 const bucketClass = (b: number) => (b < 0 ? `n${-b}` : `p${b}`);
 
 let rulesInstalled = false;
-/** `.q-<quantity> .p3 { background-color: … }` for every quantity and bucket, from bucketColour. */
-function installRules(): void {
+/** `.q-<quantity> .p3 { background-color: … }` for every quantity and bucket, from bucketColour (once a page). */
+export function installRules(): void {
   if (rulesInstalled) return;
   rulesInstalled = true;
   const sheet = [...document.styleSheets].find((s) => { try { return !!s.cssRules; } catch { return false; } });
@@ -36,7 +36,7 @@ function installRules(): void {
 }
 
 const ESC: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' };
-const escapeHtml = (s: string) => s.replace(/[&<>"]/g, (c) => ESC[c]);
+export const escapeHtml = (s: string) => s.replace(/[&<>"]/g, (c) => ESC[c]);
 /** Shown text of a token: whitespace visible; a newline also breaks the line (pre-wrap). */
 const shown = (t: string) => escapeHtml(t === '\n' ? '↵\n' : visibleToken(t));
 
@@ -47,29 +47,54 @@ export interface Heatmap {
   highlight(index: number | null): void;
 }
 
-export function heatmap(tooltip: (row: number, token: number) => string, onRowClick?: (row: number) => void): Heatmap {
-  installRules();
-  const root = document.createElement('div');
-  root.className = 'heatmap';
+/**
+ * The token spans of one completion (`<span class="t p3">…</span>` per token, text escaped, a step boundary
+ * marked after each index in `stepEnds`), as one HTML string: a row of the heatmap, or a cell of another view.
+ */
+export function tokensHtml(tokens: readonly string[], values: readonly number[], scale: Scale, stepEnds?: readonly number[]): string {
+  const parts: string[] = [];
+  let nextEnd = 0;
+  for (let i = 0; i < tokens.length; i++) {
+    const b = bucketOf(values[i], scale);
+    let cls = b === 0 ? 't' : `t ${bucketClass(b)}`;
+    if (stepEnds && nextEnd < stepEnds.length && stepEnds[nextEnd] === i) {
+      cls += ' se';
+      while (nextEnd < stepEnds.length && stepEnds[nextEnd] <= i) nextEnd++;
+    }
+    parts.push(`<span class="${cls}">${shown(tokens[i])}</span>`);
+  }
+  return parts.join('');
+}
+
+/**
+ * One tooltip for every token span (`.t`) under `root` (one delegated listener): `text(span, tokenIndex)`
+ * says what it shows, the token's index being its place among its siblings.
+ */
+export function tokenTooltips(root: HTMLElement, text: (span: HTMLElement, token: number) => string): void {
   const tip = document.createElement('div');
   tip.className = 'heat-tip';
   tip.hidden = true;
   tip.setAttribute('role', 'tooltip');
   document.body.append(tip);
-
   root.addEventListener('mouseover', (e) => {
     const span = e.target as HTMLElement;
     if (!span.classList.contains('t')) return;
-    const rowEl = span.closest('[data-heat-index]') as HTMLElement;
     const tokenIdx = Array.prototype.indexOf.call(span.parentElement!.children, span) as number;
-    tip.textContent = tooltip(Number(rowEl.dataset.heatIndex), tokenIdx);
-    tip.hidden = false;
+    tip.textContent = text(span, tokenIdx);
+    tip.hidden = !tip.textContent;
     const r = span.getBoundingClientRect();
     const top = r.bottom + 4 + tip.offsetHeight > window.innerHeight ? r.top - tip.offsetHeight - 4 : r.bottom + 4;
     tip.style.left = `${Math.max(4, Math.min(r.left, window.innerWidth - tip.offsetWidth - 8))}px`;
     tip.style.top = `${Math.max(4, top)}px`;
   });
   root.addEventListener('mouseleave', () => (tip.hidden = true));
+}
+
+export function heatmap(tooltip: (row: number, token: number) => string, onRowClick?: (row: number) => void): Heatmap {
+  installRules();
+  const root = document.createElement('div');
+  root.className = 'heatmap';
+  tokenTooltips(root, (span, token) => tooltip(Number((span.closest('[data-heat-index]') as HTMLElement).dataset.heatIndex), token));
   root.addEventListener('click', (e) => {
     const rowEl = (e.target as HTMLElement).closest('[data-heat-index]') as HTMLElement | null;
     if (rowEl && onRowClick) onRowClick(Number(rowEl.dataset.heatIndex));
@@ -81,19 +106,8 @@ export function heatmap(tooltip: (row: number, token: number) => string, onRowCl
       const t0 = performance.now();
       const parts: string[] = [];
       for (const row of rows) {
-        parts.push(`<div class="heat-row" data-heat-index="${row.index | 0}"><span class="heat-label">${escapeHtml(row.label)}</span><span class="heat-tokens">`);
-        const ends = row.stepEnds;
-        let nextEnd = 0;
-        for (let i = 0; i < row.tokens.length; i++) {
-          const b = bucketOf(row.values[i], scale);
-          let cls = b === 0 ? 't' : `t ${bucketClass(b)}`;
-          if (ends && nextEnd < ends.length && ends[nextEnd] === i) {
-            cls += ' se';
-            while (nextEnd < ends.length && ends[nextEnd] <= i) nextEnd++;
-          }
-          parts.push(`<span class="${cls}">${shown(row.tokens[i])}</span>`);
-        }
-        parts.push('</span></div>');
+        parts.push(`<div class="heat-row" data-heat-index="${row.index | 0}"><span class="heat-label">${escapeHtml(row.label)}</span><span class="heat-tokens">`,
+          tokensHtml(row.tokens, row.values, scale, row.stepEnds), '</span></div>');
       }
       root.className = `heatmap q-${q}`;
       root.innerHTML = parts.join('');
