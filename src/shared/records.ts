@@ -20,7 +20,7 @@ export { CONTROL_TYPES, EVENT_KINDS, GROUP_KINDS, INSPECT_TYPES, PHASES, PROTOCO
 export type {
   CheckpointEvent, CompareParams, CompareResult, CompareSide, ControlEvent, ControlRequest, ControlType, ErrorEvent, EvalEvent,
   EventKind, GroupKind, GroupRecord, InspectRequests, Json, KnownEvent, MetricsRow, Phase, PhaseEvent, PolicySide, ReferenceSide, RefResetEvent,
-  ResumeEvent, RunEvent, RunState, RunStatus, SampleGroupParams, ScoreParams, ScoreResult, Source, TokenArrays, TrainerMessage,
+  ReplayCompletion, ReplayParams, ReplayResult, ReplayVariant, ResumeEvent, RunEvent, RunState, RunStatus, SampleGroupParams, ScoreParams, ScoreResult, Source, TokenArrays, TrainerMessage,
   WarningEvent,
 } from './generated/protocol';
 export type { PreflightProblem, PreflightReport, QuestionsRow, Verdict } from './generated/protocol';
