@@ -15,7 +15,7 @@ const builds = [
     target: 'node20',
     external: ['vscode', 'onnxruntime-node'],
   },
-  ...['dashboard', 'panel', 'inspector', 'compare'].map((name) => ({
+  ...['dashboard', 'panel', 'inspector', 'compare', 'whatif'].map((name) => ({
     ...common,
     entryPoints: [`webview/${name}/main.ts`],
     outfile: `dist/webview/${name}.js`,

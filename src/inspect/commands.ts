@@ -17,7 +17,7 @@ import { NoPythonError, offerPythonFix } from '../environment/envSetup';
 import { findExport, ExportError, type OnnxExport } from './onnx/exports';
 import { scorerFor } from './onnx/scorer';
 import { TokenizeError } from './onnx/tokenizer';
-import type { CompareResult, GroupRecord, InspectRequests, InspectRequestType, ScoreResult } from '../shared/records';
+import type { CompareResult, GroupRecord, InspectRequests, InspectRequestType, ReplayParams, ReplayResult, ScoreResult } from '../shared/records';
 import type { GroupOrigin } from './inspectorProtocol';
 import { TrainerGoneError, TrainerRequestError } from '../shared/requests';
 import { findQuestionSteps, lastSampleQuestion, listCheckpoints, listRuns, listSampleGroups, readSampleGroup } from '../rundir/runDir';
@@ -25,6 +25,7 @@ import { groupKind, KIND_LABEL } from '../shared/groupKind';
 import { ServeProcess } from './serve';
 import type { TrainingController } from '../training/controller';
 import { ComparePanel, InspectorPanel, loggedGroup, type LoggedGroups, type ShownGroup } from './panels';
+import { WhatIfPanel } from './whatif';
 import type { RunNode } from '../runsview/runsTree';
 import { fromScoreResult, onText } from './docScores';
 import { completionRef, openCompletion, TokenShading } from './editor';
@@ -191,7 +192,24 @@ export class InspectCommands implements vscode.Disposable {
   }
 
   showGroup(g: ShownGroup, focus: number | null = null, quantity: Quantity | null = null): void {
-    InspectorPanel.show(this.extensionUri, this.log, this.liveGroups, g, { focus, quantity, onOpenCompletion: (sg, i) => void this.openCompletion(sg, i) });
+    InspectorPanel.show(this.extensionUri, this.log, this.liveGroups, g, { focus, quantity, onOpenCompletion: (sg, i) => void this.openCompletion(sg, i), onWhatIf: (dir, step) => this.whatIf(dir, step) });
+  }
+
+  // --- What if… (replay a logged step under other objectives) -------------------------------------------
+  /** The What-if panel for step `step` of run `runDir`: the page chooses the variants, then asks. */
+  whatIf(runDir: string, step: number): void {
+    WhatIfPanel.show(this.extensionUri, this.log, (dir, params, token) => this.replay(dir, params, token), runDir, step);
+  }
+
+  /** The `replay` request: the run's live trainer, or serve on its latest checkpoint (the run's replay records). */
+  private async replay(runDir: string, params: ReplayParams, token: vscode.CancellationToken): Promise<{ result: ReplayResult; source: string }> {
+    try {
+      const done = await this.request({ runDir, checkpoint: null }, 'replay', params, token);
+      return { result: done.result, source: done.origin.checkpoint ? `python -m grpo serve (${path.basename(done.origin.checkpoint)})` : 'the live trainer' };
+    } catch (e) {
+      if (e instanceof NoPythonError) void offerPythonFix(e.message, this.log);
+      throw e;
+    }
   }
 
   private async openCompletion(g: ShownGroup, i: number): Promise<void> {

@@ -48,6 +48,8 @@ export type InspectorToHost =
   | { type: 'follow'; on: boolean }
   /** show the group the run logged at `step` (from the group list) */
   | { type: 'openLogged'; step: number }
+  /** replay the shown logged group's step under other objectives (the What-if panel) */
+  | { type: 'whatIf' }
   | WebviewLog;
 
 export function isInspectorToHost(v: unknown): v is InspectorToHost {
@@ -57,6 +59,7 @@ export function isInspectorToHost(v: unknown): v is InspectorToHost {
     case 'openCompletion': return isNum(v.index) && Number.isInteger(v.index) && v.index >= 0;
     case 'follow': return typeof v.on === 'boolean';
     case 'openLogged': return isNum(v.step) && Number.isInteger(v.step) && v.step >= 0;
+    case 'whatIf': return true;
     case 'log': return isWebviewLog(v);
     default: return false;
   }

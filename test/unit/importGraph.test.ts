@@ -142,7 +142,7 @@ test('the webview bundles import neither vscode nor Node, only their own code, s
   const entries = fs.readdirSync(path.join(root, 'webview'), { withFileTypes: true })
     .filter((e) => e.isDirectory() && fs.existsSync(path.join(root, 'webview', e.name, 'main.ts')))
     .map((e) => path.join(root, 'webview', e.name, 'main.ts'));
-  assert.deepEqual(entries.map((e) => path.basename(path.dirname(e))).sort(), ['compare', 'dashboard', 'inspector', 'panel']);
+  assert.deepEqual(entries.map((e) => path.basename(path.dirname(e))).sort(), ['compare', 'dashboard', 'inspector', 'panel', 'whatif']);
   const node = new Set([...builtinModules, ...builtinModules.map((m) => `node:${m}`)]);
   const bad: string[] = [];
   for (const [f, n] of graphOf(entries).files) {

@@ -35,6 +35,9 @@ let focus: number | null = null;
 
 const title = el('h2', { id: 'title' });
 const kindBadge = el('span', { class: 'kind-badge', id: 'kind' });
+// A logged group's step can be replayed under other objectives (the What-if panel).
+const whatIf = button('What if…', () => send({ type: 'whatIf' }), { secondary: true, id: 'whatif', title: 'Replay this training step from the state before it under other objectives (loss_type, GSPO, scale_rewards, clip-higher, masks) and compare how each moves every token' });
+whatIf.element.hidden = true;
 const kindNote = el('div', { class: 'kind-note', id: 'kind-note' });
 let applying = false; // the toolkit's checkbox says `change` when it is set, too: only the user's changes are sent
 const followBox = checkbox('Follow the newest group', false, (on) => applying || send({ type: 'follow', on }), {
@@ -70,7 +73,7 @@ app.append(
   el('div', { class: 'layout' },
     listPanel,
     el('main', {},
-      el('header', {}, el('div', { class: 'title-row' }, title, kindBadge), meta, kindNote, followRow),
+      el('header', {}, el('div', { class: 'title-row' }, title, kindBadge, whatIf.element), meta, kindNote, followRow),
       errorBox,
       table,
       el('div', { class: 'heat-head' }, el('h3', {}, 'Tokens'), quantityPick.element, legendBox),
@@ -233,6 +236,7 @@ function render(m: Extract<HostToInspector, { type: 'group' }>): void {
   applying = false;
   document.body.dataset.follow = m.follow === null ? 'unavailable' : String(m.follow);
   document.body.dataset.step = String(g.step ?? '');
+  whatIf.element.hidden = !(m.origin.logged && m.origin.step !== null);
   document.body.dataset.completions = String(g.completions.length);
   renderTable();
   drawHeatmap();
