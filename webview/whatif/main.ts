@@ -57,7 +57,7 @@ const familyRows = PRESET_FAMILIES.map((f) => el('div', { class: 'family' }, el(
     boxes.set(p.id, box);
     return box.element;
   })));
-const free = textField('Other settings', '', (v) => {
+const free = textField('', '', (v) => {
   chosen = { ...chosen, free: v };
   validate();
 }, { id: 'free', title: 'key=value pairs, one variant; a semicolon starts another: "loss_type=dapo, epsilon_high=0.28; beta=0"' });
@@ -66,10 +66,13 @@ free.element.setAttribute('size', '44');
 const chooserError = el('div', { class: 'chooser-error', id: 'chooser-error', role: 'alert' });
 const chosenNote = el('span', { class: 'chosen-note', id: 'chosen-note' });
 const replayBtn = button('Replay', () => replay(), { id: 'replay', title: 'Replay the step from the state before it under the run\'s settings and each variant chosen' });
-const chooserBody = el('div', { class: 'chooser' }, ...familyRows, el('div', { class: 'family free-row' }, free.element),
+const intro = el('div', { class: 'intro', id: 'intro' }, 'Replays this logged step from the state saved before it: once under the run\'s own settings, and once under each variant, every time from the same state and batch. Each completion\'s tokens are then coloured by how much that update moves their log-probability.');
+const chooserBody = el('div', { class: 'chooser' }, intro, ...familyRows, el('div', { class: 'family free-row' }, el('span', { class: 'family-label' }, 'other settings'), free.element),
   el('div', { class: 'actions' }, replayBtn.element, chosenNote), chooserError);
 const chooser = section('Objective variants', true, chooserBody);
 chooser.id = 'chooser';
+const chosenSummary = el('span', { class: 'chosen-summary', id: 'chosen-summary' });
+chooser.querySelector('summary')!.append(chosenSummary);
 
 // --- status, errors, trust ----------------------------------------------------------------------------------
 const statusText = el('span', { id: 'status-text' });
@@ -200,8 +203,8 @@ function draw(): void {
     const c = r.completions[i];
     const q = r.questions[c.group] ?? '';
     parts.push(`<div class="wi-row" role="row" data-completion-index="${i}">`
-      + `<div class="wi-info"><span class="idx">#${i}</span> <span class="qchip" title="${escapeHtml(`question ${c.group + 1}: ${q}`)}">Q${c.group + 1}</span>`
-      + `<div class="facts"><span title="reward">r ${escapeHtml(fmt(c.reward, 2))}</span> <span class="${c.advantage > 0 ? 'pos' : c.advantage < 0 ? 'neg' : ''}" title="the sequence-level advantage the run trained with">Â ${escapeHtml(signed(c.advantage, 2))}</span>`
+      + `<div class="wi-info"><div class="idx-row"><span class="idx">#${i}</span><span class="qchip" title="${escapeHtml(`question ${c.group + 1}: ${q}`)}">Q${c.group + 1}</span></div>`
+      + `<div class="facts"><span title="reward">reward ${escapeHtml(fmt(c.reward, 2))}</span><span class="${c.advantage > 0 ? 'pos' : c.advantage < 0 ? 'neg' : ''}" title="the sequence-level advantage the run trained with">Â ${escapeHtml(signed(c.advantage, 2))}</span>`
       + `${c.truncated ? ' <span class="trunc" title="hit max_completion_length without EOS">truncated</span>' : ''}</div>`
       + `<div class="ntok">${c.tokens.length} tokens</div></div>`);
     cols.forEach((col, k) => {
@@ -224,7 +227,8 @@ function draw(): void {
   more.hidden = left <= 0;
   moreCount.textContent = `${rows.length} of ${ids.length} completions shown`;
   moreBtn.element.textContent = `Show ${Math.min(PAGE, left)} more`;
-  legendBox.replaceChildren(legend('logp_diff', scaleMode === 'shared' ? shared : scales[0], scaleMode === 'shared' ? 'Δ log π (after − before the update)' : 'Δ log π, this run\'s scale'));
+  legendBox.replaceChildren(legend('logp_diff', scaleMode === 'shared' ? shared : scales[0], scaleMode === 'shared' ? 'Δ log π (after − before the update)' : 'Δ log π, this run\'s scale'),
+    el('span', { class: 'legend-caption' }, 'red: less likely after the update · green: more likely'));
   document.body.dataset.columns = String(cols.length);
   document.body.dataset.rows = String(rows.length);
   document.body.dataset.sort = order.by === 'index' ? 'index' : String(order.column);
@@ -234,6 +238,7 @@ function draw(): void {
 
 // --- phases ---------------------------------------------------------------------------------------------------------
 function render(v: WhatIfView): void {
+  chosenSummary.textContent = '';
   const first = view === null || view.step !== v.step || view.runDir !== v.runDir;
   view = v;
   title.textContent = `What if: step ${v.step}`;
@@ -274,6 +279,7 @@ function render(v: WhatIfView): void {
       reproduced.textContent = rep ? `${rep.ok ? '✓' : '⚠'} ${rep.text}` : '';
       comparison.hidden = false;
       chooser.open = false;
+      chosenSummary.textContent = `— ${cols.filter((c) => !c.isRun).map((c) => c.detail).join(' · ') || 'only the run\'s own settings'} (open to change and replay)`;
       draw();
       break;
     }
