@@ -10,6 +10,13 @@ import { EMBEDDED_SCHEMA, isSettingValues, validateValue, type SettingSpec, type
 
 /** The trainer replays at most this many alternatives (the run's own settings come on top). */
 export const MAX_VARIANTS = 8;
+/** The settings a replay can change: the objective's (trainer/grpo/replay.py's REPLAYABLE; a unit test keeps
+ * them equal). The same batch from the same state: what was sampled, and how, stays. */
+export const REPLAYABLE_SETTINGS: readonly string[] = [
+  'loss_type', 'scale_rewards', 'importance_sampling_level', 'epsilon', 'epsilon_high', 'mask_truncated_completions',
+  'top_entropy_quantile', 'beta', 'num_iterations', 'max_grad_norm', 'learning_rate', 'micro_batch_size', 'logprob_chunk_tokens',
+];
+const notReplayable = (key: string) => `${key} cannot be replayed: only the objective's settings may change (${REPLAYABLE_SETTINGS.join(', ')})`;
 
 export interface VariantPreset {
   id: string;
@@ -105,6 +112,10 @@ export function parseFreeVariants(text: string, schema: readonly SettingSpec[] =
         errors.push(`unknown setting '${key}'`);
         continue;
       }
+      if (!REPLAYABLE_SETTINGS.includes(key)) {
+        errors.push(notReplayable(key));
+        continue;
+      }
       const value = parseValue(spec, part.slice(eq + 1));
       const err = validateValue(spec, value);
       if (err) errors.push(err);
@@ -121,6 +132,7 @@ export function checkVariant(v: SettingValues, schema: readonly SettingSpec[] = 
   for (const [k, value] of Object.entries(v)) {
     const spec = schema.find((s) => s.key === k);
     if (!spec) return `unknown setting '${k}'`;
+    if (!REPLAYABLE_SETTINGS.includes(k)) return notReplayable(k);
     const err = validateValue(spec, value);
     if (err) return err;
   }

@@ -2,13 +2,15 @@
 // guards, and what the page draws from a replay result (columns, rows sorted by |Δ|, the colour scale,
 // the ledger line, the reproduced line, a token's hover). Constructed inputs only.
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { test } from 'node:test';
 import type { ReplayResult, ReplayVariant } from '../../src/shared/records';
 import { checkReplayResult } from '../../src/shared/records';
 import { bucketOf, LEVELS } from '../../src/shared/values';
 import {
-  checkVariant, DEFAULT_CHOSEN, describeSettings, isHostToWhatIf, isWhatIfToHost, MAX_VARIANTS, parseFreeVariants, presetOf, replayParams, sameAsRun,
-  VARIANT_PRESETS, type WhatIfView,
+  checkVariant, DEFAULT_CHOSEN, describeSettings, isHostToWhatIf, isWhatIfToHost, MAX_VARIANTS, parseFreeVariants, presetOf, replayParams, REPLAYABLE_SETTINGS,
+  sameAsRun, VARIANT_PRESETS, type WhatIfView,
 } from '../../src/inspect/whatifProtocol';
 import { isInspectorToHost } from '../../src/inspect/inspectorProtocol';
 import { cellValues, columnsOf, defaultSortColumn, deltas, deltaScale, ledgerLine, maxAbsSeq, meanAbsDelta, reproducedLine, rowOrder, signed, tokenTip } from '../../webview/whatif/model';
@@ -75,6 +77,16 @@ test('chosen presets and the free field make the replay request: preset order, f
   assert.deepEqual(replayParams(1, { presets: [], free: '  ' }), { ok: true, value: { step: 1, variants: [] } });
   const many = replayParams(1, { presets: VARIANT_PRESETS.map((p) => p.id), free: '' });
   assert.ok(!many.ok && new RegExp(`at most ${MAX_VARIANTS} variants`).test(many.error), JSON.stringify(many));
+});
+
+test('the settings a replay may change are the trainer\'s (replay.py REPLAYABLE)', () => {
+  const py = fs.readFileSync(path.join(__dirname, '..', '..', 'trainer', 'grpo', 'replay.py'), 'utf8');
+  const tuple = /^REPLAYABLE = \(([^)]*)\)/m.exec(py)?.[1];
+  assert.ok(tuple, 'REPLAYABLE in replay.py');
+  assert.deepEqual([...tuple.matchAll(/"(\w+)"/g)].map((m) => m[1]), [...REPLAYABLE_SETTINGS]);
+  const t = parseFreeVariants('temperature=0.5');
+  assert.ok(!t.ok && /temperature cannot be replayed: only the objective's settings may change/.test(t.error), JSON.stringify(t));
+  assert.match(checkVariant({ num_generations: 8 }) ?? '', /num_generations cannot be replayed/);
 });
 
 test('the free field names every problem: not key=value, unknown setting, wrong value', () => {
