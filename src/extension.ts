@@ -54,6 +54,7 @@ export function activate(ctx: vscode.ExtensionContext): void {
     vscode.commands.registerCommand('grpo.scoreDocument', (n?: unknown) => inspect.scoreDocument(n)),
     vscode.commands.registerCommand('grpo.toggleShading', () => inspect.toggleShading()),
     vscode.commands.registerCommand('grpo.run.openSamples', (n: unknown) => inspect.openLoggedGroup(n)),
+    vscode.commands.registerCommand('grpo.run.whatIf', (n: unknown) => inspect.whatIfNode(n)),
     vscode.window.registerWebviewPanelSerializer(DashboardPanel.viewType, {
       async deserializeWebviewPanel(panel, state) {
         DashboardPanel.revive(panel, ctx.extensionUri, training, state);

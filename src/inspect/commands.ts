@@ -201,6 +201,12 @@ export class InspectCommands implements vscode.Disposable {
     WhatIfPanel.show(this.extensionUri, this.log, (dir, params, token) => this.replay(dir, params, token), runDir, step);
   }
 
+  /** Runs view: a logged step ("Logged samples → step N") in the What-if panel. */
+  whatIfNode(node: unknown): void {
+    const n = node as RunNode | undefined;
+    if (n && typeof n === 'object' && n.kind === 'sample') this.whatIf(n.run.dir, n.step);
+  }
+
   /** The `replay` request: the run's live trainer, or serve on its latest checkpoint (the run's replay records). */
   private async replay(runDir: string, params: ReplayParams, token: vscode.CancellationToken): Promise<{ result: ReplayResult; source: string }> {
     try {
