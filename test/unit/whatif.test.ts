@@ -13,7 +13,9 @@ import {
   sameAsRun, VARIANT_PRESETS, type WhatIfView,
 } from '../../src/inspect/whatifProtocol';
 import { isInspectorToHost } from '../../src/inspect/inspectorProtocol';
-import { cellValues, columnsOf, defaultSortColumn, deltas, deltaScale, ledgerLine, maxAbsSeq, meanAbsDelta, reproducedLine, rowOrder, signed, tokenTip } from '../../webview/whatif/model';
+import {
+  cellValues, columnsOf, defaultSortColumn, deltas, deltaScale, diffFromRun, ledgerLine, maxAbsSeq, meanAbsDelta, reproducedLine, rowOrder, signed, smallDiff, tokenTip,
+} from '../../webview/whatif/model';
 
 const preset = (id: string) => VARIANT_PRESETS.find((p) => p.id === id)!;
 
@@ -195,6 +197,26 @@ test('the run\'s column says how closely the replay reproduces the logged step',
   assert.match(bad.text, /differs from the logged step by up to 0\.0200/);
   delete r.variants[1].reproduced;
   assert.equal(reproducedLine(r), null);
+  r.variants[1].reproduced = 0;
+  assert.match(reproducedLine(r)!.text, /reproduces the logged step to 0 \(exact\)/);
+});
+
+test('an alternative whose update is the run\'s own says so (GSPO with one update: every ratio is 1)', () => {
+  const r = result();
+  // the trainer's 6 significant digits: 4.60961 vs 4.60962 is the same update
+  r.variants[1].delta_logp[0][0] = 4.60961;
+  r.variants[2].delta_logp = r.variants[1].delta_logp.map((row) => row.map((d) => d + 1e-7));
+  r.variants[2].delta_logp[0][0] = 4.60962;
+  const cols = columnsOf(r);
+  assert.equal(diffFromRun(r, cols, 0), null, 'the run\'s own column');
+  const dr = diffFromRun(r, cols, 1)!;
+  assert.equal(dr.same, false);
+  assert.ok(Math.abs(dr.max - (4.60961 - 0.01)) < 1e-12, 'Dr. GRPO differs most at completion 0, token 0');
+  const gspo = diffFromRun(r, cols, 2)!;
+  assert.ok(gspo.same && gspo.max > 5e-6, JSON.stringify(gspo));
+  r.variants[2].delta_logp[1][1] = 1e-3;
+  assert.equal(diffFromRun(r, cols, 2)!.same, false, 'one token moved differently is another update');
+  assert.equal(smallDiff(3e-7), '3.0e-7');
 });
 
 test('a token\'s hover: the token, its Δ here and under every other column, the advantage', () => {

@@ -19,7 +19,10 @@ import { button, checkbox, dropdown, el, registerComponents, section, spinner, t
 import { escapeHtml, installRules, legend, tokensHtml, tokenTooltips } from '../heatmap';
 import { describe, getState, listen, post, setState } from '../host';
 import { formatShare } from '../dashboard/ledger';
-import { cellValues, columnsOf, defaultSortColumn, deltas, deltaScale, ledgerLine, maxAbsSeq, meanAbsDelta, reproducedLine, rowOrder, signed, tokenTip, type Column, type RowOrder } from './model';
+import {
+  cellValues, columnsOf, defaultSortColumn, deltas, deltaScale, diffFromRun, ledgerLine, maxAbsSeq, meanAbsDelta, reproducedLine, rowOrder, signed, smallDiff,
+  tokenTip, type Column, type RowOrder,
+} from './model';
 
 registerComponents();
 installRules();
@@ -177,13 +180,17 @@ function headHtml(r: ReplayResult, c: Column, k: number): string {
   const parts = led.parts.map((p) => `<span class="lpart" title="${escapeHtml(p.title)}"><i class="dot tone-${p.tone}"></i>${escapeHtml(p.label)} ${escapeHtml(formatShare(p.share))}</span>`).join('<span class="sep"> · </span>');
   const sorted = order.by === 'delta' && order.column === k;
   const rep = c.isRun ? reproducedLine(r) : null;
+  const vsRun = diffFromRun(r, cols, k);
   return `<div class="wi-head-cell${c.isRun ? ' run' : ''}${sorted ? ' sorted' : ''}" data-col="${k}" data-sort-col="${k}" role="columnheader" title="Sort the rows by |Δ seq| under this column">`
     + `<div class="col-name">${escapeHtml(c.isRun ? 'This run' : c.label)}${sorted ? '<span class="sort-mark"> ▼ |Δ seq|</span>' : ''}</div>`
     + `<div class="col-detail">${escapeHtml(c.detail)}</div>`
     + `<div class="col-stats"><span title="the loss, mean over the μ updates">loss <b>${escapeHtml(fmt(v.loss, 4))}</b></span><span title="the gradient norm before clipping">grad norm <b>${escapeHtml(fmt(v.grad_norm, 4))}</b></span><span title="mean |Δ log π| over every token of the batch">mean |Δ| <b>${escapeHtml(fmt(meanAbsDelta(v), 4))}</b></span></div>`
     + `<div class="ledger-bar" title="where the step's tokens went (the dashboard's signal ledger)">${bar}</div>`
     + `<div class="ledger-line" data-ledger="${escapeHtml(led.text)}">${parts || escapeHtml(led.text)}</div>`
-    + (rep ? `<div class="col-repro ${rep.ok ? 'ok' : 'warn'}" title="${escapeHtml(rep.text)}">${rep.ok ? '✓' : '⚠'} reproduced to ${escapeHtml(String(r.variants[c.variant].reproduced?.toExponential(1)))}</div>` : '')
+    + (rep ? `<div class="col-repro ${rep.ok ? 'ok' : 'warn'}" title="${escapeHtml(rep.text)}">${rep.ok ? '✓' : '⚠'} reproduces the logged step to ${escapeHtml(smallDiff(v.reproduced ?? NaN))}</div>` : '')
+    + (vsRun === null ? '' : vsRun.same
+      ? `<div class="col-vsrun same" title="every token's Δ log π equals this run's (to ${escapeHtml(smallDiff(vsRun.max))}, round-off): for this batch the setting changes nothing">= the same update as this run</div>`
+      : `<div class="col-vsrun" title="the largest difference, over every token, between this variant's Δ log π and this run's">Δ differs from this run's by up to ${escapeHtml(fmt(vsRun.max, 4))}</div>`)
     + '</div>';
 }
 

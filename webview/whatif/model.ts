@@ -167,15 +167,47 @@ export function ledgerLine(ledger: Record<string, number>, step = 0): LedgerLine
 /** Below this, the run's own replay counts as reproducing the logged step (float32 round-off). */
 export const REPRODUCED_OK = 1e-4;
 
+/** A small difference of log-probs: "0 (exact)", "3.0e-7", "0.0123". */
+export function smallDiff(d: number): string {
+  return d === 0 ? '0 (exact)' : d < 1e-3 ? d.toExponential(1) : fmt(d, 4);
+}
+
 /** "replay reproduces the logged step to 3.0e-7" (or by how much it misses), from the run's column. */
 export function reproducedLine(r: ReplayResult): { text: string; ok: boolean } | null {
   const run = r.variants.find(isRunVariant);
   if (!run || typeof run.reproduced !== 'number' || !Number.isFinite(run.reproduced)) return null;
   const d = run.reproduced;
-  const n = d === 0 ? '0' : d < 1e-3 ? d.toExponential(1) : fmt(d, 4);
+  const n = smallDiff(d);
   return d <= REPRODUCED_OK
     ? { text: `replay reproduces the logged step to ${n} (max |log π after − the logged log π after|)`, ok: true }
     : { text: `replay differs from the logged step by up to ${n} in log π (max over tokens): treat small differences between columns with care`, ok: false };
+}
+
+/** Two Δ log π count as equal within this, absolute plus relative: float32 round-off between two updates,
+ * and the trainer's 6 significant digits. */
+export const SAME_UPDATE = 1e-5;
+
+/**
+ * How far column `k`'s Δ log π is from the run's, token by token: the max |difference|, and whether every
+ * token agrees within SAME_UPDATE (absolute + relative) — the variant then changes nothing for this batch
+ * (e.g. GSPO with one update per batch, where every ratio is 1). Null for the run's own column, or when there
+ * is none.
+ */
+export function diffFromRun(r: ReplayResult, cols: readonly Column[], k: number): { max: number; same: boolean } | null {
+  const run = cols.find((c) => c.isRun);
+  const here = cols[k];
+  if (!run || !here || here.isRun) return null;
+  const a = r.variants[run.variant].delta_logp, b = r.variants[here.variant].delta_logp;
+  let max = 0;
+  let same = true;
+  for (let i = 0; i < a.length; i++) for (let t = 0; t < (a[i]?.length ?? 0); t++) {
+    const x = a[i][t], y = b[i]?.[t] ?? NaN;
+    const d = Math.abs(x - y);
+    if (Number.isNaN(d)) continue;
+    max = Math.max(max, d);
+    if (d > SAME_UPDATE * (1 + Math.max(Math.abs(x), Math.abs(y)))) same = false;
+  }
+  return { max, same };
 }
 
 /** A token's hover: the token, its Δ in this column and in every other, the completion's advantage and reward. */
