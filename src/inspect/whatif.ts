@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { ReplayParams, ReplayResult } from '../shared/records';
 import type { SettingValues } from '../shared/settings';
-import { readConfig } from '../rundir/runDir';
+import { readConfig, replayableSteps } from '../rundir/runDir';
 import { SingletonPanel } from '../webviews/singletonPanel';
 import { WebviewChannel, webviewHtml } from '../webviews/webviewHtml';
 import { checkVariant, DEFAULT_CHOSEN, isWhatIfToHost, VARIANT_PRESETS, type Chosen, type HostToWhatIf, type WhatIfPhase, type WhatIfToHost, type WhatIfView } from './whatifProtocol';
@@ -46,19 +46,20 @@ export class WhatIfPanel implements vscode.Disposable {
     const p = WhatIfPanel.one.show(extensionUri, (panel) => new WhatIfPanel(panel, extensionUri, log, run));
     if (p.view && p.view.runDir === runDir && p.view.step === step) return p; // as it was: its result, or its request in flight
     p.drop();
-    p.view = { runDir, runName: path.basename(runDir), step, runSettings: runSettingsOf(runDir), chosen: WhatIfPanel.lastChosen, phase: { kind: 'choose' } };
+    p.view = { runDir, runName: path.basename(runDir), step, runSettings: runSettingsOf(runDir), replayable: replayableSteps(runDir), chosen: WhatIfPanel.lastChosen, phase: { kind: 'choose' } };
     p.panel.title = `What if: step ${step}`;
     p.send();
     return p;
   }
 
-  private constructor(readonly panel: vscode.WebviewPanel, extensionUri: vscode.Uri, private readonly log: vscode.LogOutputChannel, private readonly run: ReplayRunner) {
+  private constructor(readonly panel: vscode.WebviewPanel, private readonly extensionUri: vscode.Uri, private readonly log: vscode.LogOutputChannel, private readonly run: ReplayRunner) {
     panel.iconPath = vscode.Uri.joinPath(extensionUri, 'media', 'grpo.svg');
     this.channel = new WebviewChannel<WhatIfToHost, HostToWhatIf>(panel.webview, isWhatIfToHost, {
       onReady: () => this.send(),
       onMessage: (m) => {
         if (m.type === 'replay') void this.replay(m.variants, m.chosen);
         else if (m.type === 'cancel') this.cancel();
+        else if (m.type === 'openStep' && this.view) WhatIfPanel.show(this.extensionUri, this.log, this.run, this.view.runDir, m.step);
         else if (m.type === 'log') (m.level === 'error' ? log.error(m.message) : log.info(m.message));
       },
       onInvalid: (v) => log.warn(`what if: dropped an invalid message ${JSON.stringify(v)?.slice(0, 200)}`),
@@ -97,6 +98,7 @@ export class WhatIfPanel implements vscode.Disposable {
       if (e instanceof vscode.CancellationError) return this.setPhase({ kind: 'cancelled' });
       const message = (e as Error).message;
       this.log.warn(`what if: step ${v.step} of ${v.runName}: ${message}`);
+      if (this.view) this.view = { ...this.view, replayable: replayableSteps(v.runDir) };
       this.setPhase({ kind: 'error', message });
     } finally {
       if (this.inFlight === cts) this.inFlight = null;

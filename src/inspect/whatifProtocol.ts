@@ -156,6 +156,14 @@ export function replayParams(step: number, chosen: Chosen, schema: readonly Sett
   return { ok: true, value: { step, variants } };
 }
 
+/** What to say about a step the run has no replay record of (null when it has one). */
+export function missingRecordNote(step: number, replayable: readonly number[]): string | null {
+  if (replayable.includes(step)) return null;
+  return replayable.length
+    ? `This run has no replay record of step ${step}: it keeps them at log_samples_steps, the newest replay_total_limit of them. Replayable steps:`
+    : `This run has no replay record yet (the trainer keeps them at log_samples_steps while replay_total_limit > 0; runs from before replay have none). Replaying step ${step} will say why.`;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Messages
 
@@ -174,6 +182,9 @@ export interface WhatIfView {
   step: number;
   /** the run's settings (config.json), for "this run" marks; null when unreadable */
   runSettings: SettingValues | null;
+  /** the steps with a complete replay record (replay/step_N/ with its checksums.json), read when shown; the
+   * trainer decides (a live run adds and prunes records as it trains) */
+  replayable: number[];
   chosen: Chosen;
   phase: WhatIfPhase;
 }
@@ -194,7 +205,8 @@ export type HostToWhatIf = { type: 'view'; view: WhatIfView };
 export function isHostToWhatIf(v: unknown): v is HostToWhatIf {
   if (!isObject(v) || v.type !== 'view' || !isObject(v.view)) return false;
   const w = v.view;
-  return isStr(w.runDir) && isStr(w.runName) && isNum(w.step) && (w.runSettings === null || isSettingValues(w.runSettings)) && isChosen(w.chosen) && isPhase(w.phase);
+  return isStr(w.runDir) && isStr(w.runName) && isNum(w.step) && (w.runSettings === null || isSettingValues(w.runSettings)) && arrayOf(isNum)(w.replayable) &&
+    isChosen(w.chosen) && isPhase(w.phase);
 }
 
 export type WhatIfToHost =
@@ -202,12 +214,15 @@ export type WhatIfToHost =
   /** replay the step under `variants` (what `chosen` made of them, remembered for next time) */
   | { type: 'replay'; variants: SettingValues[]; chosen: Chosen }
   | { type: 'cancel' }
+  /** show another step of the same run (one of `replayable`) */
+  | { type: 'openStep'; step: number }
   | WebviewLog;
 
 export function isWhatIfToHost(v: unknown): v is WhatIfToHost {
   if (!isObject(v)) return false;
   switch (v.type) {
     case 'ready': case 'cancel': return true;
+    case 'openStep': return isNum(v.step) && Number.isInteger(v.step) && v.step >= 0;
     case 'replay': return arrayOf(isSettingValues)(v.variants) && v.variants.length <= MAX_VARIANTS && isChosen(v.chosen);
     case 'log': return isWebviewLog(v);
     default: return false;

@@ -463,6 +463,28 @@ export async function listSampleSteps(dir: string): Promise<number[]> {
   return steps;
 }
 
+/**
+ * The steps with a complete replay record: `replay/step_N/` folders holding their checksums.json (written last),
+ * as the trainer's replay.records() reads them; links and anything else are ignored (a run directory is
+ * untrusted), at most 10,000 entries looked at.
+ */
+export function replayableSteps(runDir: string): number[] {
+  const root = path.join(runDir, 'replay');
+  try {
+    if (!fs.lstatSync(root).isDirectory()) return [];
+    const steps: number[] = [];
+    for (const e of fs.readdirSync(root, { withFileTypes: true }).slice(0, 10_000)) {
+      const m = /^step_(\d+)$/.exec(e.name);
+      if (!m || !e.isDirectory()) continue;
+      const sums = fs.lstatSync(path.join(root, e.name, 'checksums.json'), { throwIfNoEntry: false });
+      if (sums?.isFile()) steps.push(Number(m[1]));
+    }
+    return steps.sort((a, b) => a - b);
+  } catch {
+    return [];
+  }
+}
+
 /** A logged group as the group lists show it: its step and its kind (null when its line names no rewards). */
 export interface SampleEntry { step: number; kind: GroupKind | null }
 

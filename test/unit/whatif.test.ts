@@ -9,10 +9,12 @@ import type { ReplayResult, ReplayVariant } from '../../src/shared/records';
 import { checkReplayResult } from '../../src/shared/records';
 import { bucketOf, LEVELS } from '../../src/shared/values';
 import {
-  checkVariant, DEFAULT_CHOSEN, describeSettings, isHostToWhatIf, isWhatIfToHost, MAX_VARIANTS, parseFreeVariants, presetOf, replayParams, REPLAYABLE_SETTINGS,
+  checkVariant, DEFAULT_CHOSEN, describeSettings, isHostToWhatIf, isWhatIfToHost, MAX_VARIANTS, missingRecordNote, parseFreeVariants, presetOf, replayParams, REPLAYABLE_SETTINGS,
   sameAsRun, VARIANT_PRESETS, type WhatIfView,
 } from '../../src/inspect/whatifProtocol';
 import { isInspectorToHost } from '../../src/inspect/inspectorProtocol';
+import { replayableSteps } from '../../src/rundir/runDir';
+import * as os from 'node:os';
 import {
   cellValues, columnsOf, defaultSortColumn, deltas, deltaScale, diffFromRun, ledgerLine, maxAbsSeq, meanAbsDelta, reproducedLine, rowOrder, signed, smallDiff, tokenTip,
 } from '../../webview/whatif/model';
@@ -108,7 +110,7 @@ test('the free field names every problem: not key=value, unknown setting, wrong 
 test('the messages\' guards: a view with a replay result passes, too many variants or a bad result do not', () => {
   const r = result();
   assert.ok(checkReplayResult(r).ok, 'the constructed result is a ReplayResult');
-  const view: WhatIfView = { runDir: '/runs/tiny', runName: 'tiny', step: 10, runSettings: { loss_type: 'grpo' }, chosen: DEFAULT_CHOSEN, phase: { kind: 'result', result: r, source: 'the live trainer' } };
+  const view: WhatIfView = { runDir: '/runs/tiny', runName: 'tiny', step: 10, runSettings: { loss_type: 'grpo' }, replayable: [8, 9, 10], chosen: DEFAULT_CHOSEN, phase: { kind: 'result', result: r, source: 'the live trainer' } };
   assert.ok(isHostToWhatIf({ type: 'view', view }));
   assert.ok(isHostToWhatIf({ type: 'view', view: { ...view, phase: { kind: 'loading', variants: [{ loss_type: 'dapo' }], since: 1 } } }));
   assert.ok(isHostToWhatIf({ type: 'view', view: { ...view, phase: { kind: 'error', message: 'no replay record for step 10' } } }));
@@ -118,7 +120,39 @@ test('the messages\' guards: a view with a replay result passes, too many varian
   assert.ok(!isWhatIfToHost({ type: 'replay', variants: Array.from({ length: MAX_VARIANTS + 1 }, () => ({ beta: 0 })), chosen: DEFAULT_CHOSEN }));
   assert.ok(!isWhatIfToHost({ type: 'replay', variants: [{ nested: { a: 1 } }], chosen: DEFAULT_CHOSEN }));
   assert.ok(isWhatIfToHost({ type: 'cancel' }));
+  assert.ok(isWhatIfToHost({ type: 'openStep', step: 8 }));
+  assert.ok(!isWhatIfToHost({ type: 'openStep', step: -1 }));
+  assert.ok(!isHostToWhatIf({ type: 'view', view: { ...view, replayable: ['8'] } }));
   assert.ok(isInspectorToHost({ type: 'whatIf' }));
+});
+
+test('a step without a replay record is said before asking, with the steps that have one', () => {
+  assert.equal(missingRecordNote(10, [8, 9, 10]), null);
+  assert.match(missingRecordNote(7, [8, 9, 10])!, /no replay record of step 7: it keeps them at log_samples_steps, the newest replay_total_limit of them\. Replayable steps:$/);
+  assert.match(missingRecordNote(7, [])!, /no replay record yet .* Replaying step 7 will say why/);
+});
+
+test('replayable steps: complete records only (checksums.json written last); links and strays ignored', () => {
+  const run = fs.mkdtempSync(path.join(os.tmpdir(), 'whatif-'));
+  try {
+    assert.deepEqual(replayableSteps(run), [], 'no replay/ folder');
+    const rec = (name: string, complete = true) => {
+      fs.mkdirSync(path.join(run, 'replay', name), { recursive: true });
+      if (complete) fs.writeFileSync(path.join(run, 'replay', name, 'checksums.json'), '{}');
+    };
+    rec('step_000020');
+    rec('step_000010');
+    rec('step_000030', false); // being written
+    rec('notes');
+    fs.writeFileSync(path.join(run, 'replay', 'step_000040'), 'a file');
+    const elsewhere = fs.mkdtempSync(path.join(os.tmpdir(), 'whatif-out-'));
+    fs.writeFileSync(path.join(elsewhere, 'checksums.json'), '{}');
+    fs.symlinkSync(elsewhere, path.join(run, 'replay', 'step_000050'));
+    assert.deepEqual(replayableSteps(run), [10, 20]);
+    fs.rmSync(elsewhere, { recursive: true });
+  } finally {
+    fs.rmSync(run, { recursive: true, force: true });
+  }
 });
 
 test('columns: the run\'s own settings first, then each alternative, named by its preset', () => {

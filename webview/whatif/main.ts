@@ -12,7 +12,7 @@
 import type { ReplayResult } from '../../src/shared/records';
 import { fmt } from '../../src/shared/values';
 import {
-  isHostToWhatIf, MAX_VARIANTS, parseFreeVariants, PRESET_FAMILIES, replayParams, sameAsRun, VARIANT_PRESETS, describeSettings,
+  isHostToWhatIf, MAX_VARIANTS, missingRecordNote, parseFreeVariants, PRESET_FAMILIES, replayParams, sameAsRun, VARIANT_PRESETS, describeSettings,
   type Chosen, type WhatIfToHost, type WhatIfView,
 } from '../../src/inspect/whatifProtocol';
 import { button, checkbox, dropdown, el, registerComponents, section, spinner, textField, type FieldHandle } from '../components';
@@ -82,6 +82,8 @@ const statusText = el('span', { id: 'status-text' });
 const cancelBtn = button('Cancel', () => send({ type: 'cancel' }), { secondary: true, id: 'cancel', title: 'Stop waiting (the trainer may still finish the replay; its answer is dropped)' });
 const status = el('div', { class: 'status', id: 'status', role: 'status' }, spinner(), statusText, cancelBtn.element);
 status.hidden = true;
+const missing = el('div', { class: 'note missing', id: 'missing' });
+missing.hidden = true;
 const note = el('div', { class: 'note', id: 'note' });
 note.hidden = true;
 const errorBox = el('div', { class: 'error', id: 'error', role: 'alert' });
@@ -112,7 +114,7 @@ const more = el('div', { class: 'more' }, moreCount, moreBtn.element, allBtn.ele
 const comparison = el('div', { id: 'comparison' }, reproduced, controls, grid, more);
 comparison.hidden = true;
 
-app.append(el('header', {}, el('div', { class: 'title-row' }, title), meta), chooser, status, note, errorBox, comparison);
+app.append(el('header', {}, el('div', { class: 'title-row' }, title), meta), missing, chooser, status, note, errorBox, comparison);
 
 tokenTooltips(grid, (span, token) => {
   const cell = span.closest('[data-col]') as HTMLElement | null;
@@ -261,6 +263,10 @@ function render(v: WhatIfView): void {
   note.hidden = v.phase.kind !== 'cancelled';
   const p = v.phase;
   const metaParts = [`run ${v.runName}`];
+  const why = p.kind === 'result' ? null : missingRecordNote(v.step, v.replayable);
+  missing.hidden = !why;
+  missing.replaceChildren(...(why ? [el('span', {}, why), ...v.replayable.slice(-12).reverse().map((s) =>
+    button(`step ${s}`, () => send({ type: 'openStep', step: s }), { secondary: true, title: `What if: step ${s}` }).element)] : []));
   switch (p.kind) {
     case 'loading': {
       const n = p.variants.length;
