@@ -69,8 +69,14 @@ async function choose(frame: Frame, want: string[]): Promise<void> {
 test('What if…: a logged step replayed under dr_grpo and GSPO, side by side as Δ log π heatmaps', { timeout: 20 * MIN }, async () => {
   assert.ok(fs.existsSync(python), `${python} missing (run scripts/setup.sh)`);
   let runDir = '';
-  // the dark theme: the screenshot (docs/img/whatif.png) shows the panel as most users see it
-  rig = await startRig({ name: 'whatif', settings: { 'grpo.pythonPath': python, 'workbench.colorTheme': 'Default Dark Modern' }, before: (ws) => (runDir = smallRun(ws)) });
+  // the dark theme: the screenshot (docs/img/whatif.png) shows the panel as most users see it. grpo.pythonPath
+  // also in the workspace settings: code-server is a remote window, where a machine-overridable setting in the
+  // User settings may be ignored (DESIGN.md §4), and the replay needs Python
+  rig = await startRig({ name: 'whatif', settings: { 'grpo.pythonPath': python, 'workbench.colorTheme': 'Default Dark Modern' }, before: (ws) => {
+    runDir = smallRun(ws);
+    fs.mkdirSync(path.join(ws, '.vscode'), { recursive: true });
+    fs.writeFileSync(path.join(ws, '.vscode', 'settings.json'), JSON.stringify({ 'grpo.pythonPath': python }, null, 1));
+  } });
   const { page } = rig;
   const step = stepWithSignal(runDir);
   log(`replaying step ${step}`);
