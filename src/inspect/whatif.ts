@@ -14,7 +14,7 @@ import { SingletonPanel } from '../webviews/singletonPanel';
 import { WebviewChannel, webviewHtml } from '../webviews/webviewHtml';
 import { checkVariant, DEFAULT_CHOSEN, isWhatIfToHost, VARIANT_PRESETS, type Chosen, type HostToWhatIf, type WhatIfPhase, type WhatIfToHost, type WhatIfView } from './whatifProtocol';
 
-/** Sends the replay request for a run (`source`: who answered, in words: "the live trainer", "step_000020 via serve"). */
+/** Sends the replay request for a run (`source`: who answered, in words: "the live trainer", "python -m grpo serve (step_000020)"). */
 export type ReplayRunner = (runDir: string, params: ReplayParams, token: vscode.CancellationToken) => Promise<{ result: ReplayResult; source: string }>;
 
 /** The settings the presets change, from the run's config.json (to mark the presets that are the run's own). */
@@ -44,7 +44,13 @@ export class WhatIfPanel implements vscode.Disposable {
   /** Shows the panel for step `step` of run `runDir` with the chooser (a request for another step is cancelled). */
   static show(extensionUri: vscode.Uri, log: vscode.LogOutputChannel, run: ReplayRunner, runDir: string, step: number): WhatIfPanel {
     const p = WhatIfPanel.one.show(extensionUri, (panel) => new WhatIfPanel(panel, extensionUri, log, run));
-    if (p.view && p.view.runDir === runDir && p.view.step === step) return p; // as it was: its result, or its request in flight
+    if (p.view && p.view.runDir === runDir && p.view.step === step) { // as it was: its result, or its request in flight
+      if (p.view.phase.kind !== 'loading' && p.view.phase.kind !== 'result') {
+        p.view = { ...p.view, replayable: replayableSteps(runDir) }; // a live run writes and prunes records as it trains
+        p.send();
+      }
+      return p;
+    }
     p.drop();
     p.view = { runDir, runName: path.basename(runDir), step, runSettings: runSettingsOf(runDir), replayable: replayableSteps(runDir), chosen: WhatIfPanel.lastChosen, phase: { kind: 'choose' } };
     p.panel.title = `What if: step ${step}`;

@@ -6,7 +6,9 @@
  * (importance_sampling_level=sequence) ticked → Replay: `python -m grpo serve` on the run's checkpoint
  * replays the step, and the "What if: step N" panel shows 3 columns (the run's own settings first) whose
  * heatmaps colour tokens by non-zero Δ log π, a token's hover with its exact Δ, rows sorted by |Δ seq| of
- * the sorted column, each column's ledger line and the run's "reproduced" line. No mock anywhere.
+ * the sorted column, each column's ledger line and the run's "reproduced" line; a step whose record was removed
+ * is said before asking and refused by the trainer with the replayable steps, whose buttons open one. No mock
+ * anywhere.
  * Screenshots go to .e2e/screenshots/ (40-whatif.png is docs/img/whatif.png).
  */
 import assert from 'node:assert/strict';
@@ -170,4 +172,26 @@ test('What if…: a logged step replayed under dr_grpo and GSPO, side by side as
   await runCommand(page, 'View: Close Primary Side Bar').catch(() => log('could not close the side bar'));
   await page.waitForTimeout(800);
   await shot(rig, '40-whatif');
+
+  // --- a step whose record is gone: said before asking, then in the trainer's words; its buttons open another -----
+  const other = [1, 2, 3].find((s) => s !== step)!;
+  fs.rmSync(path.join(runDir, 'replay', `step_${String(other).padStart(6, '0')}`), { recursive: true });
+  await page.locator('.tab', { hasText: 'GRPO: training step' }).first().click(); // the inspector, in front again
+  const item = inspector.locator(`li.group-item[data-step="${other}"]`);
+  await item.click();
+  await until(`the inspector showing step ${other}`, async () => (await inspector.locator('body').getAttribute('data-step')) === String(other), 30_000, 300);
+  await inspector.locator('#whatif').click();
+  await until(`What if: step ${other}`, async () => (await panel.locator('#title').innerText()) === `What if: step ${other}`, 30_000, 300);
+  const missing = panel.locator('#missing');
+  await missing.waitFor({ state: 'visible', timeout: 10_000 });
+  assert.match(await missing.innerText(), new RegExp(`no replay record of step ${other}`));
+  await panel.locator('#replay').click();
+  await until('the trainer\'s refusal', async () => (await panel.locator('body').getAttribute('data-phase')) === 'error', 2 * MIN, 500);
+  const refusal = await panel.locator('#error').innerText();
+  log(`refusal: ${refusal}`);
+  assert.match(refusal, new RegExp(`step ${other} has no replay record .*replayable steps: ${[1, 2, 3].filter((s) => s !== other).join(', ')}`));
+  await shot(rig, '42-whatif-no-record');
+  await missing.locator('vscode-button', { hasText: `step ${step}` }).click();
+  await until(`back to What if: step ${step}`, async () => (await panel.locator('#title').innerText()) === `What if: step ${step}`, 30_000, 300);
+  assert.ok(await missing.isHidden(), 'a replayable step has no note');
 });
