@@ -62,17 +62,18 @@ def restore_rng(state: dict[str, Any], data_rng: random.Random, sample_gen: torc
 
 
 def save(run: RunDir, *, step: int, phase: str, policy, tokenizer, optimizer, scheduler, rng: dict,
-         trainer_state: dict, ref=None) -> str:
+         trainer_state: dict, ref=None, gathered: tuple[dict, dict] | None = None) -> str:
     """Write the checkpoint into `<name>.tmp`, then its checksums, then rename it into place: a `step_*` folder is
-    complete whenever it exists (its ONNX export is added later, as `onnx.tmp/` renamed to `onnx/`)."""
+    complete whenever it exists (its ONNX export is added later, as `onnx.tmp/` renamed to `onnx/`). `gathered`:
+    a sharded policy's (state dict, optimizer state dict), gathered whole (distributed.full_state_dict)."""
     tmp = run.checkpoint_tmp(checkpoint_name(step if phase != "sft" else trainer_state["sft_step"], phase))
     try:
-        policy.save_pretrained(tmp, safe_serialization=True)
+        policy.save_pretrained(tmp, safe_serialization=True, **({"state_dict": gathered[0]} if gathered else {}))
         tokenizer.save_pretrained(tmp)
         if ref is not None:
             ref.save_pretrained(tmp / "ref", safe_serialization=True)
         if optimizer is not None:
-            torch.save({"optimizer": optimizer.state_dict(),
+            torch.save({"optimizer": gathered[1] if gathered else optimizer.state_dict(),
                         "scheduler": scheduler.state_dict() if scheduler is not None else None}, tmp / "optimizer.pt")
         torch.save(rng, tmp / "rng.pt")
         (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "phase": phase, **trainer_state}, indent=2))
@@ -246,7 +247,8 @@ def _load_tensors(f: Path) -> Any:
         raise CheckpointError(f"{f}: damaged ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
 
 
-def load_optimizer(path: Path, optimizer, scheduler) -> bool:
+def load_optimizer(path: Path, optimizer, scheduler, load=None) -> bool:
+    """`load`: how the optimizer's state dict is applied (a sharded optimizer's: distributed.load_full_optimizer_state)."""
     f = Path(path) / "optimizer.pt"
     if not f.is_file():
         return False
@@ -254,7 +256,7 @@ def load_optimizer(path: Path, optimizer, scheduler) -> bool:
     if not isinstance(state, dict) or not isinstance(state.get("optimizer"), dict):
         raise CheckpointError(f"{f}: damaged (no optimizer state)")
     try:
-        optimizer.load_state_dict(state["optimizer"])
+        (load or optimizer.load_state_dict)(state["optimizer"])
         if scheduler is not None and state.get("scheduler") is not None:
             scheduler.load_state_dict(state["scheduler"])
     except (ValueError, KeyError, TypeError, RuntimeError) as e:
@@ -273,10 +275,10 @@ def load_rng(path: Path) -> dict | None:
 
 
 def continue_training(ckpt: Path, optimizer, scheduler, data_rng: random.Random, sample_gen: torch.Generator,
-                      rank: int = 0, world: int = 1) -> str | None:
+                      rank: int = 0, world: int = 1, load=None) -> str | None:
     """Continue a phase where `ckpt` left it: optimizer, scheduler and random streams (a multi-process run's
     per rank). Returns why the random streams were not restored, or None."""
-    load_optimizer(ckpt, optimizer, scheduler)
+    load_optimizer(ckpt, optimizer, scheduler, load)
     try:
         rng = load_rng(ckpt)
     except CheckpointError as e:  # e.g. an rng.pt that would need unpickling: never run it
@@ -303,13 +305,13 @@ class Saver:
         self._step = 0  # of the last save: the step export warnings are recorded at
 
     def save(self, *, phase: str, step: int, sft_step: int, ctx, optimizer, scheduler, rng: dict,
-             trainer_state: dict, ref, keep: set[str]) -> str:
+             trainer_state: dict, ref, keep: set[str], gathered: tuple[dict, dict] | None = None) -> str:
         """One checkpoint; status.json names it with the steps it holds (written when it commits)."""
         self._step = step
         self.run.status.update(step=step, sft_step=sft_step)
         self.exports.cancel(checkpoint_name(step if phase != "sft" else sft_step, phase))
         rel = save(self.run, step=step, phase=phase, policy=ctx.policy, tokenizer=ctx.tokenizer, optimizer=optimizer,
-                   scheduler=scheduler, rng=rng, trainer_state=trainer_state, ref=ref)
+                   scheduler=scheduler, rng=rng, trainer_state=trainer_state, ref=ref, gathered=gathered)
         if phase == "grpo":  # only step_* checkpoints are opened by the editor (never sft_*)
             self.queue_export(self.run.path / rel, ctx)
         gone = prune_checkpoints(self.run.path, self.cfg.save_total_limit, self.exports.busy() | keep)

@@ -119,6 +119,15 @@ class Config:
     lora_dropout: float = _opt(0.0, "LoRA dropout", minimum=0, maximum=1)
     lora_target_modules: str = _opt("all-linear", "comma-separated module names for LoRA adapters, or "
                                     "all-linear")
+    fsdp: str = _opt("", "under torchrun, shard the policy and the reference over the processes with PyTorch's "
+                     "FSDP2 (fully_shard per transformer block, then the whole model), for models whose weights, "
+                     "gradients and optimizer state do not fit one device; full_shard: weights, gradients and "
+                     "AdamW state sharded (as accelerate's FULL_SHARD); empty: data parallel, every process holds "
+                     "the whole model. One process: ignored with a warning (docs/trainer.md)",
+                     choices=("", "full_shard"))
+    fsdp_offload_params: bool = _opt(False, "with fsdp: keep the sharded weights, gradients and optimizer state "
+                                     "in CPU memory between uses (FSDP2's CPUOffloadPolicy; slower, less GPU "
+                                     "memory)")
     question_column: str = _opt("question", "dataset column holding the question (JSONL key or Parquet column)")
     answer_column: str = _opt("answer", "dataset column holding the answer or worked solution")
     answer_format: str = _opt("auto", "how the reference answer is read from answer_column: gsm8k (after "
@@ -306,6 +315,15 @@ def build_config(base: dict[str, Any] | None = None, overrides: list[str] | None
     if cfg.lora_r and cfg.ref_reset_steps:
         raise ConfigError("setting 'ref_reset_steps' cannot be used with 'lora_r' > 0: the LoRA reference is the "
                           "base model with adapters disabled")
+    if cfg.fsdp_offload_params and not cfg.fsdp:
+        raise ConfigError("setting 'fsdp_offload_params' needs 'fsdp' = full_shard")
+    if cfg.fsdp and cfg.rollout_engine in ("static", "vllm"):
+        raise ConfigError(f"setting 'fsdp' cannot be used with rollout_engine={cfg.rollout_engine}: sampling under "
+                          "fsdp runs on the gathered weights with rollout_engine kv_cache or hf_generate (auto: "
+                          "kv_cache)")
+    if cfg.fsdp and cfg.ref_reset_steps:
+        raise ConfigError("setting 'ref_reset_steps' cannot be used with 'fsdp' yet (the sharded reference is "
+                          "not reset in place)")
     if not [m for m in cfg.lora_target_modules.split(",") if m.strip()]:
         raise ConfigError("setting 'lora_target_modules' must name at least one module (or all-linear)")
     for key in ("question_column", "answer_column"):

@@ -11,12 +11,22 @@ stop and save requests (and SIGTERM, which torchrun forwards to every rank) are 
 between steps. Metrics rows are reduced over ranks (means; sums for throughput; min/max for extremes).
 Without torchrun (`WORLD_SIZE` unset) everything here is a no-op.
 
-Backends: NCCL for CUDA tensors, gloo for CPU ones (the CPU test runs 2 processes on gloo). Models that do
-not fit one GPU (FSDP) are not handled yet.
+Backends: NCCL for CUDA tensors, gloo for CPU ones (the CPU tests run 2 processes on gloo).
+
+Sharded (setting `fsdp` = full_shard): PyTorch's FSDP2 instead of DDP. `shard` applies `fully_shard` to every
+transformer block (the decoder's layers) and then to the training forward (`logprobs.Scorer`) as the root, so
+each rank keeps 1/world of the weights, gradients and AdamW state; the frozen reference is sharded the same
+way. Mixed precision (`MixedPrecisionPolicy`: 16-bit all-gathers and compute, float32 gradient reduction)
+when the compute dtype is 16-bit; `CPUOffloadPolicy` with `fsdp_offload_params`. Everything that runs the
+model outside the training forward (sampling, π_old/π_ref scoring, evaluation) runs inside `gathered`: the
+full weights are all-gathered once (in the compute dtype) and kept until it ends, so decoding costs no
+collective per token; the price is one full copy of the weights per rank meanwhile. Checkpoints are gathered
+to rank 0 (`full_state_dict`) and saved as ordinary Hugging Face directories; the optimizer state likewise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from pathlib import Path
@@ -142,6 +152,96 @@ def wrap(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return DDP(module, device_ids=ids)
 
 
+# ------------------------------------------------------------------------------------------ FSDP2
+def blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The transformer blocks of a causal LM (a peft wrapper's too): the decoder's `layers`, else the modules
+    whose class the model names in `_no_split_modules`."""
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    dec = lm.get_decoder() if hasattr(lm, "get_decoder") else None
+    layers = getattr(dec, "layers", None)
+    if isinstance(layers, torch.nn.ModuleList) and len(layers):
+        return list(layers)
+    names = set(getattr(lm, "_no_split_modules", None) or ())
+    found = [m for m in lm.modules() if type(m).__name__ in names]
+    if not found:
+        raise ValueError(f"setting 'fsdp': found no transformer blocks to shard in {type(lm).__name__}")
+    return found
+
+
+def shard(root: torch.nn.Module, model: torch.nn.Module, dtype: torch.dtype, offload: bool) -> torch.nn.Module:
+    """FSDP2 over `root` (a module whose forward runs `model`): each transformer block of `model` its own unit,
+    then `root` holding the rest (embeddings, final norm, output layer, tied or not). Returns `root`."""
+    from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
+
+    mp = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32) if dtype != torch.float32 \
+        else MixedPrecisionPolicy()
+    kw = dict(mp_policy=mp, offload_policy=CPUOffloadPolicy() if offload else OffloadPolicy())
+    for block in blocks(model):
+        fully_shard(block, **kw)
+    fully_shard(root, **kw)
+    # Make `root` FSDP's root now: a block run outside the root's forward (sampling, scoring under `gathered`)
+    # would otherwise take the root's role for itself on first use.
+    root._get_fsdp_state()._lazy_init()
+    return root
+
+
+def is_sharded(module: torch.nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return any(isinstance(m, FSDPModule) for m in module.modules())
+
+
+def _units(module: torch.nn.Module) -> list:
+    from torch.distributed.fsdp import FSDPModule
+
+    return [m for m in module.modules() if isinstance(m, FSDPModule)]
+
+
+@contextlib.contextmanager
+def gathered(*modules):
+    """Every FSDP unit of `modules` all-gathered (a collective: every rank enters it) and kept whole until the
+    block ends, so forwards inside it (decoding many tokens, scoring, rank 0's evaluation) need no further
+    collectives. A no-op for modules that are not sharded."""
+    units = [u for m in modules if m is not None for u in _units(m)]
+    try:
+        for u in units:
+            u.set_reshard_after_forward(False, recurse=False)
+            u.unshard()
+        yield
+    finally:
+        for u in units:
+            u.reshard()
+            u.set_reshard_after_forward(True, recurse=False)
+
+
+def full_state_dict(module: torch.nn.Module) -> dict | None:
+    """A sharded module's whole state dict on rank 0 (CPU tensors, `module`'s own key names; None elsewhere)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    sd = get_model_state_dict(module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return sd if is_main() else None
+
+
+def full_optimizer_state(module: torch.nn.Module, opt) -> dict | None:
+    """The optimizer's state for the whole model, on rank 0 (parameter names as keys); None elsewhere."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    sd = get_optimizer_state_dict(module, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return sd if is_main() else None
+
+
+def load_full_optimizer_state(module: torch.nn.Module, opt, state: dict) -> None:
+    """`full_optimizer_state`'s dict (read by every rank) scattered into the sharded optimizer."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(module, opt, state, options=StateDictOptions(full_state_dict=True))
+
+
+def grad_norm(total) -> torch.Tensor:
+    """clip_grad_norm_'s result as a plain tensor (a replicated DTensor when the gradients are sharded)."""
+    return total.full_tensor() if hasattr(total, "full_tensor") else total
+
+
 class WorkerRunDir(RunDir):
     """A rank other than 0: reads the run directory (to resume) but writes nothing."""
 
@@ -163,7 +263,7 @@ def run_dir(path: Path, stream: protocol.Stream) -> RunDir:
 def check_in_sync(model: torch.nn.Module) -> None:
     """Every rank must hold the same trainable weights (DDP's invariant); checked at each checkpoint with one
     checksum per rank, so a broken gradient synchronisation fails loudly instead of saving rank 0's drift."""
-    if not active():
+    if not active() or is_sharded(model):  # sharded: one copy of each weight, nothing to disagree on
         return
     with torch.no_grad():
         total = sum(float(p.detach().double().sum()) for p in model.parameters() if p.requires_grad)

@@ -70,8 +70,10 @@ class KVCacheEngine:
         self._shadow_of = None
 
     def rollout_model(self, model):
+        from . import distributed  # sharded (fsdp): sampling runs on the gathered 16-bit weights, no copy
+
         wants_copy = self.dtype != torch.float32 and not models.is_lora(model) and \
-            next(model.parameters()).dtype == torch.float32
+            next(model.parameters()).dtype == torch.float32 and not distributed.is_sharded(model)
         if not wants_copy:
             return model
         if self._shadow is None or self._shadow_of is not model:

@@ -52,14 +52,19 @@ def frozen_reference(ctx: context.PolicyContext, run_path: Path, step: int, ref_
     if ctx.lora:
         return None
     ref = copy.deepcopy(ctx.policy).eval().requires_grad_(False).to(ctx.dtype)
-    saved = None
-    if ref_reset_at is not None and latest is not None and (latest / "ref").is_dir():
-        saved = latest / "ref"
-    elif step > 0 and (run_path / "checkpoints" / "step_000000").is_dir():
-        saved = run_path / "checkpoints" / "step_000000"
+    saved = saved_reference(run_path, step, ref_reset_at, latest)
     if saved is not None:
         ref.load_state_dict(models.load(str(saved), seed, ctx.device, safetensors_only=True)[0].state_dict())
     return ref
+
+
+def saved_reference(run_path: Path, step: int, ref_reset_at: int | None, latest: Path | None) -> Path | None:
+    """Where a (re)starting run's reference weights are read from; None: the policy as GRPO starts."""
+    if ref_reset_at is not None and latest is not None and (latest / "ref").is_dir():
+        return latest / "ref"
+    if step > 0 and (run_path / "checkpoints" / "step_000000").is_dir():
+        return run_path / "checkpoints" / "step_000000"
+    return None
 
 
 def logged_step(cfg: Config, step: int) -> bool:
@@ -142,6 +147,8 @@ class Trainer:
         # the training forward (chunked log-probs, in DDP under torchrun)
         self.ctx: context.PolicyContext | None = None
         self.scorer = None
+        self.sharded = False     # fsdp under torchrun: self.scorer is FSDP2's root (distributed.shard)
+        self._ref_root = None    # and the reference's sharded root (full fine-tuning)
         self.opt = self.sched = None
         # where it is
         self.phase = "setup"
@@ -180,7 +187,15 @@ class Trainer:
         report_task_data(self.run, cfg, self.ctx.task)
         self.ctx.policy.train()
         scorer = logprobs.Scorer(self.policy, cfg.logprob_chunk_tokens, self.ctx.dtype)
-        self.scorer = distributed.wrap(scorer, self.device)
+        self.sharded = bool(cfg.fsdp) and distributed.active()
+        if self.sharded:
+            self._shard(scorer)
+        else:
+            if cfg.fsdp:  # as accelerate: one process has nothing to shard over; it trains as without the setting
+                self.run.event("warning", 0, code="fsdp_single_process",
+                               message=f"setting 'fsdp' = {cfg.fsdp} is ignored: one process (launch with torchrun "
+                                       "and --nproc_per_node ≥ 2 to shard)")
+            self.scorer = distributed.wrap(scorer, self.device)
         self.state = checkpoint.read_state(latest) if latest is not None else {}
         self.phase = self.state.get("phase", "sft")
         self.step = self.state.get("step", 0)
@@ -189,6 +204,33 @@ class Trainer:
         self._latest = latest
         if self.resume and distributed.is_main():  # replay records past the checkpoint belong to the replaced steps
             replay.prune(self.run.path, cfg.replay_total_limit, after=self.step)
+
+    def _shard(self, scorer: logprobs.Scorer) -> None:
+        """FSDP2 over the training forward and, for full fine-tuning, over a frozen copy of the policy that
+        becomes the reference (its weights are set when GRPO starts: `_sharded_reference`)."""
+        cfg, dtype = self.cfg, self.ctx.dtype
+        if not self.ctx.lora:
+            ref = copy.deepcopy(self.policy).eval().requires_grad_(False).to(dtype)
+            self._ref_root = distributed.shard(logprobs.Scorer(ref, cfg.logprob_chunk_tokens, dtype), ref, dtype,
+                                               cfg.fsdp_offload_params)
+        self.scorer = distributed.shard(scorer, self.policy, dtype, cfg.fsdp_offload_params)
+
+    def _sharded_reference(self):
+        """π_ref under fsdp: the saved reference's weights (resume), else the policy's shards copied rank by rank."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        ref = self._ref_root.model
+        saved = saved_reference(self.run.path, self.step, self.ref_reset_at, self._latest)
+        with torch.no_grad():
+            if saved is not None:
+                full = models.load(str(saved), self.cfg.seed, torch.device("cpu"), safetensors_only=True)[0]
+                set_model_state_dict(self._ref_root, {f"model.{k}": v for k, v in full.state_dict().items()},
+                                     options=StateDictOptions(full_state_dict=True))
+                del full
+            else:
+                for r, p in zip(ref.parameters(), self.policy.parameters()):
+                    r.to_local().copy_(p.to_local())
+        return ref
 
     policy = property(lambda self: self.ctx.policy)
     tokenizer = property(lambda self: self.ctx.tokenizer)
@@ -199,13 +241,18 @@ class Trainer:
         self.opt, self.sched = make_optimizer([p for p in self.policy.parameters() if p.requires_grad], lr,
                                               self.cfg.weight_decay, total, warmup, schedule)
         if self._latest is not None and self.state.get("phase") == phase:
+            load = (lambda sd: distributed.load_full_optimizer_state(self.scorer, self.opt, sd)) if self.sharded \
+                else None
             why = checkpoint.continue_training(self._latest, self.opt, self.sched, self.data_rng, self.sample_gen,
-                                               distributed.rank(), distributed.world())
+                                               distributed.rank(), distributed.world(), load)
             if why:
                 self.run.event("warning", self.step, code="rng_not_restored",
                                message=f"{why}; continuing without restoring the random streams")
 
     def _answer(self, msg: dict) -> dict:
+        if self.sharded:  # rank 0 alone answers, and the sharded weights need every rank to gather them
+            return {"ok": False, "error": f"{msg['type']}: live inspection is not available while training is sharded "
+                                          "(setting 'fsdp'); open a checkpoint instead"}
         return inspector.answer(self.ctx, live_source(self.ctx, self.phase, self.step, self.ref_reset_at, self.run.path),
                                 msg)
 
@@ -255,6 +302,14 @@ class Trainer:
     def _save(self) -> str:
         self.saved_at = (self.phase, self.step, self.sft_step)
         rng = checkpoint.rng_state(self.data_rng, self.sample_gen)
+        gathered = None
+        if self.sharded:  # every rank takes part in gathering the whole weights and optimizer state to rank 0
+            sd = distributed.full_state_dict(self.scorer)
+            osd = distributed.full_optimizer_state(self.scorer, self.opt) if self.opt is not None else None
+            own = dict(self.policy.named_parameters())  # a tied weight once, under its first name (as HF saves it)
+            tied = {n for n, _ in self.policy.named_parameters(remove_duplicate=False)} - set(own)
+            gathered = ({k: v for k, v in ((k.removeprefix("model."), v) for k, v in sd.items()) if k not in tied}
+                        if sd is not None else None, osd)
         if distributed.active():
             distributed.check_in_sync(self.policy)
             rng = {"per_rank": distributed.gather(rng)}
@@ -264,7 +319,7 @@ class Trainer:
         return self.saver.save(phase=self.phase, step=self.step, sft_step=self.sft_step, ctx=self.ctx,
                                optimizer=self.opt, scheduler=self.sched, rng=rng, ref=ref,
                                trainer_state={"sft_step": self.sft_step, "ref_reset_at": self.ref_reset_at},
-                               keep={self._latest.name} if self._latest is not None else set())
+                               keep={self._latest.name} if self._latest is not None else set(), gathered=gathered)
 
     # ------------------------------------------------------------------------------------------ SFT
     def _sft(self) -> bool:
@@ -287,7 +342,9 @@ class Trainer:
             raise ValueError("setting 'dynamic_sampling' with 'micro_batch_size' under torchrun is not supported; "
                              "set micro_batch_size=0 or run one process")
         self.phase = "grpo"
-        if not self.ctx.lora:
+        if self.sharded and not self.ctx.lora:
+            self.ctx.reference = self._sharded_reference()
+        elif not self.ctx.lora:
             self.ctx.reference = frozen_reference(self.ctx, self.run.path, self.step, self.ref_reset_at, self._latest,
                                                   cfg.seed)
         self.method_run = self.method.start(self.ctx, cfg)
@@ -299,7 +356,11 @@ class Trainer:
     def _evaluate(self, sampled: bool = False) -> dict[str, float]:
         """Held-out greedy accuracy, with `sampled` also pass@k / maj@k (evaluation.py): an eval event, and
         the metrics-row columns returned. A stop request ends it at the next batch: nothing is recorded
-        then and {} is returned."""
+        then and {} is returned. Under fsdp every rank gathers the weights; rank 0 evaluates on them."""
+        with distributed.gathered(self.scorer):
+            return self._evaluate_gathered(sampled)
+
+    def _evaluate_gathered(self, sampled: bool) -> dict[str, float]:
         cfg = self.cfg
         if not distributed.is_main():  # rank 0 evaluates; the others wait at the next collective
             self.last_eval_step = self.step
@@ -327,10 +388,12 @@ class Trainer:
         recorder = self._replay_recorder()
         try:
             t_start = time.time()
-            group = self._collect()
+            with distributed.gathered(self.scorer):  # fsdp: sampling on the whole weights, gathered once
+                group = self._collect()
             t_generate = time.time() - t_start
             with_old = self.cfg.num_iterations > 1 or self.method_run.needs_old_logp
-            self.ctx.score_group(group, self.cfg.temperature, with_old)
+            with distributed.gathered(self.scorer, self._ref_root):
+                self.ctx.score_group(group, self.cfg.temperature, with_old)
             self.method_run.coefficients(group, self.step)
             update = self._update(group)
             if update is None:  # too many non-finite steps in a row: the run has failed

@@ -52,6 +52,7 @@ GRPO_ONLY = frozenset({
     "onnx_export", "max_nonfinite_steps", "sft_cache", "device",  # the device's kind is keyed below
     "mask_truncated_completions", "dynamic_sampling", "dynamic_sampling_max_rounds", "importance_sampling_level",
     "top_entropy_quantile", "reward_funcs", "reward_weights", "report_to", "logging_dir",
+    "fsdp", "fsdp_offload_params",  # only under torchrun, where SFT starts are never cached
 })
 FILE_SETTINGS = ("task", "held_out")  # their files' content is keyed, not their paths
 WHOLE_FILE = 64 << 20  # model files up to this size are hashed whole; larger ones by size, mtime and both ends

@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from . import algorithm, groups, ledger, microbatch
+from . import algorithm, distributed, groups, ledger, microbatch
 from .config import Config
 
 
@@ -84,8 +84,8 @@ def policy_updates(scorer, policy: torch.nn.Module, opt: torch.optim.Optimizer, 
         clip_low, clip_high = clip_low + low.float() / cfg.num_iterations, clip_high + high.float() / cfg.num_iterations
         if grad is not None:
             token_grad = grad if token_grad is None else token_grad + grad
-        gn = torch.nn.utils.clip_grad_norm_(policy.parameters(),
-                                            cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
+        gn = distributed.grad_norm(torch.nn.utils.clip_grad_norm_(  # DTensor grads under fsdp: their global norm
+            policy.parameters(), cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")))
         if not torch.isfinite(gn):
             skipped = True
             break
