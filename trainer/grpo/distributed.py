@@ -176,6 +176,11 @@ def shard(root: torch.nn.Module, model: torch.nn.Module, dtype: torch.dtype, off
     mp = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32) if dtype != torch.float32 \
         else MixedPrecisionPolicy()
     kw = dict(mp_policy=mp, offload_policy=CPUOffloadPolicy() if offload else OffloadPolicy())
+    # Every rank keeps its own slice of its own copy: start from rank 0's weights, as DDP does (a LoRA
+    # adapter's random initialisation differs between ranks otherwise)
+    with torch.no_grad():
+        for t in list(root.parameters()) + list(root.buffers()):
+            dist.broadcast(t.data, src=0)
     for block in blocks(model):
         fully_shard(block, **kw)
     fully_shard(root, **kw)
@@ -226,6 +231,8 @@ def full_optimizer_state(module: torch.nn.Module, opt) -> dict | None:
     """The optimizer's state for the whole model, on rank 0 (parameter names as keys); None elsewhere."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
+    if not opt.state:  # no step yet: nothing to gather (torch would make the state with a zero-gradient step,
+        return {"state": {}, "param_groups": []} if is_main() else None  # which counts in AdamW's bias correction)
     sd = get_optimizer_state_dict(module, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     return sd if is_main() else None
 
@@ -234,6 +241,8 @@ def load_full_optimizer_state(module: torch.nn.Module, opt, state: dict) -> None
     """`full_optimizer_state`'s dict (read by every rank) scattered into the sharded optimizer."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
+    if not state.get("state"):  # saved before the first step: the fresh optimizer is that state
+        return
     set_optimizer_state_dict(module, opt, state, options=StateDictOptions(full_state_dict=True))
 
 
