@@ -123,7 +123,7 @@ class Config:
                      "FSDP2 (fully_shard per transformer block, then the whole model), for models whose weights, "
                      "gradients and optimizer state do not fit one device; full_shard: weights, gradients and "
                      "AdamW state sharded (as accelerate's FULL_SHARD); empty: data parallel, every process holds "
-                     "the whole model. One process: ignored with a warning (docs/trainer.md)",
+                     "the whole model. One process: ignored with a warning (docs/models.md)",
                      choices=("", "full_shard"))
     fsdp_offload_params: bool = _opt(False, "with fsdp: keep the sharded weights, gradients and optimizer state "
                                      "in CPU memory between uses (FSDP2's CPUOffloadPolicy; slower, less GPU "

@@ -92,7 +92,10 @@ class PolicyContext:
         self.chat = prompts.uses_chat_template(tokenizer, settings.chat_template)
         self.verifier = verify.resolve(settings.verifier, task.verifier)
         self.check = verify.checker(self.verifier, verify.fallback(settings.answer_fallback, task))
-        self.engine = engines.make(settings.rollout_engine, device, self.dtype, model_path)
+        engine = settings.rollout_engine
+        if engine == "auto" and settings.fsdp:  # static's compiled graphs are not run on gathered FSDP weights
+            engine = "kv_cache"
+        self.engine = engines.make(engine, device, self.dtype, model_path)
 
     @functools.cached_property
     def rewarder(self) -> Rewarder:

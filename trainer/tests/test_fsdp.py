@@ -7,6 +7,7 @@ Tolerances: weights 1e-5 absolute (measured: ≤ 1e-6 against one process, 0 aga
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -140,3 +141,27 @@ def test_one_process_ignores_fsdp_with_a_warning(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     events = [json.loads(x) for x in (run / "events.jsonl").read_text().splitlines()]
     assert any(e.get("code") == "fsdp_single_process" and "fsdp" in e["message"] for e in events)
+
+
+def test_two_nodes_on_loopback(tmp_path):
+    """docs/models.md's multi-node recipe with two "nodes" of one process each on this machine: torchrun's
+    --nnodes/--node_rank/--master_addr rendezvous, sharded; node 0's rank writes the run directory and stream."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = tmp_path / "run"
+    sets = ["fsdp=full_shard", "sft_steps=0", "max_steps=2", "questions_per_step=2", "num_generations=4",
+            "max_completion_length=12", "eval_size=2", "save_steps=2", "onnx_export=false",
+            "reward_function=length_reward:near_twelve"]
+    nodes = []
+    for node in (0, 1):
+        args = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node),
+                "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", str(port),
+                "-m", "grpo", "train", "--run-dir", str(run), "--quiet"]
+        for s in sets:
+            args += ["--set", s]
+        nodes.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()))
+    outs = [p.communicate(timeout=300) for p in nodes]
+    assert all(p.returncode == 0 for p in nodes), outs[0][1][-2000:] + outs[1][1][-2000:]
+    assert [json.loads(x)["type"] for x in outs[0][0].splitlines()].count("started") == 1 and outs[1][0] == ""
+    assert [r["step"] for r in _rows(run)] == [1, 2] and (run / "checkpoints" / "step_000002").is_dir()
