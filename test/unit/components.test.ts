@@ -61,3 +61,24 @@ test('component names come from rewards/<name>/mean keys only, in order', () => 
   assert.deepEqual(componentNames(['reward/mean', 'rewards/format/mean', 'rewards/format/std', 'rewards/acc/mean', 'rewards//mean', 'rewards/format/mean']), ['format', 'acc']);
   assert.equal(componentKey('acc'), 'rewards/acc/mean');
 });
+
+test('the dashboard finds one series per component and flags a run whose components diverge', async () => {
+  const { chartSeries, CHARTS, divergenceWarning, RunSeries } = await import('../../webview/dashboard/data');
+  const { rowsToColumns } = await import('../../src/dashboard/columns');
+  const hack = cases.find((c) => c.name === 'hackable')!.series;
+  const rows = hack.format.map((f, i) => ({ step: i + 1, 'reward/mean': 0, 'rewards/format/mean': f, 'rewards/format/std': 0.1, 'rewards/accuracy/mean': hack.accuracy[i] }));
+  const run = new RunSeries();
+  run.append(rowsToColumns(rows));
+  const def = CHARTS.find((d) => d.components)!;
+  assert.deepEqual(chartSeries(def, [run]).map((s) => [s.key, s.label]), [['rewards/format/mean', 'format'], ['rewards/accuracy/mean', 'accuracy']]);
+  assert.match(divergenceWarning(run)!, /^format ↑ while accuracy ↓ over the last 20 logged steps/);
+  const healthy = cases.find((c) => c.name === 'healthy')!.series;
+  const ok = new RunSeries();
+  ok.append(rowsToColumns(healthy.accuracy.map((a, i) => ({ step: i + 1, 'rewards/accuracy/mean': a, 'rewards/length_penalty/mean': healthy.length_penalty[i] }))));
+  assert.equal(divergenceWarning(ok), null);
+  const none = new RunSeries();
+  none.append(rowsToColumns([{ step: 1, 'reward/mean': 1 }]));
+  assert.deepEqual(chartSeries(def, [none]), []);
+  assert.equal(divergenceWarning(none), null);
+  assert.equal(chartSeries(CHARTS[0], [run]), CHARTS[0].series);
+});

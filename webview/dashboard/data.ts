@@ -4,6 +4,7 @@
  * arrive), and min/max decimation to a pixel budget so a 100,000-step run draws as fast as a short one.
  */
 import type { MetricsColumns } from '../../src/dashboard/columns';
+import { componentKey, componentNames, divergence, describeDivergence } from '../../src/shared/components';
 
 /**
  * One line of a chart. `sparse`: values only on some steps (evaluations): point markers, never smoothed.
@@ -12,14 +13,17 @@ import type { MetricsColumns } from '../../src/dashboard/columns';
  */
 export interface SeriesDef { key: string; label: string; band?: string; sparse?: boolean; color?: number; dashed?: boolean }
 /** `sparse`: every series of the chart is sparse. `nonNegative`: the values cannot be below 0 (fractions,
- * KL, lengths, times), so the y axis starts at 0 (left to chart.js, an all-zero series gets −1…1). */
-export interface ChartDef { id: string; title: string; series: SeriesDef[]; percent?: boolean; sparse?: boolean; nonNegative?: boolean }
+ * KL, lengths, times), so the y axis starts at 0 (left to chart.js, an all-zero series gets −1…1).
+ * `components`: the series are found in the data, one per reward function (`rewards/<name>/mean`); `series`
+ * is then empty and `chartSeries` lists them. */
+export interface ChartDef { id: string; title: string; series: SeriesDef[]; percent?: boolean; sparse?: boolean; nonNegative?: boolean; components?: boolean }
 
 /** The k of pass@k / maj@k charted (the trainer's default `eval_k`; k = 1 of both is the sampled accuracy). */
 export const EVAL_K = [1, 4, 8, 16] as const;
 
 export const CHARTS: ChartDef[] = [
   { id: 'reward', title: 'Reward (mean ± std)', series: [{ key: 'reward/mean', label: 'reward', band: 'reward/std' }] },
+  { id: 'components', title: 'Reward components (mean per reward function)', components: true, series: [] },
   { id: 'accuracy', title: 'Accuracy', nonNegative: true, series: [{ key: 'accuracy', label: 'train' }, { key: 'eval/accuracy', label: 'eval (greedy)', sparse: true }], percent: true },
   {
     // greedy in the first colour; each k its own colour, maj@k solid and pass@k dashed
@@ -41,6 +45,22 @@ export const CHARTS: ChartDef[] = [
 ];
 
 export interface Point { x: number; y: number }
+
+/** A chart's series: its own, or for the reward components chart one per component the runs logged. */
+export function chartSeries(def: ChartDef, runs: Iterable<RunSeries>): SeriesDef[] {
+  if (!def.components) return def.series;
+  const keys: string[] = [];
+  for (const r of runs) keys.push(...r.values.keys());
+  return componentNames(keys).map((name) => ({ key: componentKey(name), label: name }));
+}
+
+/** The divergence flag's words for a run (the trainer's rule, src/shared/components.ts) over its last
+ * `window` metrics rows; null when its components do not diverge. */
+export function divergenceWarning(run: RunSeries, window = 20): string | null {
+  const series: Record<string, (number | null)[]> = {};
+  for (const name of componentNames(run.values.keys())) series[name] = run.get(componentKey(name)) ?? [];
+  return describeDivergence(divergence(series, window), Math.min(window, run.length));
+}
 
 /**
  * The y axis's fixed bounds for a chart: a chart of values that cannot be negative starts at 0. Left to

@@ -18,7 +18,7 @@ import { isDashboardState, isHostToDashboard, type DashboardState, type Dashboar
 import { formatNumber } from '../../src/shared/format';
 import { button, el, registerComponents } from '../components';
 import { describe, getState, listen, post, setState } from '../host';
-import { CHARTS, DrawCache, RunSeries, yBounds, type ChartDef, type Point } from './data';
+import { chartSeries, CHARTS, divergenceWarning, DrawCache, RunSeries, yBounds, type ChartDef, type Point } from './data';
 import { SignalCard } from './signal';
 import { alpha, applyTheme as themeChart, LINE_CHART_BASE, readTheme } from './theme';
 
@@ -75,9 +75,14 @@ app.append(
 const signal = new SignalCard(() => theme, () => scheduleRedraw());
 grid.append(signal.card);
 
+// The reward components card's divergence flag: one line per run whose components diverge (./data.ts)
+const divergenceBox = el('div', { class: 'divergence', id: 'divergence', role: 'alert' });
+divergenceBox.hidden = true;
+
 for (const def of CHARTS) {
   const canvas = el('canvas', { 'aria-label': def.title, role: 'img' });
-  const card = el('section', { class: 'card', 'data-chart': def.id }, el('h3', {}, def.title), el('div', { class: 'canvas-box' }, canvas));
+  const card = el('section', { class: 'card', 'data-chart': def.id }, el('h3', {}, def.title), ...(def.components ? [divergenceBox] : []), el('div', { class: 'canvas-box' }, canvas));
+  card.hidden = !!def.components; // shown once a run logged reward components
   grid.append(card);
   cards.set(def.id, card);
   charts.set(def.id, makeChart(canvas, def));
@@ -96,7 +101,7 @@ function makeChart(canvas: HTMLCanvasElement, def: ChartDef): Chart<'line', Poin
         y: { type: 'linear', ...yBounds(def), ticks: { maxTicksLimit: 5, callback: (v) => (def.percent ? `${formatNumber(Number(v) * 100, 1)}%` : formatNumber(Number(v))) } },
       },
       plugins: {
-        legend: { display: def.series.length > 1, labels: { boxWidth: 10, filter: (item) => !String(item.text).startsWith('\u200b') } },
+        legend: { display: def.series.length > 1 || !!def.components, labels: { boxWidth: 10, filter: (item) => !String(item.text).startsWith('\u200b') } },
         tooltip: {
           filter: (item) => !String(item.dataset.label).startsWith('\u200b'),
           callbacks: { label: (item) => `${item.dataset.label}: ${formatNumber(item.parsed.y, 4)}` },
@@ -130,8 +135,9 @@ const HIDDEN = '\u200b'; // label prefix for helper datasets (band edges, raw li
 function datasetsFor(def: ChartDef, buckets: number): ChartDataset<'line', Point[]>[] {
   const out: ChartDataset<'line', Point[]>[] = [];
   const multiRun = runs.size > 1;
+  const series = chartSeries(def, [...runs.values()].map((r) => r.series));
   for (const [id, run] of runs) {
-    def.series.forEach((s, j) => {
+    series.forEach((s, j) => {
       // One run: each series its own colour. Several runs: the run's colour, series told apart by dashes.
       const color = theme.palette[(multiRun ? run.colorIndex : (s.color ?? j)) % theme.palette.length];
       if (!run.series.get(s.key)) return;
@@ -184,6 +190,7 @@ function draw(): void {
     card.dataset.points = String(drawn);
     if (a) card.dataset.plot = [a.left, a.top, a.right, a.bottom].map(Math.round).join(',');
     card.dataset.colors = JSON.stringify(chart.data.datasets.filter((d) => !String(d.label).startsWith(HIDDEN)).map((d) => d.borderColor));
+    if (def.components) drawComponents(card);
   }
   const withLedger = [...runs.values()].find((r) => r.series.get('ledger/tokens'));
   points += signal.draw(withLedger ? { id: withLedger.info.id, name: withLedger.info.name, series: withLedger.series, several: runs.size > 1 } : null, last);
@@ -197,6 +204,21 @@ function draw(): void {
   document.body.dataset.points = String(points);
   document.body.dataset.redraws = String(redraws);
   window.dispatchEvent(new CustomEvent('grpo-drawn', { detail: { ms, points } }));
+}
+
+/** The reward components card: shown when a run logged components; its divergence flag per run. */
+function drawComponents(card: HTMLElement): void {
+  const names = chartSeries(CHARTS.find((d) => d.components)!, [...runs.values()].map((r) => r.series)).map((s) => s.label);
+  card.hidden = names.length === 0;
+  card.dataset.components = JSON.stringify(names);
+  const lines = [...runs.values()].flatMap((r) => {
+    const w = divergenceWarning(r.series);
+    return w ? [runs.size > 1 ? `${r.info.name}: ${w}` : w] : [];
+  });
+  divergenceBox.replaceChildren(...lines.map((l) => el('div', {}, `⚠ ${l}`)));
+  divergenceBox.title = 'Possible reward hacking: over the window, each component’s least-squares slope divided by its standard error (t); |t| > 3 is a trend, one rising while another falls is a divergence (docs/trainer.md)';
+  divergenceBox.hidden = lines.length === 0;
+  card.dataset.diverging = String(lines.length > 0);
 }
 
 // ---------------------------------------------------------------------------------------------------
