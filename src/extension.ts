@@ -55,6 +55,7 @@ export function activate(ctx: vscode.ExtensionContext): void {
     vscode.commands.registerCommand('grpo.toggleShading', () => inspect.toggleShading()),
     vscode.commands.registerCommand('grpo.run.openSamples', (n: unknown) => inspect.openLoggedGroup(n)),
     vscode.commands.registerCommand('grpo.run.whatIf', (n: unknown) => inspect.whatIfNode(n)),
+    vscode.commands.registerCommand('grpo.checkRewardTests', (n?: unknown) => inspect.rewardTests.check(inspect.target(n)?.runDir)),
     vscode.window.registerWebviewPanelSerializer(DashboardPanel.viewType, {
       async deserializeWebviewPanel(panel, state) {
         DashboardPanel.revive(panel, ctx.extensionUri, training, state);

@@ -23,6 +23,7 @@ import { TrainerGoneError, TrainerRequestError } from '../shared/requests';
 import { findQuestionSteps, lastSampleQuestion, listCheckpoints, listRuns, listSampleGroups, readSampleGroup } from '../rundir/runDir';
 import { groupKind, KIND_LABEL } from '../shared/groupKind';
 import { ServeProcess } from './serve';
+import { RewardTests } from './rewardTests';
 import type { TrainingController } from '../training/controller';
 import { ComparePanel, InspectorPanel, loggedGroup, type LoggedGroups, type ShownGroup } from './panels';
 import { WhatIfPanel } from './whatif';
@@ -53,6 +54,8 @@ export class InspectCommands implements vscode.Disposable {
   private rescoreTimers = new Map<string, NodeJS.Timeout>();
   /** The live run's logged groups, for the inspector's "Follow the newest group". */
   private readonly liveGroups: LoggedGroups;
+  /** "Save as reward test" and "GRPO: Check Reward Tests" (./rewardTests.ts) */
+  readonly rewardTests: RewardTests;
 
   constructor(
     private readonly extensionUri: vscode.Uri,
@@ -67,6 +70,7 @@ export class InspectCommands implements vscode.Disposable {
       }
     }, 60_000);
     this.subs.push(shading.onDidInvalidate((doc) => this.rescoreSoon(doc)));
+    this.rewardTests = new RewardTests(training, () => this.target()?.runDir);
     this.liveGroups = {
       onDidLogGroup: training.onDidLogGroup,
       isLive: (dir) => training.live?.dir === dir,
@@ -192,7 +196,7 @@ export class InspectCommands implements vscode.Disposable {
   }
 
   showGroup(g: ShownGroup, focus: number | null = null, quantity: Quantity | null = null): void {
-    InspectorPanel.show(this.extensionUri, this.log, this.liveGroups, g, { focus, quantity, onOpenCompletion: (sg, i) => void this.openCompletion(sg, i), onWhatIf: (dir, step) => this.whatIf(dir, step) });
+    InspectorPanel.show(this.extensionUri, this.log, this.liveGroups, g, { focus, quantity, onOpenCompletion: (sg, i) => void this.openCompletion(sg, i), onWhatIf: (dir, step) => this.whatIf(dir, step), onSaveRewardTest: (sg, i) => void this.rewardTests.save(sg, i) });
   }
 
   // --- What if… (replay a logged step under other objectives) -------------------------------------------

@@ -50,6 +50,8 @@ export type InspectorToHost =
   | { type: 'openLogged'; step: number }
   /** replay the shown logged group's step under other objectives (the What-if panel) */
   | { type: 'whatIf' }
+  /** "Save as reward test" on completion `index` (the host asks for the reward it should get) */
+  | { type: 'saveRewardTest'; index: number }
   | WebviewLog;
 
 export function isInspectorToHost(v: unknown): v is InspectorToHost {
@@ -60,6 +62,7 @@ export function isInspectorToHost(v: unknown): v is InspectorToHost {
     case 'follow': return typeof v.on === 'boolean';
     case 'openLogged': return isNum(v.step) && Number.isInteger(v.step) && v.step >= 0;
     case 'whatIf': return true;
+    case 'saveRewardTest': return isNum(v.index) && Number.isInteger(v.index) && v.index >= 0;
     case 'log': return isWebviewLog(v);
     default: return false;
   }

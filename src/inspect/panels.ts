@@ -40,9 +40,12 @@ export class InspectorPanel implements vscode.Disposable {
   private following = false;
   /** The group list: the groups logged by the shown group's run (samples.jsonl), with their kinds. */
   private logged: { runDir: string; groups: LoggedEntry[] } | null = null;
+  /** "Save as reward test" on a completion (./rewardTests.ts) */
+  private onSaveRewardTest: ((g: ShownGroup, index: number) => void) | null = null;
 
-  static show(extensionUri: vscode.Uri, log: vscode.LogOutputChannel, live: LoggedGroups, g: ShownGroup, opts: { focus?: number | null; quantity?: Quantity | null; onOpenCompletion(g: ShownGroup, index: number): void; onWhatIf(runDir: string, step: number): void }): InspectorPanel {
+  static show(extensionUri: vscode.Uri, log: vscode.LogOutputChannel, live: LoggedGroups, g: ShownGroup, opts: { focus?: number | null; quantity?: Quantity | null; onOpenCompletion(g: ShownGroup, index: number): void; onWhatIf(runDir: string, step: number): void; onSaveRewardTest?(g: ShownGroup, index: number): void }): InspectorPanel {
     const p = InspectorPanel.one.show(extensionUri, (panel) => new InspectorPanel(panel, extensionUri, log, live, opts.onOpenCompletion, opts.onWhatIf));
+    p.onSaveRewardTest = opts.onSaveRewardTest ?? null;
     p.following = false; // a group asked for by name is shown until the user says otherwise
     p.present({ ...g, focus: opts.focus ?? null, quantity: opts.quantity ?? null });
     return p;
@@ -60,6 +63,7 @@ export class InspectorPanel implements vscode.Disposable {
         else if (m.type === 'follow') this.follow(m.on);
         else if (m.type === 'openLogged') void this.openLogged(m.step);
         else if (m.type === 'whatIf' && this.shown?.origin.logged && this.shown.origin.step !== null) onWhatIf(this.shown.origin.runDir, this.shown.origin.step);
+        else if (m.type === 'saveRewardTest' && this.shown && m.index < this.shown.group.completions.length) this.onSaveRewardTest?.(this.shown, m.index);
         else if (m.type === 'log') (m.level === 'error' ? log.error(m.message) : log.info(m.message));
       },
       onInvalid: (v) => log.warn(`inspector: dropped an invalid message ${JSON.stringify(v)?.slice(0, 200)}`),

@@ -16,6 +16,7 @@ import { groupKind, hasNoSignal, KIND_LABEL, KIND_TITLE, type GroupKind } from '
 import { isHostToInspector, type GroupOrigin, type HostToInspector, type InspectorToHost, type LoggedEntry } from '../../src/inspect/inspectorProtocol';
 import { button, checkbox, dropdown, el, registerComponents } from '../components';
 import { heatmap, legend, type HeatRow } from '../heatmap';
+import { rewardFunctionCells, rewardFunctionHeads, saveAsTestButton } from './rewardColumns';
 import { describe, getState, listen, post, setState } from '../host';
 
 registerComponents();
@@ -147,6 +148,7 @@ function renderTable(): void {
     });
     return th;
   }));
+  head.children[1].after(...rewardFunctionHeads(g)); // one column per reward function, after the reward
   const body = sortRows(g, sort, desc).map((i) => {
     const steps = g.step_rewards?.[i];
     const reward = el('td', { class: 'num' }, fmt(g.rewards[i], 3));
@@ -155,11 +157,12 @@ function renderTable(): void {
     const tr = el('tr', { 'data-completion-index': String(i) },
       el('td', { class: 'num' }, String(i)),
       reward,
+      ...rewardFunctionCells(g, i),
       el('td', { class: `num ${g.advantages[i] > 0 ? 'pos' : g.advantages[i] < 0 ? 'neg' : ''}` }, fmt(g.advantages[i], 3)),
       el('td', { class: 'num' }, String(completionLength(g, i).n)),
       g.truncated ? el('td', {}, g.truncated[i] ? 'yes' : '') : el('td', { title: 'not recorded in a sequence-level group' }, '–'),
       el('td', {}, g.correct ? (g.correct[i] ? '✓' : '✗') : ''),
-      el('td', { class: 'text' }, el('pre', {}, g.completions[i]), open.element),
+      el('td', { class: 'text' }, el('pre', {}, g.completions[i]), open.element, ' ', saveAsTestButton(i, (index) => send({ type: 'saveRewardTest', index }))),
     );
     tr.addEventListener('click', (e) => {
       if ((e.target as HTMLElement).closest('vscode-button')) return;
