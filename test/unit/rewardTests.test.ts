@@ -89,3 +89,9 @@ test("check-rewards' JSON report is read, and a disagreeing case is described as
   assert.equal(readCheckReport('').ok, false);
   assert.equal(readCheckReport('{"results": [1]}').ok, false);
 });
+
+test('the inspector asks the host to save completion i as a reward test: a whole index ≥ 0 only', async () => {
+  const { isInspectorToHost } = await import('../../src/inspect/inspectorProtocol');
+  assert.equal(isInspectorToHost({ type: 'saveRewardTest', index: 2 }), true);
+  for (const index of [-1, 1.5, '2', null]) assert.equal(isInspectorToHost({ type: 'saveRewardTest', index }), false);
+});
