@@ -76,14 +76,17 @@ async function pickRow(page: Rig['page'], text?: string): Promise<void> {
 test('reward components: two curves and no flag; the hackable run flagged; columns, Save as reward test, Check Reward Tests', { timeout: 20 * MIN }, async () => {
   assert.ok(fs.existsSync(python), `${python} missing (run scripts/setup.sh)`);
   let runDir = '';
-  rig = await startRig({ name: 'rewards', settings: { 'grpo.pythonPath': python }, before: (ws) => void (runDir = runs(ws)) });
+  rig = await startRig({ name: 'rewards', settings: { 'grpo.pythonPath': python, 'workbench.colorTheme': 'Default Dark Modern' }, before: (ws) => void (runDir = runs(ws)) });
   const { page } = rig;
   fs.mkdirSync(IMG, { recursive: true });
 
   // --- Dashboard: one curve per reward function, no divergence on a real run ----------------------------
   await runCommand(page, 'GRPO: Open Dashboard');
   const dash = await webviewFrame(page, '[data-chart="components"]:not([hidden])', 2 * MIN);
-  const drew = await waitForLine(dash, 'components', MIN);
+  const drew = await until('the components chart laid out and drawn', async () => {
+    const r = await waitForLine(dash, 'components', MIN);
+    return r.plotWidth > 0 ? r : undefined;
+  }, MIN);
   const card = dash.locator('[data-chart="components"]');
   assert.deepEqual(JSON.parse((await card.getAttribute('data-components')) ?? '[]'), ['accuracy', 'length_penalty']);
   assert.equal(JSON.parse((await card.getAttribute('data-colors')) ?? '[]').length, 2, 'two curves');
@@ -121,9 +124,21 @@ test('reward components: two curves and no flag; the hackable run flagged; colum
   await insp.locator('tr[data-completion-index="0"] vscode-button', { hasText: 'Save as reward test' }).click();
   const box = page.locator('.quick-input-widget', { hasText: 'What reward should this completion get' });
   await box.waitFor({ state: 'visible', timeout: 30_000 });
-  await box.locator('input').fill('not a number');
-  await page.locator('.quick-input-widget .quick-input-message', { hasText: 'is not a number' }).waitFor({ state: 'visible', timeout: 10_000 });
-  await box.locator('input').fill('5');
+  const input = page.locator('.quick-input-widget .quick-input-box input').first();
+  const type = async (text: string) => {
+    await input.click();
+    await page.keyboard.press('Control+A');
+    await page.keyboard.type(text);
+  };
+  try {
+    await type('not a number');
+    await page.locator('.quick-input-widget', { hasText: 'is not a number' }).first().waitFor({ state: 'visible', timeout: 10_000 });
+    await type('5');
+    await until('5 in the input box', async () => (await input.inputValue()) === '5', 10_000, 300);
+  } catch (e) {
+    await shot(rig, '43-save-input-failed');
+    throw e;
+  }
   await page.keyboard.press('Enter');
   await until('the case in reward-tests.jsonl', () => fs.existsSync(file) && fs.readFileSync(file, 'utf8').endsWith('\n'), 30_000);
   const lines = fs.readFileSync(file, 'utf8').trim().split('\n');

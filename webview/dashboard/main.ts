@@ -209,7 +209,9 @@ function draw(): void {
 /** The reward components card: shown when a run logged components; its divergence flag per run. */
 function drawComponents(card: HTMLElement): void {
   const names = chartSeries(CHARTS.find((d) => d.components)!, [...runs.values()].map((r) => r.series)).map((s) => s.label);
+  const wasHidden = card.hidden;
   card.hidden = names.length === 0;
+  if (wasHidden && !card.hidden) scheduleRedraw(); // laid out only now: its chart's size and plot area
   card.dataset.components = JSON.stringify(names);
   const lines = [...runs.values()].flatMap((r) => {
     const w = divergenceWarning(r.series);
