@@ -54,7 +54,7 @@ export class RewardTests {
     const expected = parseExpected(typed);
     if (!expected.ok) return void vscode.window.showErrorMessage(`GRPO: ${expected.error}`);
     try {
-      const c = rewardTestCase(group, index, expected.value, `${path.basename(g.origin.runDir)} ${g.title}`);
+      const c = rewardTestCase(group, index, expected.value, g.title);
       const { file, line } = appendCase(ws, testsSetting(), c);
       this.training.log.info(`reward test saved: ${file}:${line} (expected ${expected.value}, got ${got})`);
       const rel = path.relative(ws, file);

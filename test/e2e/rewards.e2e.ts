@@ -40,6 +40,9 @@ def length_penalty(completion_ids, **kwargs):
  * constructed hackable series (format rising while accuracy falls), older so the real run stays the latest. */
 function runs(ws: string): string {
   fs.writeFileSync(path.join(ws, 'my_rewards.py'), REWARDS_PY);
+  // code-server is a remote window: grpo.pythonPath (machine-overridable) is read from the workspace there
+  fs.mkdirSync(path.join(ws, '.vscode'));
+  fs.writeFileSync(path.join(ws, '.vscode', 'settings.json'), JSON.stringify({ 'grpo.pythonPath': python }));
   const dir = path.join(ws, 'runs', 'two-rewards');
   const env = { ...process.env, PYTHONPATH: path.join(repo, 'trainer'), GRPO_WORKSPACE: ws };
   const t0 = Date.now();
