@@ -19,6 +19,10 @@ export interface RewardTestCase {
   rewards: Record<string, number | null>;
   /** trainer_state.global_step the functions saw: the steps done before the logged step */
   step?: number;
+  /** cut off at max_completion_length: check-rewards then passes its token ids without EOS, as training did */
+  truncated?: boolean;
+  /** the completion's token strings as logged: check-rewards rebuilds its exact ids from them */
+  completion_tokens?: string[];
   note?: string;
 }
 
@@ -31,6 +35,9 @@ export function rewardTestCase(g: GroupRecord, index: number, expected: number, 
   if (!Object.keys(rewards).length) rewards.reward = g.rewards[index];
   const c: RewardTestCase = { question: g.question, answer: g.answer, completion: g.completions[index], expected, rewards };
   if (typeof g.step === 'number' && g.step >= 1) c.step = g.step - 1;
+  if (g.truncated) c.truncated = g.truncated[index] === true;
+  const toks = g.tokens?.[index]?.text;
+  if (toks) c.completion_tokens = toks;
   c.note = `${source}, completion ${index}: reward ${g.rewards[index]}`;
   return c;
 }

@@ -11,7 +11,11 @@ FILE is JSONL, one case a line (docs/trainer.md, "Reward tests"):
   prompt                          what the functions get as the prompt: a string or a list of chat messages
                                   (then the completion is passed as [{"role": "assistant", ...}]); default:
                                   the question
-  completion_ids                  token ids; default: the settings' model's tokenizer on the completion
+  completion_ids                  token ids; default: the settings' model's tokenizer on the completion, then
+                                  EOS unless `truncated` (training's completion_ids end with EOS)
+  truncated                       the completion was cut off at max_completion_length (no EOS); default false
+  completion_tokens               the completion's token strings as a group record logs them (`tokens[i].text`):
+                                  its exact ids (EOS and all) through the tokenizer's vocabulary, before the above
   rewards                         {function: value} each function gave when the case was saved (reported
                                   beside today's values)
   tolerance                       this case's allowed |reward − expected| (default: --tolerance)
@@ -34,7 +38,8 @@ from .config import Config
 from .rewards import Rewarder
 
 # keys of a case that are not dataset columns
-CASE_KEYS = ("completion", "expected", "prompt", "completion_ids", "rewards", "tolerance", "step", "note")
+CASE_KEYS = ("completion", "expected", "prompt", "completion_ids", "completion_tokens", "truncated", "rewards", "tolerance",
+             "step", "note")
 MAX_FILE_BYTES = 64 << 20
 
 
@@ -73,6 +78,11 @@ def check_case(obj: Any) -> str | None:
     if ids is not None and not (isinstance(ids, list) and all(isinstance(t, int) and not isinstance(t, bool)
                                                               for t in ids)):
         return "'completion_ids' is not a list of whole numbers"
+    toks = obj.get("completion_tokens")
+    if toks is not None and not (isinstance(toks, list) and all(isinstance(t, str) for t in toks)):
+        return "'completion_tokens' is not a list of strings"
+    if "truncated" in obj and not isinstance(obj["truncated"], bool):
+        return "'truncated' is not true or false"
     if "tolerance" in obj and not (_number(obj["tolerance"]) and obj["tolerance"] >= 0):
         return "'tolerance' is not a number ≥ 0"
     if "step" in obj and not (isinstance(obj["step"], int) and not isinstance(obj["step"], bool)):
@@ -142,7 +152,13 @@ class Checker:
         columns = {k: v for k, v in case.items() if k not in CASE_KEYS}
         ids = case.get("completion_ids")
         if ids is None and any(f.fn is not None for f in self.rewarder.funcs):
-            ids = self.tokenizer()(case["completion"], add_special_tokens=False)["input_ids"]
+            tok = self.tokenizer()
+            if case.get("completion_tokens") is not None:  # a logged completion's own tokens: its exact ids
+                ids = tok.convert_tokens_to_ids(case["completion_tokens"])
+            else:  # text re-tokenized; special tokens the decoded text dropped cannot come back
+                ids = tok(case["completion"], add_special_tokens=False)["input_ids"]
+                if not case.get("truncated") and tok.eos_token_id is not None:
+                    ids = ids + [tok.eos_token_id]  # as training passes them: a finished completion ends with EOS
         scored = self.rewarder([question], [case["completion"]], [case.get("answer")],
                                prompts=[case.get("prompt", question)], completion_ids=[ids or []],
                                columns=[columns], step=int(case.get("step", 0)), max_steps=self.cfg.max_steps)

@@ -261,6 +261,23 @@ def test_components_reach_samples_and_metrics(run):
                                                    + 0.5 * rows[0]["rewards/length_penalty/mean"], abs=1e-6)
 
 
+def test_a_case_saved_from_a_logged_group_gets_the_reward_training_gave(run, tmp_path, capsys):
+    """What "Save as reward test" writes (question, answer, completion, its logged tokens, truncated, step,
+    expected = the logged reward) re-checks to that reward: its completion_ids are rebuilt exactly as training
+    passed them (EOS included), so a length penalty is not a token off."""
+    groups, _ = read_jsonl(run / "samples.jsonl")
+    cases = tmp_path / "saved.jsonl"
+    lines = [{"question": g["question"], "answer": g["answer"], "completion": c, "truncated": t, "step": g["step"] - 1,
+              "completion_tokens": k["text"], "expected": r}
+             for g in groups for c, t, k, r in zip(g["completions"], g["truncated"], g["tokens"], g["rewards"])]
+    assert any(not c["truncated"] for c in lines)  # completions that ended with EOS are among them
+    cases.write_text("".join(json.dumps(c) + "\n" for c in lines))
+    code = cli.main(["check-rewards", str(cases), "--run", str(run), "--tolerance", "1e-5", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0, [r for r in report["results"] if not r["ok"]][:3]
+    assert report["agree"] == len(lines)
+
+
 def test_tensorboard_event_files_read_back_with_tensorboards_reader(run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -142,7 +142,8 @@ function makeField(spec: SettingSpec): FieldHandle {
   };
   if (spec.type === 'bool') return checkbox(label, values[spec.key] === true, (c) => set(c), { id, title });
   if (spec.choices) {
-    return dropdown(label, spec.choices.map((c) => ({ value: c, label: c })), String(values[spec.key]), (v) => set(v), { id, title });
+    // an empty choice (fsdp's "": off) is named, not a blank row
+    return dropdown(label, spec.choices.map((c) => ({ value: c, label: c === '' ? '(off)' : c })), String(values[spec.key]), (v) => set(v), { id, title });
   }
   return textField(label, formatFieldValue(values[spec.key] ?? null), (t) => set(parseFieldText(spec, t)), { id, title, numeric: spec.type !== 'str' });
 }
