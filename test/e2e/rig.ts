@@ -90,7 +90,7 @@ export async function startRig(opts: { settings: Record<string, unknown>; name: 
   const workspace = path.join(root, 'workspace');
   const userData = path.join(root, 'user-data');
   const extensions = path.join(root, 'extensions');
-  for (const d of [workspace, path.join(userData, 'User'), extensions, shots]) fs.mkdirSync(d, { recursive: true });
+  for (const d of [workspace, path.join(userData, 'User'), path.join(userData, 'Machine'), extensions, shots]) fs.mkdirSync(d, { recursive: true });
   opts.before?.(workspace);
   installVsix(env, extensions, userData);
   fs.writeFileSync(path.join(userData, 'User', 'settings.json'), JSON.stringify({
@@ -104,6 +104,9 @@ export async function startRig(opts: { settings: Record<string, unknown>; name: 
     'chat.disableAIFeatures': true,
     ...opts.settings,
   }, null, 1));
+  // code-server is a remote window: a machine-scoped setting (grpo.pythonPath, grpo.launcher) may be read from
+  // the remote's Machine settings and its User value ignored, so the test's settings are written there too
+  fs.writeFileSync(path.join(userData, 'Machine', 'settings.json'), JSON.stringify(opts.settings, null, 1));
   const config = path.join(root, 'code-server.yaml');
   fs.writeFileSync(config, '');
   const port = await freePort();
