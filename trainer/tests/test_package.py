@@ -35,7 +35,11 @@ def test_wheel_installs_into_a_fresh_venv(tmp_path):
         assert "grpo/tasks/arith.py" in z.namelist()
     pinned = {line.strip().replace(" ", "") for line in (TRAINER / "requirements.txt").read_text().splitlines()
               if line.strip() and not line.lstrip().startswith("#")}
-    assert requires == pinned
+    base = {r for r in requires if ";extra==" not in r}
+    assert base == pinned
+    # report_to's targets are optional extras (grpo-studio[tensorboard|wandb|trackio]), pinned, never hard deps
+    extras = {r.split(";extra==")[1].strip('"'): r.split(";")[0] for r in requires if ";extra==" in r}
+    assert set(extras) == {"tensorboard", "wandb", "trackio"} and all("==" in r for r in extras.values())
 
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
