@@ -10,9 +10,8 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import type { Frame } from 'playwright-core';
 import { readStatus } from '../../src/rundir/runDir';
-import { cleanUp, log, repo, shot, startRig, statusBarText, until, webviewFrame, type Rig } from './rig';
+import { cleanUp, log, repo, setField, shot, startRig, statusBarText, until, webviewFrame, type Rig } from './rig';
 
 const python = process.env.GRPO_E2E_PYTHON ?? path.join(repo, '.venv', 'bin', 'python');
 const MIN = 60_000;
@@ -20,14 +19,6 @@ let rig: Rig | undefined;
 let runDir: string | undefined;
 
 after(() => cleanUp(rig, runDir));
-
-async function setField(form: Frame, key: string, text: string): Promise<void> {
-  const field = form.locator(`#set-${key} input`);
-  await until(`${key} = ${text} in the form`, async () => {
-    await field.fill(text);
-    return (await field.inputValue()) === text;
-  }, 30_000, 500);
-}
 
 test('torchrun with 2 processes and fsdp=full_shard from the Training view trains a sharded run to the end', { timeout: 15 * MIN }, async () => {
   assert.ok(fs.existsSync(python), `${python} missing (run scripts/setup.sh)`);

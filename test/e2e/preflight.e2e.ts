@@ -12,20 +12,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
 import type { Frame } from 'playwright-core';
-import { GiveUp, log, repo, shot, startRig, until, webviewFrame, type Rig } from './rig';
+import { GiveUp, log, repo, setField, shot, startRig, until, webviewFrame, type Rig } from './rig';
 
 const python = process.env.GRPO_E2E_PYTHON ?? path.join(repo, '.venv', 'bin', 'python');
 const MIN = 60_000;
 let rig: Rig | undefined;
-
-/** Types `text` into the form's field for setting `key` until the field holds it. */
-async function setField(form: Frame, key: string, text: string): Promise<void> {
-  const field = form.locator(`#set-${key} input`);
-  await until(`${key} = ${text} in the form`, async () => {
-    await field.fill(text);
-    return (await field.inputValue()) === text;
-  }, 30_000, 500);
-}
 
 /** Presses Preflight and waits for its verdict (failing at once when preflight failed); the verdict's label. */
 async function preflight(form: Frame): Promise<string> {

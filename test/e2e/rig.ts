@@ -263,3 +263,12 @@ export async function cleanUp(rig: Rig | undefined, runDir: string | undefined):
   }
   await rig?.close();
 }
+
+/** Types `text` into the Training view form's field for setting `key` until the field holds it. */
+export async function setField(form: Frame, key: string, text: string): Promise<void> {
+  const field = form.locator(`#set-${key} input`);
+  await until(`${key} = ${text} in the form`, async () => {
+    await field.fill(text);
+    return (await field.inputValue()) === text;
+  }, 30_000, 500);
+}

@@ -286,15 +286,21 @@ def combine(components: dict[str, list[float | None]], weights: list[float]) -> 
     return (table * torch.tensor(weights, dtype=torch.float32).unsqueeze(0)).nansum(dim=1).tolist()
 
 
-def _as_components(value, n: int) -> list[float | None]:
-    """`value` as n values of one reward function (None or NaN: does not apply); TypeError/ValueError saying
-    what is wrong otherwise."""
+def _listed(value, n: int, what: str) -> list:
+    """A reward function's return value as a list of n items; TypeError/ValueError saying what is wrong."""
     try:
         items = list(value)
     except TypeError:
-        raise TypeError(f"returned {type(value).__name__}, not a list of {n} numbers or None") from None
+        raise TypeError(f"returned {type(value).__name__}, not a list of {n} {what}") from None
     if len(items) != n:
         raise ValueError(f"returned {len(items)} rewards for {n} completions")
+    return items
+
+
+def _as_components(value, n: int) -> list[float | None]:
+    """`value` as n values of one reward function (None or NaN: does not apply); TypeError/ValueError saying
+    what is wrong otherwise."""
+    items = _listed(value, n, "numbers or None")
     out: list[float | None] = []
     for v in items:
         if v is None or (isinstance(v, numbers.Real) and not isinstance(v, (str, bytes)) and math.isnan(float(v))):
@@ -307,12 +313,7 @@ def _as_components(value, n: int) -> list[float | None]:
 def _as_rewards(value, n: int) -> list[float]:
     """`value` as n rewards; TypeError/ValueError saying what is wrong otherwise. Strings ("1") are not
     numbers here, and a reward must be finite and at most MAX_REWARD in size."""
-    try:
-        items = list(value)
-    except TypeError:
-        raise TypeError(f"returned {type(value).__name__}, not a list of {n} numbers") from None
-    if len(items) != n:
-        raise ValueError(f"returned {len(items)} rewards for {n} completions")
+    items = _listed(value, n, "numbers")
     out = []
     for v in items:
         if isinstance(v, (str, bytes)) or not isinstance(v, numbers.Real):
